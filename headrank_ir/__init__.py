@@ -1,0 +1,20 @@
+"""HeadRank: rerank first-stage results with the attention of a few heads of a causal LM.
+
+Importing the package is cheap: torch, transformers and Pyserini load in the modules that use
+them. ``from headrank_ir import HeadRanker`` loads the engine on first access.
+"""
+
+from .profile import HeadProfile, PromptSettings
+from .records import Candidate, Query, RankedPassage, Request, Result
+
+__version__ = "0.1.0"
+
+__all__ = ["HeadRanker", "HeadProfile", "PromptSettings", "Candidate", "Query", "RankedPassage", "Request", "Result"]
+
+
+def __getattr__(name):
+    if name == "HeadRanker":
+        from .reranker import HeadRanker
+
+        return HeadRanker
+    raise AttributeError(f"module 'headrank_ir' has no attribute {name!r}")

