@@ -31,7 +31,8 @@ def middle_zone(first_stage: Sequence[str], settings: PromptSettings) -> set:
     """Docids that the prompt shows in the middle half of the context."""
     shown = [first_stage[i] for i in display_order(len(first_stage), settings)]
     quarter = len(shown) / 4
-    return {docid for position, docid in enumerate(shown) if quarter <= position < 3 * quarter}
+    # a position's centre decides, so the zone is symmetric for any list length
+    return {docid for position, docid in enumerate(shown) if quarter <= position + 0.5 < 3 * quarter}
 
 
 def selectivity(
