@@ -10,7 +10,7 @@ tokens, minus the same with the content-free query; the profile's weights combin
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -64,18 +64,24 @@ class HeadRanker:
 
         Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
         """
+        real, blank = self.head_masses(query, passages)
+        return real if blank is None else real - blank
+
+    def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Uncalibrated ``(heads, passages)`` attention mass for the query and for the calibration
+        query (``None`` when calibration is off), from the same cached prefix."""
         prompt = self.profile.prompt
         layout = build_layout(self.tokenizer, query, passages, prompt)
         self._check_fits(layout)
         if not prompt.calibrate:
             prefix = layout.query_span[0]
-            return self._read(layout, self._prefill(layout.input_ids[:prefix]), prefix)
+            return self._read(layout, self._prefill(layout.input_ids[:prefix]), prefix), None
         blank = build_layout(self.tokenizer, prompt.calibration_query, passages, prompt)
         prefix = shared_prefix(layout, blank)
         cache = self._prefill(layout.input_ids[:prefix])
-        scores = self._read(layout, cache, prefix)
+        real = self._read(layout, cache, prefix)
         rewind(cache, prefix)
-        return scores - self._read(blank, cache, prefix)
+        return real, self._read(blank, cache, prefix)
 
     def _prefill(self, input_ids):
         cache = self.truncated.new_cache()
