@@ -7,8 +7,9 @@ document gives its ``contents`` (or BEIR's ``title`` + ``text``), anything else 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import sys
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .inputs import InputError, Topics, resolve_name
 from .java import ensure_java, java_exception
 from .records import Candidate, Query, Request
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyserini.search.lucene import LuceneSearcher
@@ -48,9 +51,16 @@ def _open_prebuilt(index: str) -> LuceneSearcher:
             f"--index {index!r} is neither a local folder nor a Pyserini prebuilt inverted index "
             "(e.g. msmarco-v1-passage, beir-v1.0.0-scifact.flat, or the aliases msmarco, dl19, scifact)"
         )
-    # Pyserini reports download progress and failures with print(); keep stdout for results.
-    with contextlib.redirect_stdout(sys.stderr):
+    logger.info(
+        "opening Pyserini's prebuilt index %s (downloaded on first use; can take minutes)",
+        name,
+    )
+    # Pyserini reports download progress and failures with print() and tqdm: keep them off the
+    # terminal, where the one-line error below (or the results) should stand alone.
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         searcher = LuceneSearcher.from_prebuilt_index(name)
+    logger.debug("pyserini said: %s", chatter.getvalue())
     if searcher is None:  # what from_prebuilt_index returns when the download fails
         raise InputError(
             f"could not download Pyserini's prebuilt index {name!r} (offline?); "

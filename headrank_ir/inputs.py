@@ -129,11 +129,15 @@ def _looks_like_path(value: str) -> bool:
 # Lines of text files, decoded strictly so that bad bytes are reported with their line.
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise InputError(
             f"file not found: {path}" if not path.exists() else f"not a file: {path}"
         )
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    _require_file(path)
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
@@ -315,6 +319,7 @@ def _topic_suffix(path: Path) -> str:
 
 def read_topics_file(path: os.PathLike | str) -> Topics:
     path = Path(path)
+    _require_file(path)
     reader = _TOPIC_READERS.get(_topic_suffix(path))
     if reader is None:
         allowed = ", ".join(sorted(_TOPIC_READERS))
@@ -342,25 +347,19 @@ def fetch_from_pyserini(spec: str, kind: Literal["topics", "qrels"]) -> tuple[st
     """
     name = resolve_name(spec, kind)
     ensure_java()
-    from pyserini.search import (
-        get_qrels_file,
-        get_topics,
-        qrels_mapping,
-        topics_mapping,
-    )
+    from pyserini.search import get_qrels_file, get_topics
 
-    known, fetch = (
-        (topics_mapping, get_topics)
-        if kind == "topics"
-        else (qrels_mapping, get_qrels_file)
-    )
-    if name not in known:
+    fetch = get_topics if kind == "topics" else get_qrels_file
+    try:
+        return name, fetch(name)
+    except (
+        ValueError,
+        FileNotFoundError,
+    ):  # how get_topics / get_qrels_file say "unknown name"
         raise InputError(
             f"unknown {kind} {spec!r}: not a file and not a Pyserini {kind} name "
             f"(aliases: {', '.join(list(ALIASES)[:5])}, …)"
-        )
-    try:
-        return name, fetch(name)
+        ) from None
     except java_exception() as error:
         raise InputError(
             f"could not fetch Pyserini {kind} {name!r} ({str(error).splitlines()[0]}); Pyserini "

@@ -12,6 +12,9 @@ process by the first ``jnius`` import, so everything here must happen before it:
   although BM25 never calls it; a placeholder key keeps that import harmless.
 
 Nothing here starts the JVM: :func:`ensure_java` only prepares the environment.
+
+``python -m headrank_ir.java MODULE [ARGS…]`` runs a Pyserini command (``pyserini.index.lucene``,
+``pyserini.search.lucene`` …) with this set-up, for runtimes where the plain command would abort.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Callable
+import runpy
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +160,26 @@ def java_exception() -> type[Exception]:
     import pyserini.pyclass  # noqa: F401
 
     return importlib.import_module("jnius").JavaException
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m headrank_ir.java MODULE [ARGS…]``: run a Pyserini module with Java set up."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-"):
+        print(
+            "usage: python -m headrank_ir.java MODULE [ARGS…], e.g. pyserini.index.lucene --help",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        ensure_java()
+    except JavaNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.argv = args
+    runpy.run_module(args[0], run_name="__main__", alter_sys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
