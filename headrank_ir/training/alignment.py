@@ -1,0 +1,274 @@
+"""Preference alignment in attention space: train head weights and q/k LoRA on the pair loss.
+
+One optimiser step per training query: one truncated forward (with gradients) scores all its
+candidates, the hard adjacent-level pairs are chosen under those very scores (the current
+scorer), and ``objective.objective`` is minimised. Queries come in a seeded order, there is no
+dropout, and a checkpoint (adapter, weights, optimiser, step) is written every
+``checkpoint_every`` steps, so a resumed run takes exactly the steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from ..adapter import AdapterSpec, add_lora, load_lora_state, lora_state
+from ..profile import HeadProfile
+from ..selectivity import middle_zone
+from .examples import TrainingQuery
+from .objective import Regularizer, objective, standardise
+from .pairs import adjacent_pairs, choose_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    epochs: int = 2
+    lr: float = 1e-3  # LoRA factors
+    head_lr: float = 1e-2  # head weights (kept at mean |w| = 1 during training)
+    temperature: float = 0.5  # tau of the pair loss, in standardised score units
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_layers: tuple[int, ...] | None = (
+        None  # None: every layer below the profile's depth
+    )
+    max_pairs: int = 32  # per query, hardest first
+    hard_margin: float = 0.5  # a pair is hard below this standardised margin
+    regularizer: Regularizer | None = field(default_factory=Regularizer)
+    checkpoint_every: int = 10
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.lr <= 0 or self.head_lr < 0 or self.temperature <= 0:
+            raise ValueError(
+                f"epochs, lr and temperature must be positive (head_lr >= 0), got {self}"
+            )
+        if self.max_pairs < 1 or self.checkpoint_every < 1:
+            raise ValueError(
+                f"max_pairs and checkpoint_every must be positive, got {self}"
+            )
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["lora_layers"] = (
+            list(self.lora_layers) if self.lora_layers is not None else None
+        )
+        return data
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """The trained profile heads (same order, new weights) and adapter."""
+
+    heads: tuple[tuple[int, int, float], ...]
+    adapter: dict[str, torch.Tensor]
+    spec: AdapterSpec
+    history: list[dict[str, float]]
+
+
+def adapter_spec(profile: HeadProfile, config: AlignConfig) -> AdapterSpec:
+    layers = (
+        config.lora_layers
+        if config.lora_layers is not None
+        else tuple(range(profile.depth))
+    )
+    if any(not 0 <= layer < profile.depth for layer in layers):
+        raise ValueError(
+            f"LoRA layers {list(layers)} must lie below the profile's depth {profile.depth}: deeper ones never run"
+        )
+    return AdapterSpec(config.lora_rank, config.lora_alpha, tuple(sorted(set(layers))))
+
+
+def align(
+    model,
+    tokenizer,
+    profile: HeadProfile,
+    queries: Sequence[TrainingQuery],
+    references: Mapping[str, torch.Tensor],
+    config: AlignConfig,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> Aligned:
+    """Train ``profile``'s head weights and a LoRA on ``model`` (modified in place).
+
+    ``references[qid]`` are the frozen reference scores of the query's candidates (what
+    ``profile`` gives before training), used by the regulariser. Queries without an
+    adjacent-level pair are skipped: they would only feed the regulariser. With ``checkpoint``,
+    a checkpoint there is resumed and new ones are written to it.
+    """
+    trainer = Trainer(model, tokenizer, profile, queries, references, config)
+    if checkpoint is not None and checkpoint.exists():
+        trainer.restore(checkpoint)
+        logger.info(
+            "resuming from %s at step %d of %d",
+            checkpoint,
+            len(trainer.history),
+            len(trainer.schedule),
+        )
+    trainer.run(checkpoint, progress)
+    return trainer.result()
+
+
+def query_schedule(count: int, epochs: int, seed: int) -> list[int]:
+    """Query indices for every step: a fresh seeded permutation per epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        i
+        for _ in range(epochs)
+        for i in torch.randperm(count, generator=generator).tolist()
+    ]
+
+
+class Trainer:
+    """The state of one alignment run: adapter, head weights, optimiser, steps taken."""
+
+    def __init__(
+        self, model, tokenizer, profile, queries, references, config: AlignConfig
+    ):
+        from ..reranker import HeadRanker
+
+        self.queries = [q for q in queries if adjacent_pairs(q.grades)]
+        if not self.queries:
+            raise ValueError(
+                "no training query has two candidates whose grades differ by exactly one"
+            )
+        self.spec = adapter_spec(profile, config)
+        torch.manual_seed(config.seed)  # the LoRA A factors are drawn at injection
+        add_lora(model, self.spec)
+        self.ranker = HeadRanker(model, tokenizer, replace(profile, adapter=None))
+        self.profile, self.references, self.config = profile, references, config
+        self.order = [
+            (layer, head)
+            for layer, heads, _ in profile.heads_by_layer()
+            for head in heads
+        ]
+        initial = torch.tensor(
+            [w for _, _, weights in profile.heads_by_layer() for w in weights]
+        )
+        self.weights = torch.nn.Parameter(initial / initial.abs().mean())
+        self.lora = [p for p in model.parameters() if p.requires_grad]
+        self.optimiser = torch.optim.Adam(
+            [
+                {"params": self.lora, "lr": config.lr},
+                {"params": [self.weights], "lr": config.head_lr},
+            ]
+        )
+        self.schedule = query_schedule(len(self.queries), config.epochs, config.seed)
+        self.history: list[dict[str, float]] = []
+        self.fingerprint = {
+            "config": config.to_json(),
+            "heads": [list(h) for h in self.order],
+            "queries": [q.qid for q in self.queries],
+        }
+
+    def run(self, checkpoint: Path | None, progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        total = len(self.schedule)
+        with tqdm(
+            total=total,
+            initial=len(self.history),
+            desc="aligning",
+            unit="query",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            for step in range(len(self.history), total):
+                self.step(self.queries[self.schedule[step]])
+                recent = self.history[-10:]
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {sum(h['loss'] for h in recent) / len(recent):.3f}"
+                )
+                if (
+                    checkpoint is not None
+                    and (step + 1) % self.config.checkpoint_every == 0
+                ):
+                    self.save(checkpoint)
+
+    def step(self, query: TrainingQuery) -> None:
+        began = time.perf_counter()
+        loss, parts = self.loss(query)
+        self.optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [*self.lora, self.weights], self.config.max_grad_norm
+        )
+        self.optimiser.step()
+        self.history.append(
+            {**parts, "loss": loss.item(), "seconds": time.perf_counter() - began}
+        )
+
+    def loss(self, query: TrainingQuery):
+        """Score the query's candidates with gradients, pick its pairs under those scores, and
+        return the objective and its parts."""
+        scores = self.weights @ self.ranker.head_scores(query.text, query.passages)
+        shown_middle = middle_zone(query.docids, self.profile.prompt)
+        middle = [i for i, docid in enumerate(query.docids) if docid in shown_middle]
+        current = standardise(scores.detach()).tolist()
+        pairs = choose_pairs(
+            query.grades,
+            current,
+            set(middle),
+            self.config.max_pairs,
+            self.config.hard_margin,
+        )
+        config = self.config
+        return objective(
+            scores,
+            pairs,
+            config.temperature,
+            self.references.get(query.qid),
+            middle,
+            config.regularizer,
+        )
+
+    def result(self) -> Aligned:
+        final = (
+            self.weights.detach() / self.weights.detach().abs().sum()
+        )  # sum |w| = 1: same ranking
+        heads = tuple(
+            (layer, head, float(w)) for (layer, head), w in zip(self.order, final)
+        )
+        return Aligned(
+            heads, lora_state(self.ranker.model), self.spec, list(self.history)
+        )
+
+    def save(self, path: Path) -> None:
+        state = {
+            "fingerprint": self.fingerprint,
+            "lora": lora_state(self.ranker.model),
+            "weights": self.weights.detach().clone(),
+            "optimiser": self.optimiser.state_dict(),
+            "history": self.history,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, delete=False, suffix=".tmp"
+        ) as out:
+            torch.save(state, out)
+        os.replace(
+            out.name, path
+        )  # an interruption while writing leaves the previous checkpoint whole
+
+    def restore(self, path: Path) -> None:
+        state = torch.load(path, weights_only=True)
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"checkpoint {path} was written by a training with other settings, heads or queries; "
+                "rerun with the same flags, or delete it to start over"
+            )
+        load_lora_state(self.ranker.model, state["lora"])
+        with torch.no_grad():
+            self.weights.copy_(state["weights"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.history = list(state["history"])

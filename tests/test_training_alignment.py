@@ -1,0 +1,162 @@
+"""Alignment on a tiny random Llama: the loss falls, a misordered pair turns, resume is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from headrank_ir.profile import HeadProfile, PromptSettings
+from headrank_ir.reranker import HeadRanker
+from headrank_ir.training import alignment
+from headrank_ir.training.alignment import AlignConfig, align
+from headrank_ir.training.examples import TrainingQuery
+from headrank_ir.training.objective import Regularizer, objective
+from headrank_ir.training.pairs import Pair
+
+PASSAGES = (
+    "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+    "Bananas are rich in potassium and fibre.",
+    "Lobster rolls are a New England dish: lobster meat on a grilled bun.",
+    "The 2019 TREC Deep Learning track judged passages on a four-level scale.",
+    "Python first appeared in 1991.",
+)
+QUERY = "when was the eiffel tower built?"
+PROFILE = HeadProfile(
+    "tiny", ((1, 0, 0.5), (2, 3, 0.5)), PromptSettings(max_passage_tokens=16)
+)
+
+
+def initial_scores(tokenizer) -> torch.Tensor:
+    ranker = HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE)
+    with torch.no_grad():
+        return ranker._weights @ ranker.head_scores(QUERY, PASSAGES)
+
+
+def misordered_query(scores: torch.Tensor) -> TrainingQuery:
+    """Grade 1 for the passage the untrained model scores lowest, 0 for the one it scores highest."""
+    grades = [None] * len(PASSAGES)
+    grades[int(scores.argmin())], grades[int(scores.argmax())] = 1, 0
+    return TrainingQuery(
+        "q",
+        QUERY,
+        tuple(f"d{i}" for i in range(len(PASSAGES))),
+        PASSAGES,
+        tuple(grades),
+    )
+
+
+def test_pair_loss_prefers_the_right_order_and_regulariser_is_zero_at_the_reference():
+    scores = torch.tensor([0.3, 0.1, 0.2, 0.0])
+    right, _ = objective(scores, [Pair(0, 1, True, 0)], temperature=0.5)
+    wrong, _ = objective(scores, [Pair(1, 0, True, 0)], temperature=0.5)
+    assert right < torch.log(torch.tensor(2.0)) < wrong
+    reg = Regularizer(reference_weight=1.0, middle_weight=0.0)
+    with_reg, parts = objective(
+        scores, [Pair(0, 1, True, 0)], 0.5, reference=scores * 3 + 1, regularizer=reg
+    )
+    assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and with_reg == pytest.approx(
+        float(right)
+    )
+    # a middle zone scored flat is penalised; one spread as widely as the list is not
+    _, flat = objective(
+        scores,
+        [],
+        0.5,
+        reference=scores,
+        middle=[1, 2],
+        regularizer=Regularizer(0.0, 1.0),
+    )
+    _, spread = objective(
+        scores,
+        [],
+        0.5,
+        reference=scores,
+        middle=[0, 3],
+        regularizer=Regularizer(0.0, 1.0),
+    )
+    assert flat["spread"] > 0.1 and spread["spread"] == 0.0
+
+
+def test_a_few_steps_lower_the_loss_and_turn_a_misordered_pair(tokenizer):
+    before = initial_scores(tokenizer)
+    query = misordered_query(before)
+    better, worse = query.grades.index(1), query.grades.index(0)
+    assert before[better] < before[worse]
+    model = tiny_model("llama", len(tokenizer))
+    config = AlignConfig(
+        epochs=8,
+        lr=1e-2,
+        head_lr=1e-2,
+        regularizer=None,
+        lora_rank=4,
+        checkpoint_every=100,
+    )
+    result = align(model, tokenizer, PROFILE, [query], {}, config, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    ranker = HeadRanker(
+        model, tokenizer, HeadProfile("tiny", result.heads, PROFILE.prompt)
+    )
+    with torch.no_grad():
+        after = ranker._weights @ ranker.head_scores(QUERY, PASSAGES)
+    assert after[better] > after[worse]
+    assert any(
+        w != 0.5 for _, _, w in result.heads
+    )  # the head weights were trained too
+
+
+def run_alignment(tokenizer, checkpoint, config):
+    queries = [
+        misordered_query(initial_scores(tokenizer)),
+        TrainingQuery("r", "bananas", tuple("abcde"), PASSAGES, (0, 1, 0, 1, None)),
+    ]
+    references = {q.qid: torch.linspace(1.0, 0.0, len(PASSAGES)) for q in queries}
+    return align(
+        tiny_model("llama", len(tokenizer)),
+        tokenizer,
+        PROFILE,
+        queries,
+        references,
+        config,
+        checkpoint,
+        progress=False,
+    )
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(
+    tokenizer, tmp_path, monkeypatch
+):
+    config = AlignConfig(epochs=3, lr=5e-3, lora_rank=4, checkpoint_every=2, seed=7)
+    whole = run_alignment(tokenizer, None, config)
+    assert len(whole.history) == 6
+
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # steps 1-4 done, checkpoint after step 4; step 5 is lost
+            raise KeyboardInterrupt
+        return objective(*args, **kwargs)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(alignment, "objective", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_alignment(tokenizer, checkpoint, config)
+    assert checkpoint.exists()
+    resumed = run_alignment(tokenizer, checkpoint, config)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert resumed.heads == whole.heads
+    assert resumed.adapter.keys() == whole.adapter.keys()
+    assert all(torch.equal(resumed.adapter[k], whole.adapter[k]) for k in whole.adapter)
+    assert any(
+        v.abs().sum() > 0 for k, v in whole.adapter.items() if "lora_B" in k
+    )  # it did train
+
+    with pytest.raises(ValueError, match="other settings"):
+        run_alignment(
+            tokenizer,
+            checkpoint,
+            AlignConfig(epochs=3, lr=1e-3, lora_rank=4, checkpoint_every=2, seed=7),
+        )

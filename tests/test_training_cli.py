@@ -1,0 +1,197 @@
+"""``python -m headrank_ir.train`` end to end on a tiny random Llama: profile and adapter round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from headrank_ir import train
+from headrank_ir.adapter import (
+    AdapterSpec,
+    add_lora,
+    apply_adapter,
+    load_adapter,
+    load_lora_state,
+)
+from headrank_ir.models import load_model
+from headrank_ir.profile import HeadProfile
+from headrank_ir.reranker import HeadRanker
+
+TEXTS = {
+    "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+    "d2": "Bananas are rich in potassium and fibre.",
+    "d3": "Gustave Eiffel's company built the tower between 1887 and 1889.",
+    "d4": "Lobster rolls are a New England dish: lobster meat on a grilled bun.",
+    "d5": "Paris hosts many towers; the Eiffel Tower is the tallest of them.",
+    "d6": "Python first appeared in 1991.",
+}
+QUERIES = {"1": "when was the eiffel tower built?", "2": "what is a lobster roll"}
+GRADES = {
+    "1": {"d1": 3, "d3": 2, "d5": 1, "d2": 0, "d6": 0},
+    "2": {"d4": 2, "d2": 1, "d6": 0, "d1": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("collection")
+    (folder / "topics.tsv").write_text(
+        "".join(f"{q}\t{t}\n" for q, t in QUERIES.items())
+    )
+    (folder / "qrels.txt").write_text(
+        "".join(f"{q} 0 {d} {g}\n" for q, gs in GRADES.items() for d, g in gs.items())
+    )
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": d, "contents": t}) + "\n" for d, t in TEXTS.items())
+    )
+    run = [
+        f"{q} Q0 {d} {r} {10 - r} bm25\n"
+        for q in QUERIES
+        for r, d in enumerate(TEXTS, start=1)
+    ]
+    (folder / "run.txt").write_text("".join(run))
+    return folder
+
+
+def arguments(collection, model_dir, output, *extra):
+    files = [
+        "--topics",
+        "topics.tsv",
+        "--qrels",
+        "qrels.txt",
+        "--run",
+        "run.txt",
+        "--corpus",
+        "corpus.jsonl",
+    ]
+    files = [
+        str(collection / f) if f.endswith((".tsv", ".txt", ".jsonl")) else f
+        for f in files
+    ]
+    return [
+        *files,
+        "--model",
+        model_dir,
+        "--output",
+        str(output),
+        "--top-k",
+        "3",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--lora-rank",
+        "4",
+        "--max-passage-tokens",
+        "16",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(collection, tiny_model_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("trained") / "profile"
+    assert train.main(arguments(collection, tiny_model_dir, output)) == 0
+    return output
+
+
+def test_trained_profile_and_adapter_load_and_merge_exactly(
+    trained, tiny_model_dir, tmp_path, tokenizer
+):
+    output = trained
+    profile = HeadProfile.load(output)
+    assert len(profile.heads) == 3 and profile.adapter == str(
+        output / "adapter.safetensors"
+    )
+    assert (
+        HeadProfile.load(profile.save(tmp_path / "again" / "profile.json")) == profile
+    )
+    assert (
+        profile.meta["selection"]["method"] == "entropy"
+        and not (output / "checkpoint.pt").exists()
+    )
+    state, spec = load_adapter(profile.adapter)
+    assert spec.rank == 4 and spec.layers == tuple(range(profile.depth))
+    assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)
+
+    merged = HeadRanker.from_pretrained(tiny_model_dir, profile=str(output))
+    base, _ = load_model(tiny_model_dir)
+    unmerged, _ = load_model(tiny_model_dir)
+    add_lora(unmerged, spec)
+    load_lora_state(unmerged, state)
+    without_adapter = HeadProfile(profile.model, profile.heads, profile.prompt)
+    query, passages = QUERIES["1"], list(TEXTS.values())
+    with torch.no_grad():
+        got = merged.head_scores(query, passages)
+        expected = HeadRanker(unmerged, tokenizer, without_adapter).head_scores(
+            query, passages
+        )
+        untrained = HeadRanker(base, tokenizer, without_adapter).head_scores(
+            query, passages
+        )
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(
+        got, untrained, atol=1e-6
+    )  # the adapter changes the attention
+
+
+def test_adapter_is_applied_once(trained, tiny_model_dir, tmp_path):
+    output = trained
+    model, _ = load_model(tiny_model_dir)
+    weight = model.model.layers[0].self_attn.q_proj.weight
+    apply_adapter(model, output / "adapter.safetensors")
+    once = weight.clone()
+    apply_adapter(model, output / "adapter.safetensors")
+    assert torch.equal(weight, once)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes((output / "adapter.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="already holds the merged adapter"):
+        apply_adapter(model, other)
+
+
+def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
+    output = tmp_path / "selected"
+    assert (
+        train.main(
+            arguments(
+                collection, tiny_model_dir, output, "--no-align", "--selection", "ndcg"
+            )
+        )
+        == 0
+    )
+    profile = HeadProfile.load(output)
+    assert profile.adapter is None and not (output / "adapter.safetensors").exists()
+    assert [w for _, _, w in profile.heads] == [pytest.approx(1 / 3)] * 3
+    assert profile.meta["align"] is None and len(profile.meta["selected_heads"]) == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--selection", "best"], None),
+        (["--top-k", "99"], "--top-k must be between 1 and the 12 heads"),
+        (["--lora-layers", "x-y"], "--lora-layers takes"),
+    ],
+)
+def test_bad_flags_give_one_line_errors(
+    collection, tiny_model_dir, tmp_path, capsys, extra, message
+):
+    if message is None:
+        with pytest.raises(SystemExit):
+            train.main(arguments(collection, tiny_model_dir, tmp_path / "p", *extra))
+        return
+    assert (
+        train.main(arguments(collection, tiny_model_dir, tmp_path / "p", *extra)) == 1
+    )
+    last = (
+        capsys.readouterr().err.strip().splitlines()[-1]
+    )  # transformers may draw a loading bar first
+    assert last.startswith("error:") and message in last
+
+
+def test_adapter_spec_checks():
+    with pytest.raises(ValueError, match="rank must be positive"):
+        AdapterSpec(0, 8.0, (0,))

@@ -1,0 +1,402 @@
+"""Train on one TREC DL year, test on the other: the HeadRank ablation table.
+
+    .venv/bin/python tools/train_eval.py                  # both splits, every system
+    .venv/bin/python tools/train_eval.py --splits dl20:dl19 --reuse
+
+For each split it trains (on the training year's BM25 top ``--depth``) the profiles of the
+ablation — top-k by nDCG (QRHead-style), entropy-regularised selection, selection + alignment,
+selection + alignment + regulariser — and tests them with BM25 and ICR (all heads) on the other
+year: its BM25 top-100, the top ``--depth`` reranked, the rest kept in BM25 order below.
+Reported: nDCG@10 (ir_measures) over every judged query, and middle-zone selectivity (share of
+relevant, grade >= 2, and irrelevant, grade 0, passages shown in the middle half of the
+context that reach the top quartile of the reranked list).
+
+Every head's attention on both years is computed once (one full-depth forward per query) and
+cached; selection-only profiles and ICR are scored from it, trained adapters by a forward of
+their own. Writes ``runs/train_eval.json`` (one record per split and system), ``runs/train_eval.md``
+and the profiles under ``profiles/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from headrank_ir.evaluate import evaluate
+from headrank_ir.inputs import read_qrels, read_topics, read_trec_run, requests_from_run
+from headrank_ir.models import cache_dir, load_model
+from headrank_ir.profile import HeadProfile, PromptSettings
+from headrank_ir.selectivity import selectivity
+from headrank_ir.training.alignment import AlignConfig
+from headrank_ir.training.examples import HeadFeatures, TrainingQuery, judged_queries
+from headrank_ir.training.objective import Regularizer
+from headrank_ir.training.pipeline import TrainingConfig, all_head_features, train
+
+logger = logging.getLogger("train_eval")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "msmarco-passage"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    requests: list
+    qrels: dict
+    queries: list[TrainingQuery]  # every judged query, its top --depth candidates
+    features: HeadFeatures
+
+
+@dataclass(frozen=True)
+class System:
+    """One row of the table: how to train it (None: nothing to train) and what it is."""
+
+    name: str
+    config: TrainingConfig | None
+
+
+def systems(args: argparse.Namespace, prompt: PromptSettings) -> list[System]:
+    align = AlignConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        temperature=args.temperature,
+        lora_rank=args.lora_rank,
+        lora_layers=tuple(range(args.lora_from, args.lora_to + 1))
+        if args.lora_from is not None
+        else None,
+        max_pairs=args.max_pairs,
+        regularizer=Regularizer(args.kl_weight, args.spread_weight),
+        seed=args.seed,
+    )
+    base = TrainingConfig(
+        top_k=args.top_k,
+        entropy_weight=args.entropy_weight,
+        align=None,
+        prompt=prompt,
+        train_depth=args.depth,
+    )
+    return [
+        System("BM25", None),
+        System("ICR (all heads)", None),
+        System("top-k by nDCG (QRHead-style)", replace(base, selection="ndcg")),
+        System("entropy-regularised selection", base),
+        System(
+            "selection + alignment",
+            replace(base, align=replace(align, regularizer=None)),
+        ),
+        System("selection + alignment + regulariser", replace(base, align=align)),
+    ]
+
+
+# -- data and features ---------------------------------------------------------------------------
+
+
+def load_dataset(
+    name: str, args: argparse.Namespace, prompt: PromptSettings, model
+) -> Dataset:
+    folder = Path(args.data) / name
+    requests = requests_from_run(
+        read_topics(str(folder / "topics.tsv")),
+        read_trec_run(folder / "run.bm25.txt"),
+        folder / "corpus.jsonl",
+        100,
+    )
+    qrels = read_qrels(str(folder / "qrels.txt"))
+    queries = judged_queries(requests, qrels, args.depth)
+    cache = (
+        cache_dir()
+        / "train_eval"
+        / f"{args.model}.{name}.top{args.depth}.tok{prompt.max_passage_tokens}.pt"
+    )
+    if cache.exists():
+        stored = torch.load(cache, weights_only=True)
+        features = HeadFeatures(
+            tuple(map(tuple, stored["heads"])), stored["scores"], stored["entropy"]
+        )
+    else:
+        began = time.perf_counter()
+        features = all_head_features(*model, args.model, queries, prompt)
+        logger.info(
+            "%s: every head on %d queries in %.0f s",
+            name,
+            len(queries),
+            time.perf_counter() - began,
+        )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "heads": features.heads,
+                "scores": features.scores,
+                "entropy": features.entropy,
+            },
+            cache,
+        )
+    return Dataset(name, requests, qrels, queries, features)
+
+
+# -- scoring and measuring -----------------------------------------------------------------------
+
+Scorer = Callable[[TrainingQuery], list[float]]
+
+
+def measure(dataset: Dataset, scorer: Scorer | None, prompt: PromptSettings) -> dict:
+    """nDCG@10 of the reranked top-100 and the middle-zone selectivity of the reranked top."""
+    run, first, reranked = {}, {}, {}
+    by_qid = {r.query.qid: r for r in dataset.requests}
+    for query in dataset.queries:
+        top = list(query.docids)
+        if scorer is not None:
+            scores = scorer(query)
+            top = [
+                top[i] for i in sorted(range(len(top)), key=lambda i: (-scores[i], i))
+            ]
+        rest = [c.docid for c in by_qid[query.qid].candidates[len(top) :]]
+        ordered = top + rest
+        run[query.qid] = {
+            docid: float(len(ordered) - rank) for rank, docid in enumerate(ordered)
+        }
+        first[query.qid], reranked[query.qid] = list(query.docids), top
+    shares = selectivity(first, reranked, dataset.qrels, prompt)
+    return {
+        "nDCG@10": evaluate(
+            run, {q.qid: dataset.qrels[q.qid] for q in dataset.queries}, ["nDCG@10"]
+        )["nDCG@10"],
+        "selectivity": {
+            "relevant": shares.relevant,
+            "irrelevant": shares.irrelevant,
+            "gap": shares.gap,
+        },
+        "middle_counts": {
+            "relevant": shares.relevant_count,
+            "irrelevant": shares.irrelevant_count,
+        },
+    }
+
+
+def feature_scorer(dataset: Dataset, profile: HeadProfile) -> Scorer:
+    heads = [(layer, head) for layer, head, _ in profile.heads]
+    weights = [w for _, _, w in profile.heads]
+    return lambda query: dataset.features.combined(query.qid, heads, weights).tolist()
+
+
+def model_scorer(args: argparse.Namespace, profile_path: Path) -> Scorer:
+    from headrank_ir.reranker import HeadRanker
+
+    ranker = HeadRanker.from_pretrained(args.model, profile=str(profile_path))
+    return lambda query: ranker.score(query.text, list(query.passages))
+
+
+# -- one split -----------------------------------------------------------------------------------
+
+
+def run_split(
+    train_set: Dataset, test_set: Dataset, args, prompt: PromptSettings
+) -> list[dict]:
+    records = []
+    for system in systems(args, prompt):
+        record = {
+            "train": train_set.name,
+            "test": test_set.name,
+            "system": system.name,
+            "rerank_depth": args.depth,
+        }
+        if system.config is None:
+            icr = (
+                None
+                if system.name == "BM25"
+                else HeadProfile(
+                    args.model,
+                    tuple((l, h, 1.0) for l, h in test_set.features.heads),
+                    prompt,
+                )
+            )
+            scorer = None if icr is None else feature_scorer(test_set, icr)
+        else:
+            path, train_seconds = trained_profile(system, train_set, args)
+            profile = HeadProfile.load(path)
+            scorer = (
+                model_scorer(args, path)
+                if profile.adapter
+                else feature_scorer(test_set, profile)
+            )
+            record.update(
+                profile=str(path.relative_to(ROOT)),
+                train_seconds=train_seconds,
+                heads=len(profile.heads),
+                depth=profile.depth,
+            )
+        began = time.perf_counter()
+        record.update(
+            measure(test_set, scorer, prompt),
+            test_seconds=round(time.perf_counter() - began, 1),
+        )
+        logger.info(
+            "%s → %s  %-38s nDCG@10 %.4f  gap %+.3f",
+            train_set.name,
+            test_set.name,
+            system.name,
+            record["nDCG@10"],
+            record["selectivity"]["gap"],
+        )
+        records.append(record)
+    return records
+
+
+def trained_profile(system: System, train_set: Dataset, args) -> tuple[Path, dict]:
+    slug = {
+        "top-k by nDCG (QRHead-style)": "ndcg",
+        "entropy-regularised selection": "entropy",
+        "selection + alignment": "align",
+        "selection + alignment + regulariser": "headrank",
+    }[system.name]
+    output = Path(args.profiles) / f"{args.model}.{train_set.name}.{slug}"
+    if args.reuse and (output / "profile.json").exists():
+        return output / "profile.json", HeadProfile.load(output).meta["seconds"]
+    trained = train(
+        args.model,
+        train_set.requests,
+        train_set.qrels,
+        system.config,
+        output,
+        features=train_set.features,
+    )
+    return trained.path, {k: round(v, 1) for k, v in trained.seconds.items()}
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def markdown(records: Sequence[dict], args) -> str:
+    lines = [
+        f"# Train on one TREC DL year, test on the other ({args.model})",
+        "",
+        (
+            f"BM25 top-100; the top {args.depth} reranked (the rest keep BM25 order), passages cut to "
+            f"{args.max_passage_tokens} tokens. nDCG@10 by ir_measures over every judged query. Selectivity: of the "
+            "passages shown in the middle half of the context, the share of relevant (grade >= 2) and irrelevant "
+            f"(grade 0) ones that reach the top quartile (top {max(1, args.depth // 4)}) of the reranked list."
+        ),
+        "",
+        "| train → test | system | nDCG@10 | rel. in top ¼ | irr. in top ¼ | gap | heads | depth | train s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        s = r["selectivity"]
+        seconds = sum(r["train_seconds"].values()) if "train_seconds" in r else None
+        lines.append(
+            f"| {r['train']} → {r['test']} | {r['system']} | {r['nDCG@10']:.4f} | {s['relevant']:.3f} | {s['irrelevant']:.3f} "
+            f"| {s['gap']:+.3f} | {r.get('heads', '')} | {r.get('depth', '')} | {'' if seconds is None else f'{seconds:.0f}'} |"
+        )
+    lines += [
+        "",
+        "Training seconds per stage (features: the all-heads pass over the training queries, shared by the rows of a split):",
+        "",
+    ]
+    lines += [
+        f"- {r['train']}, {r['system']}: {r['train_seconds']}"
+        for r in records
+        if "train_seconds" in r
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--data", default=str(DATA), help="folder with dl19/ and dl20/")
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=["dl20:dl19", "dl19:dl20"],
+        help="TRAIN:TEST pairs",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=20,
+        help="candidates trained on and reranked (default 20)",
+    )
+    parser.add_argument("--max-passage-tokens", type=int, default=64)
+    parser.add_argument("--top-k", type=int, default=16)
+    parser.add_argument(
+        "--entropy-weight", type=float, default=TrainingConfig().entropy_weight
+    )
+    default, reg = AlignConfig(), Regularizer()
+    parser.add_argument("--epochs", type=int, default=default.epochs)
+    parser.add_argument("--lr", type=float, default=default.lr)
+    parser.add_argument("--head-lr", type=float, default=default.head_lr)
+    parser.add_argument("--temperature", type=float, default=default.temperature)
+    parser.add_argument("--lora-rank", type=int, default=default.lora_rank)
+    parser.add_argument(
+        "--lora-from",
+        type=int,
+        help="first layer with LoRA (default: all below the depth)",
+    )
+    parser.add_argument("--lora-to", type=int, help="last layer with LoRA")
+    parser.add_argument("--max-pairs", type=int, default=default.max_pairs)
+    parser.add_argument("--kl-weight", type=float, default=reg.reference_weight)
+    parser.add_argument("--spread-weight", type=float, default=reg.middle_weight)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profiles", default=str(ROOT / "profiles"))
+    parser.add_argument(
+        "--output",
+        default=str(ROOT / "runs" / "train_eval"),
+        help="writes OUTPUT.json and OUTPUT.md",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="load profiles already trained under --profiles instead of training",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        format="%(asctime)s %(name)s: %(message)s",
+        level=logging.INFO,
+        stream=sys.stderr,
+    )
+    prompt = PromptSettings(max_passage_tokens=args.max_passage_tokens)
+    splits = [tuple(s.split(":")) for s in args.splits]
+    model = load_model(args.model)
+    datasets = {
+        name: load_dataset(name, args, prompt, model)
+        for name in sorted({n for pair in splits for n in pair})
+    }
+    del (
+        model
+    )  # each training loads a fresh copy: alignment changes the weights in place
+    records = [
+        r
+        for train_name, test_name in splits
+        for r in run_split(datasets[train_name], datasets[test_name], args, prompt)
+    ]
+    result = {
+        "settings": vars(args),
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "records": records,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.output}.json").write_text(json.dumps(result, indent=1) + "\n")
+    Path(f"{args.output}.md").write_text(markdown(records, args))
+    print(markdown(records, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
