@@ -34,7 +34,9 @@ def _open_local(path: Path) -> LuceneSearcher:
     if not path.is_dir():
         raise InputError(f"--index {path} is not a folder holding a Lucene index")
     try:
-        return LuceneSearcher(str(path))
+        # Absolute: the JVM resolves relative paths against the folder it started in, which
+        # need not be the current one any more.
+        return LuceneSearcher(str(path.resolve()))
     except java_exception() as error:
         raise InputError(
             f"--index {path} is not a readable Lucene index ({_first_line(error)})"

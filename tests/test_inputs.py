@@ -59,8 +59,13 @@ def test_aliases_resolve_per_kind(alias, kind, name):
 
 
 def test_tsv_topics_keep_file_order_and_text(tmp_path):
-    topics = read_topics(str(write(tmp_path / "t.tsv", "20\tsecond query \n3\tfirst query\n\n")))
-    assert list(topics.queries.items()) == [("20", "second query"), ("3", "first query")]
+    topics = read_topics(
+        str(write(tmp_path / "t.tsv", "20\tsecond query \n3\tfirst query\n\n"))
+    )
+    assert list(topics.queries.items()) == [
+        ("20", "second query"),
+        ("3", "first query"),
+    ]
 
 
 def test_real_dl19_topics():
@@ -70,8 +75,14 @@ def test_real_dl19_topics():
 
 
 def test_topic_formats_read_the_same_queries(tmp_path):
-    jsonl = write(tmp_path / "q.jsonl", '{"_id": "1", "text": "alpha"}\n{"qid": 2, "query": "beta"}\n')
-    as_json = write(tmp_path / "q.json", json.dumps({"1": {"title": "alpha"}, "2": {"title": "beta"}}))
+    jsonl = write(
+        tmp_path / "q.jsonl",
+        '{"_id": "1", "text": "alpha"}\n{"qid": 2, "query": "beta"}\n',
+    )
+    as_json = write(
+        tmp_path / "q.json",
+        json.dumps({"1": {"title": "alpha"}, "2": {"title": "beta"}}),
+    )
     trec = write(
         tmp_path / "q.trec",
         "<top>\n<num> Number: 1\n<title> alpha\n<desc> Description:\nignored\n</top>\n"
@@ -86,7 +97,9 @@ def test_topic_formats_read_the_same_queries(tmp_path):
 def test_beir_in_the_path_does_not_change_how_a_tsv_is_read(tmp_path):
     folder = tmp_path / "beir-cacm"
     folder.mkdir()
-    assert read_topics(str(write(folder / "t.tsv", "q1\ttext\n"))).queries == {"q1": "text"}
+    assert read_topics(str(write(folder / "t.tsv", "q1\ttext\n"))).queries == {
+        "q1": "text"
+    }
 
 
 @pytest.mark.parametrize(
@@ -96,7 +109,11 @@ def test_beir_in_the_path_does_not_change_how_a_tsv_is_read(tmp_path):
         ("t.tsv", "1\tok\n2\t   \n", "t.tsv:2: query '2' is empty"),
         ("t.tsv", "1\tok\n1\tagain\n", "t.tsv:2: query id '1' appears twice"),
         ("t.jsonl", '{"qid": "1"}\n', "t.jsonl:1: no query text field"),
-        ("t.jsonl", '{"qid": "1", "query": "x"}\n[1]\n', "t.jsonl:2: expected a JSON object"),
+        (
+            "t.jsonl",
+            '{"qid": "1", "query": "x"}\n[1]\n',
+            "t.jsonl:2: expected a JSON object",
+        ),
         ("t.csv", "1,x\n", "cannot tell the topics format"),
         ("t.tsv", "", "no queries in this file"),
     ],
@@ -111,7 +128,9 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
 def test_non_utf8_topics_name_the_line(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_bytes(b"1\tfine\n2\tcaf\xe9\n")
-    with pytest.raises(InputError, match=r"t\.tsv:2: bytes that are not UTF-8 at column 6"):
+    with pytest.raises(
+        InputError, match=r"t\.tsv:2: bytes that are not UTF-8 at column 6"
+    ):
         read_topics(str(path))
 
 
@@ -131,22 +150,38 @@ def test_real_dl19_qrels():
 
 
 def test_bad_qrels(tmp_path):
-    with pytest.raises(InputError, match=r"q\.txt:2: relevance grade 'high' is not an integer"):
+    with pytest.raises(
+        InputError, match=r"q\.txt:2: relevance grade 'high' is not an integer"
+    ):
         read_qrels_file(write(tmp_path / "q.txt", "1 0 d1 1\n1 0 d2 high\n"))
 
 
 def test_run_orders_by_score_then_rank_then_docid(tmp_path):
-    run = read_trec_run(write(tmp_path / "r.txt", "q Q0 b 2 1.0 x\nq Q0 a 3 1.0 x\nq Q0 c 1 1.0 x\nq Q0 d 4 2.5 x\n"))
+    run = read_trec_run(
+        write(
+            tmp_path / "r.txt",
+            "q Q0 b 2 1.0 x\nq Q0 a 3 1.0 x\nq Q0 c 1 1.0 x\nq Q0 d 4 2.5 x\n",
+        )
+    )
     assert [h.docid for h in run.hits["q"]] == ["d", "c", "b", "a"]
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("q Q0 a 1 1.0 x\nq Q0 b 2 1.0\n", "r.txt:2: expected 'qid Q0 docid rank score tag', got 5 fields"),
-        ("q Q0 a 1 one x\n", "r.txt:1: rank '1' must be an integer and score 'one' a number"),
+        (
+            "q Q0 a 1 1.0 x\nq Q0 b 2 1.0\n",
+            "r.txt:2: expected 'qid Q0 docid rank score tag', got 5 fields",
+        ),
+        (
+            "q Q0 a 1 one x\n",
+            "r.txt:1: rank '1' must be an integer and score 'one' a number",
+        ),
         ("q Q0 a 1 nan x\n", "r.txt:1: score 'nan' is not finite"),
-        ("q Q0 a 1 2 x\nq Q0 a 2 1 x\n", "r.txt:2: docid 'a' appears twice for query 'q' (first on line 1)"),
+        (
+            "q Q0 a 1 2 x\nq Q0 a 2 1 x\n",
+            "r.txt:2: docid 'a' appears twice for query 'q' (first on line 1)",
+        ),
         ("\n", "no hits in this run file"),
     ],
 )
@@ -160,7 +195,10 @@ def test_bad_runs_name_file_and_line(tmp_path, content, message):
 
 
 def test_corpus_accepts_both_field_names_and_keeps_only_wanted(tmp_path):
-    path = write(tmp_path / "c.jsonl", '{"id": "a", "contents": "A"}\n{"docid": "b", "text": "B"}\n{"id": 7, "contents": "C"}\n')
+    path = write(
+        tmp_path / "c.jsonl",
+        '{"id": "a", "contents": "A"}\n{"docid": "b", "text": "B"}\n{"id": 7, "contents": "C"}\n',
+    )
     assert read_corpus(path) == {"a": "A", "b": "B", "7": "C"}
     assert read_corpus(path, wanted={"b"}) == {"b": "B"}
 
@@ -168,9 +206,18 @@ def test_corpus_accepts_both_field_names_and_keeps_only_wanted(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('{"id": "a", "contents": "A"}\n{"id": "a", "contents": "B"}\n', "c.jsonl:2: docid 'a' appears twice (first on line 1)"),
-        ('{"id": "a", "contents": "A"}\n{"id": "b"}\n', "c.jsonl:2: no text field (looked for contents, text)"),
-        ('{"id": "a", "contents": "A"}\n{"id": "b", "contents": \n', "c.jsonl:2: not valid JSON"),
+        (
+            '{"id": "a", "contents": "A"}\n{"id": "a", "contents": "B"}\n',
+            "c.jsonl:2: docid 'a' appears twice (first on line 1)",
+        ),
+        (
+            '{"id": "a", "contents": "A"}\n{"id": "b"}\n',
+            "c.jsonl:2: no text field (looked for contents, text)",
+        ),
+        (
+            '{"id": "a", "contents": "A"}\n{"id": "b", "contents": \n',
+            "c.jsonl:2: not valid JSON",
+        ),
         ('{"contents": "A"}\n', "c.jsonl:1: no docid field"),
     ],
 )
@@ -192,15 +239,35 @@ def test_non_utf8_corpus_even_outside_the_wanted_docids(tmp_path):
 
 def test_requests_from_real_dl19_run_and_corpus():
     args = first_stage(
-        ["--topics", str(DL19 / "topics.tsv"), "--run", str(DL19 / "run.bm25.txt"), "--corpus", str(DL19 / "corpus.jsonl"), "--hits", "5"]
+        [
+            "--topics",
+            str(DL19 / "topics.tsv"),
+            "--run",
+            str(DL19 / "run.bm25.txt"),
+            "--corpus",
+            str(DL19 / "corpus.jsonl"),
+            "--hits",
+            "5",
+        ]
     )
     requests = requests_from_args(args)
     assert len(requests) == 43
     first = requests[0]
-    assert (first.query.qid, first.query.text) == ("264014", "how long is life cycle of flea")
-    assert [c.docid for c in first.candidates] == ["5611210", "6641238", "4834547", "96852", "96854"]
+    assert (first.query.qid, first.query.text) == (
+        "264014",
+        "how long is life cycle of flea",
+    )
+    assert [c.docid for c in first.candidates] == [
+        "5611210",
+        "6641238",
+        "4834547",
+        "96852",
+        "96854",
+    ]
     assert first.candidates[0].score == pytest.approx(15.7806)
-    assert first.candidates[0].text.startswith("5. Cancel. A flea can live up to a year")
+    assert first.candidates[0].text.startswith(
+        "5. Cancel. A flea can live up to a year"
+    )
 
 
 def test_first_stage_defaults_match_pyserini():
@@ -211,36 +278,52 @@ def test_first_stage_defaults_match_pyserini():
 @pytest.fixture()
 def small(tmp_path):
     topics = read_topics(str(write(tmp_path / "t.tsv", "1\tone\n2\ttwo\n")))
-    corpus = write(tmp_path / "c.jsonl", '{"id": "a", "contents": "A"}\n{"id": "b", "contents": "B"}\n')
+    corpus = write(
+        tmp_path / "c.jsonl",
+        '{"id": "a", "contents": "A"}\n{"id": "b", "contents": "B"}\n',
+    )
     return tmp_path, topics, corpus
 
 
 def test_run_query_missing_from_topics(small):
     tmp_path, topics, corpus = small
-    run = read_trec_run(write(tmp_path / "r.txt", "1 Q0 a 1 1 x\n2 Q0 a 1 1 x\n9 Q0 b 1 1 x\n"))
-    with pytest.raises(InputError, match=r"r\.txt:3: query '9' of the run is not in the topics"):
+    run = read_trec_run(
+        write(tmp_path / "r.txt", "1 Q0 a 1 1 x\n2 Q0 a 1 1 x\n9 Q0 b 1 1 x\n")
+    )
+    with pytest.raises(
+        InputError, match=r"r\.txt:3: query '9' of the run is not in the topics"
+    ):
         requests_from_run(topics, run, corpus, hits=10)
 
 
 def test_topic_missing_from_run_even_beyond_max_queries(small):
     tmp_path, topics, corpus = small
     run = read_trec_run(write(tmp_path / "r.txt", "1 Q0 a 1 1 x\n"))
-    with pytest.raises(InputError, match=r"t\.tsv: 1 queries of the topics have no hits in the run .*: '2'"):
+    with pytest.raises(
+        InputError,
+        match=r"t\.tsv: 1 queries of the topics have no hits in the run .*: '2'",
+    ):
         requests_from_run(topics, run, corpus, hits=10, max_queries=1)
 
 
 def test_docid_missing_from_corpus_names_the_run_line(small):
     tmp_path, topics, corpus = small
-    run = read_trec_run(write(tmp_path / "r.txt", "1 Q0 a 1 2 x\n1 Q0 zz 2 1 x\n2 Q0 b 1 1 x\n"))
+    run = read_trec_run(
+        write(tmp_path / "r.txt", "1 Q0 a 1 2 x\n1 Q0 zz 2 1 x\n2 Q0 b 1 1 x\n")
+    )
     with pytest.raises(InputError, match=r"r\.txt:2: docid 'zz' is not in the corpus"):
         requests_from_run(topics, run, corpus, hits=10)
 
 
 def test_hits_and_max_queries_cut_the_requests(small):
     tmp_path, topics, corpus = small
-    run = read_trec_run(write(tmp_path / "r.txt", "1 Q0 a 1 2 x\n1 Q0 b 2 1 x\n2 Q0 b 1 1 x\n"))
+    run = read_trec_run(
+        write(tmp_path / "r.txt", "1 Q0 a 1 2 x\n1 Q0 b 2 1 x\n2 Q0 b 1 1 x\n")
+    )
     requests = requests_from_run(topics, run, corpus, hits=1, max_queries=1)
-    assert [(r.query.qid, [c.docid for c in r.candidates]) for r in requests] == [("1", ["a"])]
+    assert [(r.query.qid, [c.docid for c in r.candidates]) for r in requests] == [
+        ("1", ["a"])
+    ]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,13 @@ import pytest
 from pipeline_support import CRANFIELD, cranfield_index
 
 from headrank_ir.inputs import read_corpus
-from headrank_ir.integrations import PygaggleReranker, RankLLMReranker, as_request, rerank_hits, rerank_top
+from headrank_ir.integrations import (
+    PygaggleReranker,
+    RankLLMReranker,
+    as_request,
+    rerank_hits,
+    rerank_top,
+)
 from headrank_ir.records import Candidate, Query, Request, Result
 from headrank_ir.reranker import HeadRanker
 from headrank_ir.runfile import format_jsonl
@@ -32,7 +38,11 @@ def ranker(tiny_model_dir):
 
 def request(scores=(5.0, 4.0, 3.0, 2.0, 1.0)) -> Request:
     return Request(
-        Query(QUERY, "q1"), [Candidate(d, s, {"contents": t}) for (d, t), s in zip(PASSAGES.items(), scores)]
+        Query(QUERY, "q1"),
+        [
+            Candidate(d, s, {"contents": t})
+            for (d, t), s in zip(PASSAGES.items(), scores)
+        ],
     )
 
 
@@ -41,7 +51,13 @@ class Reverse:
 
     def rerank_batch(self, requests):
         return [
-            Result(r.query, [Candidate(c.docid, float(i), c.doc) for i, c in enumerate(r.candidates)][::-1])
+            Result(
+                r.query,
+                [
+                    Candidate(c.docid, float(i), c.doc)
+                    for i, c in enumerate(r.candidates)
+                ][::-1],
+            )
             for r in requests
         ]
 
@@ -51,7 +67,9 @@ def test_depth_reranks_the_top_and_keeps_the_rest_below_in_order():
     assert [c.docid for c in result.candidates] == ["d3", "d2", "d1", "d4", "d5"]
     scores = [c.score for c in result.candidates]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
-    assert rerank_top(Reverse(), Request(Query(QUERY, "q"), []), depth=3).candidates == []
+    assert (
+        rerank_top(Reverse(), Request(Query(QUERY, "q"), []), depth=3).candidates == []
+    )
     with pytest.raises(ValueError, match="depth must be a positive"):
         rerank_top(Reverse(), request(), depth=0)
 
@@ -71,9 +89,23 @@ def test_rerank_hits_of_a_lucene_searcher(ranker, tmp_path_factory):
     hits = searcher.search(query, k=8)
     result = rerank_hits(ranker, query, hits, depth=5, qid="1")
     corpus = read_corpus(CRANFIELD / "corpus.jsonl", {h.docid for h in hits})
-    expected = [hits[p.index].docid for p in ranker.rerank(query, [corpus[h.docid] for h in hits[:5]])]
-    assert [c.docid for c in result.candidates] == expected + [h.docid for h in hits[5:]]
+    expected = [
+        hits[p.index].docid
+        for p in ranker.rerank(query, [corpus[h.docid] for h in hits[:5]])
+    ]
+    assert [c.docid for c in result.candidates] == expected + [
+        h.docid for h in hits[5:]
+    ]
     assert all(c.doc["contents"] == corpus[c.docid] for c in result.candidates)
+
+
+def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkeypatch):
+    from headrank_ir.firststage import open_searcher
+
+    index = cranfield_index(tmp_path_factory.getbasetemp())
+    open_searcher(str(index))  # the JVM is running, started in another folder
+    monkeypatch.chdir(index.parent)
+    assert open_searcher(index.name).search("aeroelastic models", k=1)
 
 
 # -- rank_llm: these mirror rank_llm.data, which is not installed here -----------------------------
@@ -100,22 +132,38 @@ class RLRequest:
 
 def rank_llm_request() -> RLRequest:
     r = request()
-    return RLRequest(RLQuery(r.query.text, 1), [RLCandidate(c.docid, c.score, dict(c.doc)) for c in r.candidates])
+    return RLRequest(
+        RLQuery(r.query.text, 1),
+        [RLCandidate(c.docid, c.score, dict(c.doc)) for c in r.candidates],
+    )
 
 
 def test_rank_llm_requests_in_results_out_in_its_jsonl_shape(ranker):
-    (result,) = RankLLMReranker(ranker).rerank_batch([rank_llm_request()], rank_start=0, rank_end=3)
+    (result,) = RankLLMReranker(ranker).rerank_batch(
+        [rank_llm_request()], rank_start=0, rank_end=3
+    )
     expected = rerank_top(ranker, as_request(rank_llm_request()), depth=3)
     assert result == expected and result.query.qid == "1"
     # rank_llm's DataWriter.write_in_jsonl_format writes exactly these attribute dicts.
-    as_rank_llm_writes = {"query": result.query.__dict__, "candidates": [c.__dict__ for c in result.candidates]}
-    assert json.loads(format_jsonl(result)) == json.loads(json.dumps(as_rank_llm_writes))
+    as_rank_llm_writes = {
+        "query": result.query.__dict__,
+        "candidates": [c.__dict__ for c in result.candidates],
+    }
+    assert json.loads(format_jsonl(result)) == json.loads(
+        json.dumps(as_rank_llm_writes)
+    )
 
 
 def test_rank_llm_rank_start_keeps_the_top_in_place(ranker):
-    result = RankLLMReranker(ranker).rerank(rank_llm_request(), rank_start=1, rank_end=4)
-    window = rerank_top(ranker, Request(Query(QUERY, "1"), request().candidates[1:]), depth=3)
-    assert [c.docid for c in result.candidates] == ["d1"] + [c.docid for c in window.candidates]
+    result = RankLLMReranker(ranker).rerank(
+        rank_llm_request(), rank_start=1, rank_end=4
+    )
+    window = rerank_top(
+        ranker, Request(Query(QUERY, "1"), request().candidates[1:]), depth=3
+    )
+    assert [c.docid for c in result.candidates] == ["d1"] + [
+        c.docid for c in window.candidates
+    ]
     scores = [c.score for c in result.candidates]
     assert scores == sorted(scores, reverse=True)
 
@@ -143,5 +191,9 @@ def test_pygaggle_rerank_scores_copies_in_input_order(ranker):
     scored = PygaggleReranker(ranker).rerank(PGQuery(QUERY), texts)
     assert [t.metadata["docid"] for t in scored] == list(PASSAGES)
     assert all(t.score == 0.0 for t in texts)
-    best_first = [t.metadata["docid"] for t in sorted(scored, key=lambda t: t.score, reverse=True)]
-    assert best_first == [list(PASSAGES)[p.index] for p in ranker.rerank(QUERY, list(PASSAGES.values()))]
+    best_first = [
+        t.metadata["docid"] for t in sorted(scored, key=lambda t: t.score, reverse=True)
+    ]
+    assert best_first == [
+        list(PASSAGES)[p.index] for p in ranker.rerank(QUERY, list(PASSAGES.values()))
+    ]
