@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0].startswith("-"):
         print(
-            "usage: python -m headrank_ir.java MODULE [ARGS…], e.g. pyserini.index.lucene --help",
+            "usage: python -m headrank_ir.java MODULE [ARGS…], e.g. pyserini.index.lucene -options",
             file=sys.stderr,
         )
         return 2
