@@ -552,16 +552,17 @@ def add_first_stage_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     group.add_argument(
         "--hits",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="first-stage hits per query (default 100)",
     )
     group.add_argument(
-        "--max-queries", type=_positive_int, help="only the first N queries of --topics"
+        "--max-queries", type=positive_int, help="only the first N queries of --topics"
     )
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")

@@ -32,6 +32,7 @@ from .inputs import (
     USER_ERRORS,
     add_first_stage_args,
     error_line,
+    positive_int,
     read_qrels,
     requests_from_args,
 )
@@ -64,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--depth",
-        type=int,
+        type=positive_int,
         default=100,
         help="rerank this many top hits; the rest keep their order below (default 100)",
     )
     model.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=1,
         help="queries handed to the ranker at once (default 1)",
     )
@@ -102,13 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
         + " before and after",
     )
     return parser
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if args.depth < 1 or args.batch_size < 1:
-        raise ValueError(
-            f"--depth and --batch-size must be positive (got {args.depth} and {args.batch_size})"
-        )
 
 
 def inputs_digest(requests: Sequence[Request]) -> str:
@@ -211,7 +205,6 @@ def _evaluation(
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    _check_args(args)
     profile = HeadProfile.load(args.profile) if args.profile else None
     qrels = (
         read_qrels(args.qrels) if args.qrels else None

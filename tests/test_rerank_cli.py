@@ -321,10 +321,6 @@ BAD_INPUTS = {
         lambda f: route(f) + ["--qrels", f["qrels_bad"]],
         "qrels_bad.txt:1: relevance grade 'high'",
     ),
-    "bad depth": (
-        lambda f: route(f) + ["--depth", "0"],
-        "--depth and --batch-size must be positive",
-    ),
     "no first stage": (
         lambda f: ["--topics", f["topics"], "--corpus", f["corpus"]],
         "no first stage",
@@ -376,6 +372,15 @@ def test_bad_input_is_one_line_and_a_failure(case, tmp_path, tiny_model_dir, cap
     assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
     assert message in stderr
     assert stdout == "" and not out.exists()
+
+
+def test_flag_values_are_checked_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main([*DL19_INPUTS, "--depth", "0", "--output", "unused"])
+    assert exit_code.value.code == 2
+    assert (
+        "argument --depth: must be a positive integer, got 0" in capsys.readouterr().err
+    )
 
 
 def test_offline_errors_suggest_what_to_do(tmp_path, capsys):
