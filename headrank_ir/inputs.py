@@ -38,13 +38,10 @@ class InputError(ValueError):
         path: os.PathLike | str | None = None,
         line: int | None = None,
     ):
-        where = (
-            f"{path}:{line}: "
-            if path is not None and line is not None
-            else f"{path}: "
-            if path
-            else ""
-        )
+        if path is not None and line is not None:
+            where = f"{path}:{line}: "
+        else:
+            where = f"{path}: " if path is not None else ""
         super().__init__(where + message)
         self.path = path
         self.line = line
@@ -56,11 +53,7 @@ USER_ERRORS = (ValueError, OSError, JavaNotFoundError)
 
 def error_line(error: BaseException) -> str:
     """``error: …`` on one line, for the command line."""
-    return (
-        "error: " + " ".join(str(error).splitlines())
-        if str(error)
-        else f"error: {type(error).__name__}"
-    )
+    return "error: " + (" ".join(str(error).splitlines()) or type(error).__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,27 +67,10 @@ class Names:
     qrels: str
 
 
-_BEIR = (
-    "arguana bioasq climate-fever dbpedia-entity fever fiqa hotpotqa nfcorpus nq quora robust04 "
-    "scidocs scifact signal1m trec-covid trec-news webis-touche2020 "
-    + " ".join(
-        f"cqadupstack-{s}"
-        for s in [
-            "android",
-            "english",
-            "gaming",
-            "gis",
-            "mathematica",
-            "physics",
-            "programmers",
-            "stats",
-            "tex",
-            "unix",
-            "webmasters",
-            "wordpress",
-        ]
-    )
-).split()
+_BEIR_SETS = """arguana bioasq climate-fever dbpedia-entity fever fiqa hotpotqa nfcorpus nq quora robust04
+scidocs scifact signal1m trec-covid trec-news webis-touche2020 cqadupstack-android cqadupstack-english
+cqadupstack-gaming cqadupstack-gis cqadupstack-mathematica cqadupstack-physics cqadupstack-programmers
+cqadupstack-stats cqadupstack-tex cqadupstack-unix cqadupstack-webmasters cqadupstack-wordpress"""
 
 ALIASES: dict[str, Names] = {
     "msmarco": Names(
@@ -106,7 +82,7 @@ ALIASES: dict[str, Names] = {
         n: Names(
             f"beir-v1.0.0-{n}.flat", f"beir-v1.0.0-{n}-test", f"beir-v1.0.0-{n}-test"
         )
-        for n in _BEIR
+        for n in _BEIR_SETS.split()
     },
 }
 
@@ -117,9 +93,11 @@ def resolve_name(name: str, kind: NameKind) -> str:
     return getattr(names, kind) if names else name
 
 
-def _looks_like_path(value: str) -> bool:
+def _is_file_spec(value: str) -> bool:
+    """A file, or meant as one: a missing ``topics.tsv`` is a missing file, not an unknown name."""
     return (
-        os.sep in value
+        Path(value).exists()
+        or os.sep in value
         or value.startswith(".")
         or Path(value).suffix.lower() in _TOPIC_SUFFIXES | {".gz"}
     )
@@ -277,8 +255,7 @@ _TREC_TITLE = re.compile(
 
 def _read_trec_topics(path: Path) -> dict[str, str]:
     """Classic TREC topics (``<top><num> Number: 301 <title> …``); the title is the query."""
-    lines = [line for _, line in iter_lines(path)]
-    text = "\n".join(lines)
+    text = "\n".join(line for _, line in iter_lines(path))
     queries: dict[str, str] = {}
     for match in _TREC_TOPIC.finditer(text):
         title = _TREC_TITLE.search(match.group("body"))
@@ -309,12 +286,8 @@ _TOPIC_READERS = {
 
 
 def _topic_suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    return (
-        suffixes[-2]
-        if suffixes[-1:] == [".gz"] and len(suffixes) > 1
-        else (suffixes[-1] if suffixes else "")
-    )
+    """``.tsv`` for both ``topics.tsv`` and ``topics.tsv.gz``."""
+    return Path(path.name.lower().removesuffix(".gz")).suffix
 
 
 def read_topics_file(path: os.PathLike | str) -> Topics:
@@ -369,7 +342,7 @@ def fetch_from_pyserini(spec: str, kind: Literal["topics", "qrels"]) -> tuple[st
 
 def read_topics(spec: str) -> Topics:
     """Topics from a file, or from a Pyserini topics name or alias (``dl19``, ``scifact`` …)."""
-    if Path(spec).exists() or _looks_like_path(spec):
+    if _is_file_spec(spec):
         return read_topics_file(spec)
     name, topics = fetch_from_pyserini(spec, "topics")
     by_qid = {str(qid): topic for qid, topic in topics.items()}
@@ -409,7 +382,7 @@ def read_qrels_file(path: os.PathLike | str) -> dict[str, dict[str, int]]:
 
 def read_qrels(spec: str) -> dict[str, dict[str, int]]:
     """Qrels from a file, or from a Pyserini qrels name or alias (``dl19`` → ``dl19-passage`` …)."""
-    if Path(spec).exists() or _looks_like_path(spec):
+    if _is_file_spec(spec):
         return read_qrels_file(spec)
     return read_qrels_file(fetch_from_pyserini(spec, "qrels")[1])
 
