@@ -114,11 +114,11 @@ class TruncatedModel:
 
         return DynamicCache(config=self.config)
 
-    def forward(self, input_ids: Sequence[int], cache, recorder: Optional[RowRecorder] = None):
-        """Run ``input_ids`` on top of ``cache`` (extended in place); returns the last hidden states."""
+    def forward(self, input_ids: Sequence[int], cache=None, recorder: Optional[RowRecorder] = None):
+        """Run ``input_ids`` on top of ``cache`` (extended in place; None: no cache kept)."""
         ids = torch.as_tensor([list(input_ids)], device=self.base.embed_tokens.weight.device)
         with recording(recorder):
-            return self.base(input_ids=ids, cache=cache, use_cache=True).last_hidden_state
+            return self.base(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
 
 
 def rewind(cache, length: int) -> None:

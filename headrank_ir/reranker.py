@@ -74,23 +74,20 @@ class HeadRanker:
         layout = build_layout(self.tokenizer, query, passages, prompt)
         self._check_fits(layout)
         if not prompt.calibrate:
-            prefix = layout.query_span[0]
-            return self._read(layout, self._prefill(layout.input_ids[:prefix]), prefix), None
+            return self._read(layout, None, 0), None
+        # The whole prompt once, keeping its cache; then only the content-free query's tokens
+        # on the shared prefix (passages included), so calibration costs a few dozen tokens.
         blank = build_layout(self.tokenizer, prompt.calibration_query, passages, prompt)
         prefix = shared_prefix(layout, blank)
-        cache = self._prefill(layout.input_ids[:prefix])
-        real = self._read(layout, cache, prefix)
+        cache = self.truncated.new_cache()
+        real = self._read(layout, cache, 0)
         rewind(cache, prefix)
         return real, self._read(blank, cache, prefix)
 
-    def _prefill(self, input_ids):
-        cache = self.truncated.new_cache()
-        self.truncated.forward(input_ids, cache)
-        return cache
-
-    def _read(self, layout: PromptLayout, cache, prefix: int) -> torch.Tensor:
+    def _read(self, layout: PromptLayout, cache, start: int) -> torch.Tensor:
+        """Run ``layout``'s tokens from ``start`` on top of ``cache``; per-head passage mass."""
         recorder = RowRecorder(self._heads, layout.query_span)
-        self.truncated.forward(layout.input_ids[prefix:], cache, recorder)
+        self.truncated.forward(layout.input_ids[start:], cache, recorder)
         rows = torch.cat([recorder.rows[layer] for layer in self._heads])  # (heads, T)
         return passage_mass(rows, layout.passage_spans)
 

@@ -1,0 +1,236 @@
+"""Engine cost against its floor and the naive route, for one query with 20 and 100 passages.
+
+(a) floor: one plain SDPA forward of the prompt through the same truncated layers;
+(b) engine: ``HeadRanker.score`` (prompt layout, prefix + query pass, N/A calibration on the
+    reused cache, partial attention rows of every head of those layers);
+(c) naive: eager attention with ``output_attentions`` through the full model, real and N/A
+    prompts each computed whole, rows read from the returned T×T maps.
+
+Each route runs in its own child process, so its peak memory is its own: on CPU the peak RSS
+(VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Times are the best of ``--repeats`` after one warm-up (the least disturbed by other work). Results: one JSON object per passage count.
+
+    python tools/bench_engine.py --passages 20 100 --repeats 3
+    python tools/bench_engine.py --config qwen3-0.6b --device cuda --dtype bfloat16   # random weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROUTES = ("floor", "engine", "naive")
+DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-passage" / "dl19"
+
+# Shapes of the Qwen3 releases; speed does not depend on the weights, so random ones do.
+QWEN3_SHAPES = {
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16),
+    "qwen3-4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m", help="model name, folder or HF id (default smollm2-135m)")
+    parser.add_argument("--config", choices=sorted(QWEN3_SHAPES), help="random Qwen3 of this shape instead of --model")
+    parser.add_argument("--tokenizer", help="tokenizer folder for --config (default: smollm2-135m's)")
+    parser.add_argument("--passages", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", type=int, help="truncation depth (default: 4/5 of the model's layers)")
+    parser.add_argument("--data", default=str(DL19), help="folder with topics.tsv, run.bm25.txt, corpus.jsonl")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--output", default="runs/bench_engine.json")
+    parser.add_argument("--child", choices=ROUTES, help=argparse.SUPPRESS)
+    return parser
+
+
+# -- child: one route, one passage count -----------------------------------------------------------
+
+
+def load(args):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
+
+    from headrank_ir.models import load_model, resolve_model_folder
+
+    dtype = getattr(torch, args.dtype)
+    attn = "eager" if args.child == "naive" else "sdpa"
+    if args.config:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or resolve_model_folder("smollm2-135m"))
+        config = Qwen3Config(
+            **QWEN3_SHAPES[args.config], num_key_value_heads=8, head_dim=128, vocab_size=151936,
+            max_position_embeddings=40960, tie_word_embeddings=True,
+        )
+        config._attn_implementation = attn
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    else:
+        model, tokenizer = load_model(args.model, dtype=dtype)
+        model.set_attn_implementation(attn)
+    return model.to(args.device).eval(), tokenizer
+
+
+def first_query(data: Path, count: int):
+    from headrank_ir.inputs import read_topics_file, read_trec_run, requests_from_run
+
+    run = read_trec_run(data / "run.bm25.txt")
+    qid = next(q for q in sorted(run.hits) if len(run.hits[q]) >= count)
+    requests = requests_from_run(read_topics_file(data / "topics.tsv"), run, data / "corpus.jsonl", count)
+    request = next(r for r in requests if r.query.qid == qid)
+    return request.query.text, [c.text for c in request.candidates]
+
+
+def naive_scores(model, tokenizer, profile, query, passages):
+    """The route the engine replaces: full-depth eager maps, real and N/A prompts each whole."""
+    import torch
+
+    from headrank_ir.prompt import build_layout
+    from headrank_ir.reranker import passage_mass
+
+    masses = []
+    for text in (query, profile.prompt.calibration_query):
+        layout = build_layout(tokenizer, text, passages, profile.prompt)
+        ids = torch.tensor([layout.input_ids], device=model.device)
+        maps = model(ids, output_attentions=True).attentions
+        start, end = layout.query_span
+        rows = torch.cat([maps[layer][0, heads, start:end].float().mean(dim=1) for layer, heads, _ in profile.heads_by_layer()])
+        masses.append(passage_mass(rows, layout.passage_spans))
+    return masses[0] - masses[1]
+
+
+def naive_fits(model, tokens: int, device: str) -> bool:
+    """Whether every layer's T×T maps (kept by output_attentions) fit in memory."""
+    import torch
+
+    config = model.config
+    need = config.num_hidden_layers * config.num_attention_heads * tokens**2 * model.dtype.itemsize * 1.3
+    if device.startswith("cuda"):
+        return need < torch.cuda.mem_get_info()[0]
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return need < 0.8 * available
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def peak_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
+
+
+def run_child(args) -> dict:
+    import torch
+
+    from headrank_ir.profile import HeadProfile, PromptSettings
+    from headrank_ir.prompt import build_layout
+    from headrank_ir.reranker import HeadRanker
+
+    torch.set_grad_enabled(False)
+    model, tokenizer = load(args)
+    count = args.passages[0]
+    query, passages = first_query(Path(args.data), count)
+    heads = model.config.num_attention_heads
+    profile = HeadProfile(
+        args.model, tuple((l, h, 1.0) for l in range(args.layers) for h in range(heads)),
+        PromptSettings(max_context_tokens=10**6),  # one window: the point is one forward
+    )
+    tokens = len(build_layout(tokenizer, query, passages, profile.prompt).input_ids)
+    if args.child == "naive":
+        if not naive_fits(model, tokens, args.device):
+            return {"tokens": tokens, "seconds": None, "peak_mb": None}
+        step = lambda: naive_scores(model, tokenizer, profile, query, passages)  # noqa: E731
+    else:
+        ranker = HeadRanker(model, tokenizer, profile)
+        ids = torch.tensor([build_layout(tokenizer, query, passages, profile.prompt).input_ids], device=args.device)
+        floor = lambda: ranker.truncated.base(input_ids=ids, use_cache=False)  # noqa: E731
+        step = floor if args.child == "floor" else lambda: ranker.score(query, passages)
+    step()  # warm-up
+    reset_peak(args.device)
+    seconds = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        step()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return {"tokens": tokens, "seconds": min(seconds), "all_seconds": seconds, "peak_mb": peak_mb(args.device)}
+
+
+# -- parent: every route in its own process ----------------------------------------------------------
+
+
+def measure(args, route: str, count: int) -> dict:
+    argv = [sys.argv[0], *sys.argv[1:], "--child", route, "--passages", str(count), "--layers", str(args.layers)]
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{route} at {count} passages failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def default_layers(args) -> int:
+    if args.config:
+        total = QWEN3_SHAPES[args.config]["num_hidden_layers"]
+    else:
+        from transformers import AutoConfig
+
+        from headrank_ir.models import resolve_model_folder
+
+        total = AutoConfig.from_pretrained(resolve_model_folder(args.model)).num_hidden_layers
+    return max(1, round(total * 4 / 5))
+
+
+def rounded(value, digits=3):
+    return None if value is None else round(value, digits)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args)))
+        return 0
+    args.layers = args.layers or default_layers(args)
+    rows = []
+    for count in args.passages:
+        routes = {route: measure(args, route, count) for route in ROUTES}
+        row = {"passages": count, "tokens": routes["engine"]["tokens"], "layers": args.layers}
+        row.update({f"{r}_s": rounded(routes[r]["seconds"]) for r in ROUTES})
+        row.update({f"{r}_rss_mb": rounded(routes[r]["peak_mb"], 1) for r in ROUTES})
+        row.update(model=args.config or args.model, device=args.device, dtype=args.dtype, repeats=args.repeats)
+        row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
+        rows.append(row)
+        print_row(row)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def print_row(row: dict) -> None:
+    def ratio(a, b):
+        return "n/a" if row[a] is None or row[b] is None else f"{row[a] / row[b]:.2f}x"
+
+    print(
+        f"{row['model']} {row['device']} {row['passages']} passages, {row['tokens']} tokens, {row['layers']} layers: "
+        f"floor {row['floor_s']} s / {row['floor_rss_mb']} MB, engine {row['engine_s']} s / {row['engine_rss_mb']} MB, "
+        f"naive {row['naive_s']} s / {row['naive_rss_mb']} MB; engine/floor {ratio('engine_s', 'floor_s')}, "
+        f"naive/engine {ratio('naive_s', 'engine_s')}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
