@@ -67,7 +67,8 @@ def load(args):
             max_position_embeddings=40960, tie_word_embeddings=True,
         )
         config._attn_implementation = attn
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        with torch.device(args.device):  # initialise in place: billions of random weights
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
         model, tokenizer = load_model(args.model, dtype=dtype)
         model.set_attn_implementation(attn)
