@@ -1,0 +1,1 @@
+"""Peers that HeadRank is benchmarked against: generative listwise (RankGPT) and dense (MiniLM)."""

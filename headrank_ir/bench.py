@@ -1,0 +1,333 @@
+"""``python -m headrank_ir.bench``: methods × datasets, quality and cost side by side.
+
+Runs every unfinished cell of the grid (each in its own process unless ``--no-isolate``), then
+writes ``results.csv``, ``results.md`` and the plots from *all* finished cells under the same
+model, depth and query counts, so that subsets run one after another add up to one table.
+
+    python -m headrank_ir.bench --depth 20 --max-queries cranfield=50 vaswani=50
+    python -m headrank_ir.bench --methods bm25 icr --datasets dl19 --max-queries 5   # quick pass
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import plots
+from .benchmark import report
+from .benchmark.cells import Cell, is_finished, run_cell, run_isolated
+from .benchmark.datasets import DATASETS, default_data_root, get_dataset, prepare
+from .benchmark.methods import METHODS, TRAIN_SET, get_method
+from .benchmark.store import CellKey, read_json
+from .models import DEFAULT_MODEL, cache_dir
+
+logger = logging.getLogger("headrank_ir.bench")
+
+HEADRANK_PREFERENCE = (
+    "headrank",
+    "headrank-select",
+    "qrhead",
+)  # the homogenisation plot's HeadRank
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m headrank_ir.bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"causal LM: short name, folder or hub id (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        metavar="METHOD",
+        help=f"subset of: {', '.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        metavar="DATASET",
+        help=f"subset of: {', '.join(DATASETS)}",
+    )
+    parser.add_argument(
+        "--depth",
+        type=_positive,
+        default=20,
+        help="rerank the first stage's top DEPTH of 100 (default 20)",
+    )
+    parser.add_argument(
+        "--max-queries",
+        nargs="+",
+        default=[],
+        metavar="N|DATASET=N",
+        help="first N queries (sorted ids) of every dataset, or per dataset: cranfield=50 vaswani=50",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="results, plots and runs/bench/ go here (default runs)",
+    )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        default=Path("profiles"),
+        help="trained profiles folder (default profiles)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the shared data folder (default $HEADRANK_DATA or ../shared/data)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="Lucene indexes and corpus embeddings (default the model cache)",
+    )
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run cells in this process (faster; peak RSS then accumulates)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute the selected cells even when finished",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite the table and plots from finished cells",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def parse_max_queries(
+    values: Sequence[str], datasets: Sequence[str]
+) -> dict[str, int | None]:
+    """``["50"]`` → every dataset 50; ``["cranfield=50"]`` → only Cranfield; others all queries."""
+    limits: dict[str, int | None] = {d: None for d in datasets}
+    for value in values:
+        name, _, count = value.rpartition("=")
+        try:
+            number = _positive(count)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise ValueError(
+                f"--max-queries takes N or DATASET=N with N a positive integer, got {value!r}"
+            ) from None
+        targets = [get_dataset(name).name] if name else list(datasets)
+        limits.update({d: number for d in targets})
+    return limits
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    try:
+        for name in args.methods:
+            get_method(name)
+        datasets = [get_dataset(d).name for d in args.datasets]
+        limits = parse_max_queries(args.max_queries, list(DATASETS))
+        return _bench(args, datasets, limits)
+    except (ValueError, RuntimeError) as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _bench(args, datasets: list[str], limits: dict[str, int | None]) -> int:
+    bench_dir = args.out / "bench"
+    data = args.data or default_data_root()
+    cache = args.cache or cache_dir()
+    failures: list[str] = []
+    if not args.report_only:
+        failures = _run_cells(args, datasets, limits, bench_dir, data, cache)
+    write_report(args, bench_dir, data, limits)
+    for failure in failures:
+        print(f"bench: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _run_cells(
+    args, datasets, limits, bench_dir: Path, data: Path, cache: Path
+) -> list[str]:
+    collections = {d: prepare(DATASETS[d], data, bench_dir, cache) for d in datasets}
+    failures = []
+    for method in [
+        m for m in METHODS if m in args.methods
+    ]:  # registry order: ICR before the QRHead it feeds
+        for dataset in datasets:
+            cell = Cell(
+                CellKey(args.model, dataset, method, args.depth, limits[dataset]),
+                collections[dataset],
+                bench_dir,
+                args.profiles,
+                cache,
+            )
+            if is_finished(cell) and not args.force:
+                continue
+            logger.info("cell %s on %s", method, dataset)
+            try:
+                run_cell(cell) if args.no_isolate else run_isolated(cell)
+            except RuntimeError as error:
+                failures.append(str(error))
+                logger.error("%s", error)
+    return failures
+
+
+def write_report(
+    args, bench_dir: Path, data: Path, limits: dict[str, int | None]
+) -> None:
+    """Table and plots from every finished cell of this model, depth and query counts."""
+    from .inputs import read_qrels_file
+
+    keys = [
+        CellKey(args.model, d, m, args.depth, limits[d])
+        for d in DATASETS
+        for m in METHODS
+    ]
+    records = report.order_records(
+        [r for k in keys if (r := read_json(k.result(bench_dir)))],
+        list(METHODS),
+        list(DATASETS),
+    )
+    skipped = [
+        s
+        for k in keys
+        if not k.result(bench_dir).exists() and (s := read_json(k.skip_note(bench_dir)))
+    ]
+    if not records:
+        logger.warning("no finished cells yet: no table written")
+        return
+    present = [d for d in DATASETS if any(r["dataset"] == d for r in records)]
+    by_cell = {(r["method"], r["dataset"]): r for r in records}
+    qrels = {
+        d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present
+    }
+    written = [plots.quality_cost(records, present, args.out / "quality_cost.png")]
+    written += _homogenisation(by_cell, present, qrels, args.out)
+    written += _head_maps(by_cell, args.model, args.out)
+    notes = report.about_notes(records) + [
+        f"skipped `{s['method']}` on {s['dataset']}: {s['reason']}" for s in skipped
+    ]
+    notes += _standing_notes(records)
+    settings = _settings_line(args, limits, present)
+    (args.out / "results.csv").write_text(
+        report.to_csv([report.row(r) for r in records]), encoding="utf-8"
+    )
+    md = report.to_markdown(
+        records, present, notes, [p.name for p in written], settings
+    )
+    (args.out / "results.md").write_text(md, encoding="utf-8")
+    logger.info(
+        "wrote %s, %s and %d plots",
+        args.out / "results.csv",
+        args.out / "results.md",
+        len(written),
+    )
+
+
+def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path]:
+    panels = []
+    for dataset in datasets:
+        icr = by_cell.get(("icr", dataset))
+        best = plots.best_available(
+            {
+                m: by_cell[m, dataset]
+                for m in HEADRANK_PREFERENCE
+                if (m, dataset) in by_cell
+            },
+            HEADRANK_PREFERENCE,
+        )
+        if icr is None or best is None:
+            continue
+        grade = DATASETS[dataset].relevant_grade
+        panels += [
+            (f"{dataset}: ICR", icr, qrels[dataset], grade),
+            (f"{dataset}: {best}", by_cell[best, dataset], qrels[dataset], grade),
+        ]
+    return [plots.homogenisation(panels, out / "homogenisation.png")] if panels else []
+
+
+def _head_maps(by_cell, model: str, out: Path) -> list[Path]:
+    """One map per training set: ICR's per-head nDCG@10 there, heads chosen from it marked."""
+    written = []
+    for train in ("dl20", "dl19"):
+        icr = by_cell.get(("icr", train))
+        if icr is None or not icr.get("head_ndcg"):
+            continue
+        tests = [d for d, t in TRAIN_SET.items() if t == train]
+        selected = {}
+        for method in HEADRANK_PREFERENCE[::-1]:
+            record = next(
+                (by_cell[method, d] for d in tests if (method, d) in by_cell), None
+            )
+            if record and record.get("heads"):
+                selected[method] = set(record["heads"])
+        labels = [tuple(int(x) for x in h.split(".")) for h in icr["head_ndcg"]]
+        layers, heads = max(l for l, _ in labels) + 1, max(h for _, h in labels) + 1
+        title = (
+            f"{model}: nDCG@10 of each head alone on {train} ({icr['queries']} queries, top {icr['depth']});\n"
+            f"marked: heads chosen on {train} (used on {', '.join(tests)})"
+        )
+        written.append(
+            plots.head_map(
+                icr["head_ndcg"],
+                layers,
+                heads,
+                selected,
+                title,
+                out / f"headmap.{train}.png",
+            )
+        )
+    return written
+
+
+def _standing_notes(records) -> list[str]:
+    isolated = all(r["cost"]["isolated"] for r in records)
+    return [
+        "Rerankers reorder the BM25 top `depth` of 100; the rest keeps BM25's order, so recall_100 equals BM25's.",
+        "Δ columns: mean per-query nDCG@10 difference, p from a paired randomisation test (10,000 sign flips).",
+        "Selectivity: middle half of the top-`depth` context; relevant = grade ≥ 2 (DL, Cranfield) or ≥ 1 (Vaswani).",
+        "Cost: wall time of ranking only (model loading excluded); forward_passes per query counts truncated "
+        "forwards (attention), generated tokens (RankGPT) or encoder batches (MiniLM); peak RSS per "
+        + (
+            "cell process."
+            if isolated
+            else "process (cells shared a process: peaks accumulate)."
+        ),
+    ]
+
+
+def _settings_line(args, limits, datasets) -> str:
+    queries = ", ".join(
+        f"{d}: {'all' if limits[d] is None else f'first {limits[d]}'}" for d in datasets
+    )
+    return (
+        f"Model `{args.model}`, rerank depth {args.depth}, queries ({queries}); "
+        f"{platform.machine()} CPU, Python {platform.python_version()}. Columns as in results.csv."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""One cell of the grid: one method on one dataset, run, written and evaluated.
+
+A cell writes its TREC run, then a JSON record (measures read back from that run file with
+ir_measures, per-query nDCG@10, selectivity, cost, and the raw scores the plots need). The
+JSON is written last and atomically, so its presence means the cell is finished. By default
+each cell runs in a fresh process: peak RSS is then that method's alone, and timings do not
+inherit another method's warm caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..records import Candidate, Result
+from ..runfile import format_trec
+from ..selectivity import selectivity
+from .datasets import Collection, Loaded, load
+from .methods import TRAIN_SET, Context, Ranking, Skip, get_method, reorder_top
+from .store import CellKey, read_json, write_atomic, write_json
+
+logger = logging.getLogger(__name__)
+
+MEASURES = {
+    "ndcg_cut_10": "nDCG@10",
+    "map_100": "AP@100",
+    "recall_100": "R@100",
+    "rr_10": "RR@10",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: CellKey
+    collection: Collection
+    bench_dir: Path
+    profiles: Path
+    cache: Path
+
+
+def is_finished(cell: Cell) -> bool:
+    return cell.key.result(cell.bench_dir).exists()
+
+
+def run_isolated(cell: Cell) -> None:
+    """Run the cell in a fresh (spawned) process; raises when it fails."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_child, args=(cell, logging.getLogger().level)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(
+            f"cell {cell.key.method} on {cell.key.dataset} failed (exit code {child.exitcode})"
+        )
+
+
+def _child(cell: Cell, level: int) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    run_cell(cell, isolated=True)
+
+
+def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
+    """Run, write and evaluate one cell; returns its record, or None when the method must skip."""
+    key = cell.key
+    loaded = load(cell.collection, key.max_queries)
+    try:
+        method = get_method(key.method).build(_context(cell))
+    except Skip as reason:
+        logger.warning("skipping %s on %s: %s", key.method, key.dataset, reason)
+        write_json(
+            key.skip_note(cell.bench_dir),
+            {"method": key.method, "dataset": key.dataset, "reason": str(reason)},
+        )
+        return None
+    rankings, seconds = _rank_all(method, loaded)
+    run_path = key.run(cell.bench_dir)
+    write_atomic(
+        run_path,
+        "".join(
+            format_trec(_result(r, ranking), key.method)
+            for r, ranking in zip(loaded.requests, rankings)
+        ),
+    )
+    record = {
+        **asdict(key),
+        "about": method.about,
+        "queries": len(loaded.requests),
+        **evaluate_run(run_path, loaded.qrels),
+        "selectivity": _selectivity(
+            key, cell.collection.dataset.relevant_grade, loaded, rankings
+        ),
+        "cost": _cost(key, loaded, rankings, seconds, isolated),
+        "format": _format(rankings),
+        "heads": getattr(method, "head_labels", None),
+        "scores": _scores(loaded, rankings),
+        "head_ndcg": _head_ndcg(
+            key.depth, getattr(method, "head_labels", None), loaded, rankings
+        ),
+    }
+    write_json(key.result(cell.bench_dir), record)
+    key.skip_note(cell.bench_dir).unlink(missing_ok=True)
+    logger.info(
+        "%s on %s: nDCG@10 %.4f",
+        key.method,
+        key.dataset,
+        record["measures"]["ndcg_cut_10"],
+    )
+    return record
+
+
+def _context(cell: Cell) -> Context:
+    key = cell.key
+    train = TRAIN_SET[key.dataset]
+    icr = read_json(
+        CellKey(key.model, train, "icr", key.depth, key.max_queries).result(
+            cell.bench_dir
+        )
+    )
+    return Context(
+        key.model,
+        key.dataset,
+        key.depth,
+        cell.collection,
+        cell.profiles,
+        cell.cache,
+        icr and icr["head_ndcg"],
+    )
+
+
+def _rank_all(method, loaded: Loaded):
+    from tqdm import tqdm
+
+    rankings: list[Ranking] = []
+    seconds = 0.0
+    for request in tqdm(
+        loaded.requests, desc="queries", unit="q", file=sys.stderr, mininterval=10
+    ):
+        start = time.perf_counter()
+        rankings.append(method.rank(request))
+        seconds += time.perf_counter() - start
+    return rankings, seconds
+
+
+def _result(request, ranking: Ranking) -> Result:
+    """Scores that spell out the order: count down from the list length."""
+    n = len(ranking.docids)
+    return Result(
+        request.query,
+        [Candidate(d, float(n - i)) for i, d in enumerate(ranking.docids)],
+    )
+
+
+def evaluate_run(run_path: Path, qrels: dict[str, dict[str, int]]) -> dict:
+    """Aggregate measures and per-query nDCG@10 of a TREC run file, by ir_measures."""
+    import ir_measures
+
+    run = list(ir_measures.read_trec_run(str(run_path)))
+    measures = [ir_measures.parse_measure(m) for m in MEASURES.values()]
+    aggregate = ir_measures.calc_aggregate(measures, qrels, run)
+    ndcg = ir_measures.parse_measure(MEASURES["ndcg_cut_10"])
+    per_query = {m.query_id: m.value for m in ir_measures.iter_calc([ndcg], qrels, run)}
+    return {
+        "measures": {
+            column: aggregate[ir_measures.parse_measure(m)]
+            for column, m in MEASURES.items()
+        },
+        "per_query_ndcg_cut_10": per_query,
+    }
+
+
+def _selectivity(
+    key: CellKey, grade: int, loaded: Loaded, rankings: list[Ranking]
+) -> dict | None:
+    if get_method(key.method).own_first_stage:
+        return None  # no BM25 context to be selective in
+    first = {
+        r.query.qid: [c.docid for c in r.candidates[: key.depth]]
+        for r in loaded.requests
+    }
+    reranked = {
+        r.query.qid: ranking.docids[: key.depth]
+        for r, ranking in zip(loaded.requests, rankings)
+    }
+    result = selectivity(first, reranked, loaded.qrels, relevant_grade=grade)
+    return {**asdict(result), "gap": result.gap, "relevant_grade": grade}
+
+
+def _cost(
+    key: CellKey,
+    loaded: Loaded,
+    rankings: list[Ranking],
+    seconds: float,
+    isolated: bool,
+) -> dict:
+    queries = len(rankings)
+    passages = sum(min(key.depth, len(r.candidates)) for r in loaded.requests)
+    timed = get_method(key.method).timed
+    return {
+        "seconds": seconds if timed else None,
+        "s_per_query": seconds / queries if timed and queries else None,
+        "passages_per_s": passages / seconds if timed and seconds else None,
+        "forward_passes": sum(r.forward_passes for r in rankings) / queries
+        if queries
+        else 0.0,
+        # ru_maxrss is in KiB on Linux; only meaningful per method when the cell had its own process
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "isolated": isolated,
+    }
+
+
+def _format(rankings: list[Ranking]) -> dict | None:
+    windows = sum(r.windows for r in rankings)
+    if not windows:
+        return None
+    full = sum(r.full_windows for r in rankings)
+    return {
+        "windows": windows,
+        "full": full,
+        "success": full / windows,
+        "appended": sum(r.appended for r in rankings),
+    }
+
+
+def _scores(loaded: Loaded, rankings: list[Ranking]) -> dict | None:
+    """Per query: top-depth docids (first-stage order), their scores and prompt positions."""
+    if rankings and rankings[0].scores is None:
+        return None
+    return {
+        r.query.qid: {
+            "docids": [c.docid for c in r.candidates[: len(k.scores)]],
+            "scores": k.scores,
+            "positions": k.positions,
+        }
+        for r, k in zip(loaded.requests, rankings)
+    }
+
+
+def _head_ndcg(
+    depth: int, labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]
+) -> dict[str, float] | None:
+    """Mean nDCG@10 of each profile head ranking the top-depth on its own (the head map's data)."""
+    import ir_measures
+
+    if labels is None:
+        return None
+    ndcg = ir_measures.parse_measure(MEASURES["ndcg_cut_10"])
+    quality = {}
+    for k, label in enumerate(labels):
+        run = {}
+        for request, ranking in zip(loaded.requests, rankings):
+            scores = ranking.head_scores[k]
+            order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+            docids = reorder_top(request, order, depth)
+            run[request.query.qid] = {
+                d: float(len(docids) - i) for i, d in enumerate(docids)
+            }
+        quality[label] = ir_measures.calc_aggregate([ndcg], loaded.qrels, run)[ndcg]
+    return quality

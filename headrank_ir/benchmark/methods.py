@@ -1,0 +1,345 @@
+"""The rankers under comparison, one registry entry each, all behind ``rank(request) -> Ranking``.
+
+Rerankers reorder the first stage's top ``depth`` and leave the rest of its top 100 in place
+below them. Trained profiles are always taken from the *other* DL set (``TRAIN_SET``), so no
+method is tested on the queries it was selected or trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..profile import HeadProfile
+from ..records import Request
+from .datasets import HITS, Collection
+
+logger = logging.getLogger(__name__)
+
+# The DL set whose queries trained the profile used on each test set. Cranfield and Vaswani
+# take the DL20-trained profiles: DL20 has more training queries (54) than DL19 (43).
+TRAIN_SET = {"dl19": "dl20", "dl20": "dl19", "cranfield": "dl20", "vaswani": "dl20"}
+QRHEAD_HEADS = 16
+
+
+class Skip(Exception):
+    """The method cannot run on this dataset yet (e.g. its profile is not trained); says why."""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One query's ranked list and what it cost."""
+
+    docids: list[str]  # the whole list, best first
+    forward_passes: int = 0
+    # Attention methods: per top-``depth`` candidate (first-stage order) its combined score,
+    # its position in the prompt (0 = shown first) and each profile head's score.
+    scores: list[float] | None = None
+    positions: list[int] | None = None
+    head_scores: list[list[float]] | None = None
+    # Generative methods: windows asked, windows answered with a full permutation, ids appended.
+    windows: int = 0
+    full_windows: int = 0
+    appended: int = 0
+
+
+class Method(Protocol):
+    about: str  # one line for the results notes: which profile, which settings
+
+    def rank(self, request: Request) -> Ranking: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    model: str
+    dataset: str
+    depth: int
+    collection: Collection
+    profiles: Path  # folder of trained profiles, ``<model>.<train set>/…``
+    cache: Path
+    train_head_ndcg: dict[str, float] | None = (
+        None  # ICR's per-head nDCG@10 on TRAIN_SET[dataset]
+    )
+
+
+def reorder_top(request: Request, order: Sequence[int], depth: int) -> list[str]:
+    """The top ``depth`` in ``order`` (indices into it), then the rest in first-stage order."""
+    docids = [c.docid for c in request.candidates]
+    return [docids[i] for i in order] + docids[depth:]
+
+
+class _Counted:
+    """Wraps a callable to count its calls (forward passes)."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.function(*args, **kwargs)
+
+
+# -- first stage as is ------------------------------------------------------------------------
+
+
+class FirstStage:
+    about = "Pyserini BM25 (k1=0.9, b=0.4), top 100 as retrieved"
+
+    def rank(self, request: Request) -> Ranking:
+        return Ranking([c.docid for c in request.candidates])
+
+
+# -- attention heads ---------------------------------------------------------------------------
+
+
+class AttentionMethod:
+    """A ``HeadRanker`` under a profile; keeps every profile head's scores for the head map."""
+
+    def __init__(self, ranker, depth: int, about: str):
+        import torch
+
+        self.ranker = ranker
+        self.depth = depth
+        self.about = about
+        self.weights = torch.tensor(
+            [w for _, _, ws in ranker.profile.heads_by_layer() for w in ws]
+        )
+        self.head_labels = [
+            f"{layer}.{h}"
+            for layer, hs, _ in ranker.profile.heads_by_layer()
+            for h in hs
+        ]
+        self.forwards = _Counted(ranker.truncated.forward)
+        ranker.truncated.forward = self.forwards
+
+    def rank(self, request: Request) -> Ranking:
+        import torch
+
+        from ..prompt import display_order
+        from ..reranker import merge_windows, plan_windows
+
+        query = request.query.text
+        texts = [c.text for c in request.candidates[: self.depth]]
+        plan = plan_windows(self.ranker, query, texts)
+        before = self.forwards.calls
+        with torch.inference_mode():
+            per_window = [
+                self.ranker.head_scores(query, [texts[i] for i in window])
+                for window in plan
+            ]
+        combined = merge_windows(
+            plan, [(self.weights @ s).tolist() for s in per_window], len(texts)
+        )
+        heads = [
+            merge_windows(plan, [s[k].tolist() for s in per_window], len(texts))
+            for k in range(len(self.head_labels))
+        ]
+        positions = [0] * len(texts)
+        for window in plan:
+            for position, local in enumerate(
+                display_order(len(window), self.ranker.profile.prompt)
+            ):
+                positions[window[local]] = position
+        order = sorted(range(len(texts)), key=lambda i: (-combined[i], i))
+        return Ranking(
+            reorder_top(request, order, self.depth),
+            forward_passes=self.forwards.calls - before,
+            scores=combined,
+            positions=positions,
+            head_scores=heads,
+        )
+
+
+def _load_lm(ctx: Context):
+    from ..models import load_model
+
+    return load_model(ctx.model)
+
+
+def _attention(
+    ctx: Context, profile: HeadProfile | None, about: str
+) -> AttentionMethod:
+    from ..reranker import HeadRanker
+
+    model, tokenizer = _load_lm(ctx)
+    return AttentionMethod(
+        HeadRanker(model, tokenizer, profile, name=ctx.model), ctx.depth, about
+    )
+
+
+def build_icr(ctx: Context) -> AttentionMethod:
+    # no profile: the engine's default, ICR's
+    return _attention(
+        ctx, None, "ICR: all heads, equal weights, N/A-calibrated, engine defaults"
+    )
+
+
+# tools/train_eval.py writes ``<profiles>/<model>.<train set>.<slug>/profile.json``, per method.
+PROFILE_SLUGS = {"qrhead": "ndcg", "headrank-select": "entropy", "headrank": "headrank"}
+
+
+def profile_path(ctx: Context, method: str) -> Path:
+    from .store import model_label
+
+    folder = (
+        f"{model_label(ctx.model)}.{TRAIN_SET[ctx.dataset]}.{PROFILE_SLUGS[method]}"
+    )
+    return ctx.profiles / folder / "profile.json"
+
+
+def trained_profile(ctx: Context, method: str) -> Path | None:
+    path = profile_path(ctx, method)
+    return path if path.exists() else None
+
+
+def _profiled(method: str) -> Callable[[Context], AttentionMethod]:
+    def build(ctx: Context) -> AttentionMethod:
+        path = trained_profile(ctx, method)
+        if path is None:
+            raise Skip(
+                f"no profile trained on {TRAIN_SET[ctx.dataset]} yet ({profile_path(ctx, method)} is missing)"
+            )
+        return _attention(
+            ctx,
+            HeadProfile.load(path),
+            f"profile {path} (trained on {TRAIN_SET[ctx.dataset]})",
+        )
+
+    return build
+
+
+def qrhead_profile(
+    model: str, head_ndcg: dict[str, float], k: int = QRHEAD_HEADS
+) -> HeadProfile:
+    """QRHead's choice: the ``k`` heads with the best nDCG@10 on training queries, equal weights."""
+    best = sorted(head_ndcg, key=lambda head: (-head_ndcg[head], head))[:k]
+    heads = tuple(
+        (int(h.split(".")[0]), int(h.split(".")[1]), 1.0 / len(best)) for h in best
+    )
+    return HeadProfile(model=model, heads=heads, meta={"method": "qrhead", "k": k})
+
+
+def build_qrhead(ctx: Context) -> AttentionMethod:
+    """The training command's QRHead profile; else the same choice made from the bench's own ICR cell."""
+    if trained_profile(ctx, "qrhead") is not None:
+        return _profiled("qrhead")(ctx)
+    if ctx.train_head_ndcg is None:
+        raise Skip(
+            f"no QRHead profile and no ICR cell on {TRAIN_SET[ctx.dataset]} to choose heads from"
+        )
+    profile = qrhead_profile(ctx.model, ctx.train_head_ndcg)
+    return _attention(
+        ctx,
+        profile,
+        f"top-{QRHEAD_HEADS} heads by nDCG@10 of the bench's ICR cell on {TRAIN_SET[ctx.dataset]}",
+    )
+
+
+# -- generative listwise -----------------------------------------------------------------------
+
+
+class ListwiseMethod:
+    def __init__(self, ranker, depth: int):
+        self.ranker = ranker
+        self.depth = depth
+        self.about = f"RankGPT prompt, window {ranker.window}, step {ranker.step}, greedy, same LM"
+
+    def rank(self, request: Request) -> Ranking:
+        texts = [c.text for c in request.candidates[: self.depth]]
+        result = self.ranker.rank(request.query.text, texts)
+        return Ranking(
+            reorder_top(request, result.order, self.depth),
+            forward_passes=sum(a.generated_tokens for a in result.answers),
+            windows=len(result.answers),
+            full_windows=sum(a.permutation.full for a in result.answers),
+            appended=sum(a.permutation.appended for a in result.answers),
+        )
+
+
+def build_rankgpt(ctx: Context) -> ListwiseMethod:
+    from ..baselines.rankgpt import RankGPT
+
+    model, tokenizer = _load_lm(ctx)
+    return ListwiseMethod(RankGPT(model, tokenizer), ctx.depth)
+
+
+# -- dense -------------------------------------------------------------------------------------
+
+
+class DenseReranker:
+    about = "all-MiniLM-L6-v2 bi-encoder, cosine, mean pooling"
+
+    def __init__(self, depth: int):
+        from ..baselines.dense import MiniLM
+
+        self.encoder = MiniLM()
+        self.depth = depth
+
+    def rank(self, request: Request) -> Ranking:
+        before = self.encoder.forward_passes
+        top = request.candidates[: self.depth]
+        scores = self.encoder.scores(request.query.text, [c.text for c in top])
+        order = sorted(range(len(top)), key=lambda i: (-scores[i], i))
+        return Ranking(
+            reorder_top(request, order, self.depth),
+            self.encoder.forward_passes - before,
+        )
+
+
+class DenseFirstStage:
+    """MiniLM over the full corpus instead of BM25: its own top 100 (corpus encoded once, cached)."""
+
+    about = "all-MiniLM-L6-v2 over the full corpus, faiss IndexFlatIP, top 100"
+
+    def __init__(self, ctx: Context):
+        from ..baselines.dense import DenseIndex, MiniLM, corpus_vectors
+        from ..inputs import read_corpus
+
+        if ctx.collection.dataset.bm25_run:
+            raise Skip(
+                "its corpus file holds only the BM25 pool, not the full collection"
+            )
+        self.encoder = MiniLM()
+        cache = ctx.cache / "dense" / f"{ctx.dataset}.minilm.npz"
+        docids, vectors = corpus_vectors(
+            self.encoder, read_corpus(ctx.collection.corpus), cache
+        )
+        self.index = DenseIndex(docids, vectors)
+
+    def rank(self, request: Request) -> Ranking:
+        before = self.encoder.forward_passes
+        hits = self.index.search(self.encoder.encode([request.query.text])[0], HITS)
+        return Ranking(
+            [docid for docid, _ in hits], self.encoder.forward_passes - before
+        )
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    build: Callable[[Context], Method]
+    own_first_stage: bool = False  # retrieves its own list instead of ranking BM25's
+    timed: bool = (
+        True  # False: nothing is computed at query time (the given first stage)
+    )
+
+
+METHODS: dict[str, MethodSpec] = {
+    "bm25": MethodSpec(lambda ctx: FirstStage(), timed=False),
+    "icr": MethodSpec(build_icr),
+    "qrhead": MethodSpec(build_qrhead),
+    "headrank-select": MethodSpec(_profiled("headrank-select")),
+    "headrank": MethodSpec(_profiled("headrank")),
+    "rankgpt": MethodSpec(build_rankgpt),
+    "minilm": MethodSpec(lambda ctx: DenseReranker(ctx.depth)),
+    "minilm-dense": MethodSpec(DenseFirstStage, own_first_stage=True),
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]

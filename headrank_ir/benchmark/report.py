@@ -1,0 +1,166 @@
+"""The results table: one row per finished cell, as CSV and as Markdown with significance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+from ..significance import compare
+
+COLUMNS = [
+    "method",
+    "dataset",
+    "queries",
+    "ndcg_cut_10",
+    "map_100",
+    "recall_100",
+    "rr_10",
+    "sel_rel",
+    "sel_irr",
+    "sel_gap",
+    "s_per_query",
+    "passages_per_s",
+    "forward_passes",
+    "peak_rss_mb",
+    "format_success",
+]
+
+
+def row(record: Mapping) -> dict[str, object]:
+    """A cell record flattened to the table's columns; None where a column does not apply."""
+    sel = record.get("selectivity") or {}
+    cost = record["cost"]
+    fmt = record.get("format") or {}
+    return {
+        "method": record["method"],
+        "dataset": record["dataset"],
+        "queries": record["queries"],
+        **record["measures"],
+        "sel_rel": sel.get("relevant"),
+        "sel_irr": sel.get("irrelevant"),
+        "sel_gap": sel.get("gap"),
+        "s_per_query": cost["s_per_query"],
+        "passages_per_s": cost["passages_per_s"],
+        "forward_passes": cost["forward_passes"]
+        if cost["s_per_query"] is not None
+        else None,
+        "peak_rss_mb": cost["peak_rss_mb"] if cost["s_per_query"] is not None else None,
+        "format_success": fmt.get("success"),
+    }
+
+
+def _cell(value: object, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else ""
+    return str(value)
+
+
+def to_csv(rows: Sequence[Mapping]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow([_cell(r[c]) for c in COLUMNS])
+    return out.getvalue()
+
+
+def significance_marks(records: Sequence[Mapping]) -> dict[tuple, list[str]]:
+    """``(method, dataset) -> ["+0.012 (p=0.030)", "-0.004 (p=0.710)"]``: nDCG@10 against BM25, ICR."""
+    per_query = {
+        (r["method"], r["dataset"]): r["per_query_ndcg_cut_10"] for r in records
+    }
+    marks = {}
+    for (method, dataset), scores in per_query.items():
+        parts = []
+        for reference in ("bm25", "icr"):
+            other = per_query.get((reference, dataset))
+            if other is None or reference == method or not set(other) & set(scores):
+                parts.append("")
+                continue
+            c = compare(scores, other)
+            parts.append(f"{c.mean_difference:+.4f} (p={c.p_randomisation:.3f})")
+        marks[method, dataset] = parts
+    return marks
+
+
+MD_COLUMNS = (
+    "method",
+    "queries",
+    "ndcg_cut_10",
+    "map_100",
+    "recall_100",
+    "rr_10",
+    "sel_rel",
+    "sel_irr",
+    "sel_gap",
+    "s_per_query",
+    "passages_per_s",
+    "forward_passes",
+    "peak_rss_mb",
+    "format_success",
+)
+
+
+def to_markdown(
+    records: Sequence[Mapping],
+    datasets: Sequence[str],
+    notes: list[str],
+    plots: Sequence[str],
+    settings: str,
+) -> str:
+    """Tables per dataset, significance columns, notes on skipped cells and profiles, plot links."""
+    marks = significance_marks(records)
+    lines = ["# HeadRank benchmark results", "", settings, ""]
+    for dataset in datasets:
+        rows = [row(r) for r in records if r["dataset"] == dataset]
+        if not rows:
+            continue
+        lines += [
+            f"## {dataset}",
+            "",
+            "| " + " | ".join(MD_COLUMNS) + " | Δ nDCG@10 vs BM25 | Δ vs ICR |",
+            "|" + "---|" * (len(MD_COLUMNS) + 2),
+        ]
+        for r in rows:
+            cells = [
+                _cell(
+                    r[c],
+                    2
+                    if c
+                    in (
+                        "s_per_query",
+                        "passages_per_s",
+                        "forward_passes",
+                        "peak_rss_mb",
+                    )
+                    else 4,
+                )
+                for c in MD_COLUMNS
+            ]
+            lines.append("| " + " | ".join(cells + marks[r["method"], dataset]) + " |")
+        lines.append("")
+    lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def about_notes(records: Sequence[Mapping]) -> list[str]:
+    """What each method was, once per distinct description (profiles differ per test set)."""
+    seen: dict[str, list[str]] = {}
+    for r in records:
+        seen.setdefault(f"`{r['method']}`: {r['about']}", []).append(r["dataset"])
+    return [f"{text} — on {', '.join(ds)}" for text, ds in seen.items()]
+
+
+def order_records(
+    records: Sequence[Mapping], methods: Sequence[str], datasets: Sequence[str]
+) -> list[Mapping]:
+    rank = {m: i for i, m in enumerate(methods)}
+    where = {d: i for i, d in enumerate(datasets)}
+    return sorted(
+        records, key=lambda r: (where.get(r["dataset"], 99), rank.get(r["method"], 99))
+    )

@@ -1,0 +1,210 @@
+"""The bench's three pictures, drawn from the cell records (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+MIDDLE_COLOUR = "#eeeeee"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
+    cols = min(count, 2)
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False
+    )
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def quality_cost(
+    records: Sequence[Mapping], datasets: Sequence[str], path: Path
+) -> Path:
+    """nDCG@10 against seconds per query, one point per method, one panel per dataset."""
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(datasets))
+    for ax, dataset in zip(axes, datasets):
+        cells = [r for r in records if r["dataset"] == dataset]
+        for r in cells:
+            ndcg, seconds = r["measures"]["ndcg_cut_10"], r["cost"]["s_per_query"]
+            if (
+                seconds is None
+            ):  # the given first stage: no query-time cost, drawn as a reference line
+                ax.axhline(ndcg, color="grey", linestyle="--", linewidth=1)
+                ax.annotate(
+                    f"{r['method']} (no rerank cost)",
+                    (0.02, ndcg),
+                    xycoords=("axes fraction", "data"),
+                    fontsize=8,
+                    color="grey",
+                    va="bottom",
+                )
+                continue
+            ax.scatter(seconds, ndcg, s=40, zorder=3)
+            ax.annotate(
+                r["method"],
+                (seconds, ndcg),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=8,
+            )
+        queries = cells[0]["queries"] if cells else 0
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per query (log scale)")
+        ax.set_ylabel("nDCG@10")
+        ax.set_title(f"{dataset} ({queries} queries)")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("Quality against cost (rerank depth as in the table; CPU, 2 threads)")
+    return _save(fig, plt, path)
+
+
+def _zscores(values: Sequence[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    spread = v.std()
+    return (v - v.mean()) / spread if spread > 0 else v * 0.0
+
+
+def position_profile(
+    record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int
+):
+    """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs irrelevant."""
+    depth = max(len(q["positions"]) for q in record["scores"].values())
+    groups: dict[str, list[list[float]]] = {
+        "relevant": [[] for _ in range(depth)],
+        "irrelevant": [[] for _ in range(depth)],
+    }
+    for qid, q in record["scores"].items():
+        for docid, z, position in zip(
+            q["docids"], _zscores(q["scores"]), q["positions"]
+        ):
+            grade = qrels.get(qid, {}).get(docid)
+            kind = (
+                "relevant"
+                if grade is not None and grade >= relevant_grade
+                else "irrelevant"
+                if grade == 0
+                else None
+            )
+            if kind:
+                groups[kind][position].append(float(z))
+    return {
+        kind: (
+            np.array([np.mean(v) if v else np.nan for v in per]),
+            np.array(
+                [np.std(v) / np.sqrt(len(v)) if len(v) > 1 else np.nan for v in per]
+            ),
+        )
+        for kind, per in groups.items()
+    }
+
+
+def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
+    """Calibrated score against prompt position; ``panels``: ``(title, record, qrels, relevant_grade)``.
+
+    The middle half of the context is shaded: a reranker that homogenises it draws the two
+    curves together there.
+    """
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(panels))
+    for ax, (title, record, qrels, grade) in zip(axes, panels):
+        profile = position_profile(record, qrels, grade)
+        depth = len(profile["relevant"][0])
+        x = np.arange(1, depth + 1)
+        ax.axvspan(
+            depth / 4 + 0.5,
+            3 * depth / 4 + 0.5,
+            color=MIDDLE_COLOUR,
+            label="middle half",
+        )
+        for kind, colour in (("relevant", "tab:green"), ("irrelevant", "tab:red")):
+            mean, error = profile[kind]
+            label = (
+                f"relevant (grade ≥ {grade})"
+                if kind == "relevant"
+                else "irrelevant (grade 0)"
+            )
+            ax.plot(x, mean, marker="o", markersize=3, color=colour, label=label)
+            ax.fill_between(x, mean - error, mean + error, color=colour, alpha=0.2)
+        ax.set_xlabel(
+            "position in the context (1 = shown first, farthest from the query)"
+        )
+        ax.set_ylabel("calibrated score (z-scored per query)")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Homogenisation: scores by position in the prompt (mean ± s.e.)")
+    return _save(fig, plt, path)
+
+
+def head_map(
+    quality: Mapping[str, float],
+    layers: int,
+    heads: int,
+    selected: Mapping[str, set[str]],
+    title: str,
+    path: Path,
+) -> Path:
+    """Per (layer, head) nDCG@10 as a heat map; each selection's heads marked with its own symbol."""
+    plt = _pyplot()
+    grid = np.full((layers, heads), np.nan)
+    for label, value in quality.items():
+        layer, head = (int(x) for x in label.split("."))
+        grid[layer, head] = value
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, heads * 0.6 + 2), max(4.0, layers * 0.25 + 1.5))
+    )
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower")
+    fig.colorbar(image, ax=ax, label="nDCG@10 of the head alone")
+    for (name, labels), (marker, colour) in zip(
+        selected.items(), (("o", "white"), ("x", "red"), ("+", "orange"))
+    ):
+        points = [tuple(int(x) for x in label.split(".")) for label in labels]
+        if points:
+            ys, xs = zip(*points)
+            ax.scatter(
+                xs,
+                ys,
+                marker=marker,
+                s=50,
+                facecolors="none" if marker == "o" else colour,
+                edgecolors=colour,
+                linewidths=1.5,
+                label=f"{name} ({len(points)} heads)",
+            )
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(heads))
+    ax.set_title(title, fontsize=10)
+    if selected:
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(0, -0.12), fontsize=8, ncol=len(selected)
+        )
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def best_available(
+    records: Mapping[str, Mapping], preference: Sequence[str]
+) -> str | None:
+    """The first method of ``preference`` that has a record."""
+    return next((m for m in preference if m in records), None)

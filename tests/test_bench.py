@@ -1,0 +1,160 @@
+"""The bench end to end on a tiny random model and a few real DL queries."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import ir_measures
+import pytest
+
+from headrank_ir.bench import main
+from headrank_ir.benchmark.cells import MEASURES, Cell, run_isolated
+from headrank_ir.benchmark.datasets import DATASETS, default_data_root, prepare
+from headrank_ir.benchmark.store import CellKey
+from headrank_ir.inputs import read_qrels_file
+
+METHODS = ["bm25", "icr", "qrhead", "rankgpt", "minilm"]
+DEPTH = 5
+QUERIES = 2
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        "--model",
+        tiny_model_dir,
+        "--datasets",
+        "dl19",
+        "dl20",
+        "--methods",
+        *METHODS,
+        "headrank",
+        "--depth",
+        str(DEPTH),
+        "--max-queries",
+        str(QUERIES),
+        "--out",
+        str(out),
+        "--profiles",
+        str(out / "no-profiles"),
+        "--cache",
+        str(out / "cache"),
+        "--no-isolate",
+    ]
+    assert main(argv) == 0
+    return out, argv
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_table_has_one_row_per_method_and_dataset(bench):
+    out, _ = bench
+    rows = _rows(out)
+    assert [(r["method"], r["dataset"]) for r in rows] == [
+        (m, d) for d in ("dl19", "dl20") for m in METHODS
+    ]
+    assert all(r["queries"] == str(QUERIES) for r in rows)
+    by_method = {r["method"]: r for r in rows if r["dataset"] == "dl19"}
+    assert (
+        by_method["bm25"]["s_per_query"] == ""
+    )  # the given run costs nothing at query time
+    # one window: the whole prompt, then the calibration query on the rewound cache
+    assert float(by_method["icr"]["forward_passes"]) == 2.0
+    assert 0.0 <= float(by_method["rankgpt"]["format_success"]) <= 1.0
+    assert by_method["icr"]["format_success"] == ""
+
+
+def test_numbers_are_what_ir_measures_computes_from_the_written_runs(
+    bench, tiny_model_dir
+):
+    out, _ = bench
+    qrels = {
+        d: read_qrels_file(default_data_root() / DATASETS[d].folder / "qrels.txt")
+        for d in ("dl19", "dl20")
+    }
+    for row in _rows(out):
+        run_path = CellKey(
+            tiny_model_dir, row["dataset"], row["method"], DEPTH, QUERIES
+        ).run(out / "bench")
+        run = list(ir_measures.read_trec_run(str(run_path)))
+        qids = {r.query_id for r in run}
+        assert len(qids) == QUERIES and len(run) == 100 * QUERIES
+        judged = {q: qrels[row["dataset"]][q] for q in qids}
+        values = ir_measures.calc_aggregate(
+            [ir_measures.parse_measure(m) for m in MEASURES.values()], judged, run
+        )
+        for column, measure in MEASURES.items():
+            assert float(row[column]) == pytest.approx(
+                values[ir_measures.parse_measure(measure)], abs=5e-5
+            ), column
+
+
+def test_rerankers_only_reorder_the_top_depth(bench, tiny_model_dir):
+    out, _ = bench
+    key = CellKey(tiny_model_dir, "dl19", "bm25", DEPTH, QUERIES)
+    bm25 = [
+        line.split()[:3] for line in key.run(out / "bench").read_text().splitlines()
+    ]
+    for method in METHODS[1:]:
+        lines = (
+            CellKey(tiny_model_dir, "dl19", method, DEPTH, QUERIES)
+            .run(out / "bench")
+            .read_text()
+            .splitlines()
+        )
+        ranked = [line.split()[:3] for line in lines]
+        for start in range(0, len(bm25), 100):
+            head, tail = slice(start, start + DEPTH), slice(start + DEPTH, start + 100)
+            assert sorted(d for _, _, d in ranked[head]) == sorted(
+                d for _, _, d in bm25[head]
+            ), method
+            assert ranked[tail] == bm25[tail], method
+
+
+def test_plots_and_markdown_are_written_and_linked(bench):
+    out, _ = bench
+    markdown = (out / "results.md").read_text()
+    for png in (
+        "quality_cost.png",
+        "homogenisation.png",
+        "headmap.dl20.png",
+        "headmap.dl19.png",
+    ):
+        assert (out / png).stat().st_size > 10_000, png
+        assert f"]({png})" in markdown
+    assert "skipped `headrank` on dl19: no profile trained on dl20" in markdown
+    assert "(p=" in markdown  # significance against BM25 and ICR
+
+
+def test_a_second_run_resumes_without_recomputing(bench):
+    out, argv = bench
+    results = sorted(
+        p
+        for p in (out / "bench").rglob("*.json")
+        if not p.name.endswith(".skipped.json")
+    )
+    assert len(results) == 2 * len(METHODS)
+    stamps = [p.stat().st_mtime_ns for p in results]
+    assert main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in results] == stamps
+
+
+def test_an_isolated_cell_measures_its_own_process(tmp_path, tiny_model_dir):
+    collection = prepare(DATASETS["dl19"], default_data_root(), tmp_path, tmp_path)
+    cell = Cell(
+        CellKey(tiny_model_dir, "dl19", "icr", 3, 1),
+        collection,
+        tmp_path,
+        tmp_path,
+        tmp_path,
+    )
+    run_isolated(cell)
+    record = json.loads(cell.key.result(tmp_path).read_text())
+    assert record["cost"]["isolated"] and record["queries"] == 1
+    assert 50 < record["cost"]["peak_rss_mb"] < 4000
+    assert record["cost"]["s_per_query"] > 0 and record["cost"]["passages_per_s"] > 0

@@ -1,0 +1,93 @@
+"""The bench's parts on constructed inputs: RankGPT answers, windows, significance, options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from headrank_ir.baselines.rankgpt import parse_permutation, windows
+from headrank_ir.bench import parse_max_queries
+from headrank_ir.benchmark.methods import qrhead_profile
+from headrank_ir.benchmark.report import COLUMNS, to_csv
+from headrank_ir.significance import compare
+
+
+def test_a_clean_answer_is_a_full_permutation():
+    p = parse_permutation("[3] > [1] > [2]", 3)
+    assert p.order == [2, 0, 1]
+    assert p.full and p.appended == 0 and p.ignored == 0
+
+
+def test_missing_ids_are_appended_in_original_order():
+    p = parse_permutation("[4] > [2]", 5)
+    assert p.order == [3, 1, 0, 2, 4]
+    assert not p.full and p.appended == 3
+
+
+def test_duplicates_and_out_of_range_ids_are_ignored_not_trusted():
+    p = parse_permutation("The ranking is [2] > [2] > [9] > [1] > [0]", 3)
+    assert p.order == [1, 0, 2]
+    assert not p.full and p.appended == 1 and p.ignored == 3
+
+
+def test_an_answer_without_ids_keeps_the_window_as_it_was():
+    p = parse_permutation("I cannot rank these passages.", 4)
+    assert p.order == [0, 1, 2, 3] and p.appended == 4 and not p.full
+
+
+def test_windows_slide_from_the_back_and_always_reach_the_top():
+    assert windows(30, 20, 10) == [(10, 30), (0, 20)]
+    assert windows(20, 20, 10) == [(0, 20)]
+    assert windows(5, 20, 10) == [(0, 5)]
+    # 25 - 20 is not a multiple of the step: the last window is clamped to start at 0
+    assert windows(25, 20, 10) == [(5, 25), (0, 15)]
+
+
+def test_a_consistent_gain_is_significant_and_no_gain_is_not():
+    base = {str(q): 0.3 + 0.01 * (q % 7) for q in range(30)}
+    better = {q: v + 0.1 + 0.002 * (int(q) % 3) for q, v in base.items()}
+    gain = compare(better, base)
+    assert gain.queries == 30 and gain.mean_difference == pytest.approx(0.102, abs=1e-3)
+    assert gain.p_randomisation < 0.001 and gain.p_ttest < 0.001
+    noise = {q: v + (0.05 if int(q) % 2 else -0.05) for q, v in base.items()}
+    assert compare(noise, base).p_randomisation > 0.5
+    same = compare(base, base)
+    assert same.p_randomisation == 1.0 and same.mean_difference == 0.0
+
+
+def test_significance_pairs_only_common_queries():
+    one = compare({"a": 1.0, "b": 0.0}, {"b": 0.5, "c": 0.0})
+    assert one.queries == 1 and one.mean_difference == -0.5
+    assert math.isnan(one.p_randomisation)  # a single pair cannot be tested
+    with pytest.raises(ValueError, match="share no query"):
+        compare({"a": 1.0}, {"b": 1.0})
+
+
+def test_max_queries_applies_to_all_or_to_named_datasets():
+    names = ["dl19", "cranfield"]
+    assert parse_max_queries(["5"], names) == {"dl19": 5, "cranfield": 5}
+    assert parse_max_queries(["cranfield=50"], names) == {"dl19": None, "cranfield": 50}
+    with pytest.raises(ValueError, match="unknown dataset"):
+        parse_max_queries(["msmarco=3"], names)
+    with pytest.raises(ValueError, match="positive integer"):
+        parse_max_queries(["cranfield=0"], names)
+
+
+def test_qrhead_keeps_the_k_best_heads_with_equal_weights():
+    quality = {"0.0": 0.1, "1.2": 0.5, "3.1": 0.4, "2.0": 0.3}
+    profile = qrhead_profile("m", quality, k=2)
+    assert [(layer, head) for layer, head, _ in profile.heads] == [(1, 2), (3, 1)]
+    assert {w for _, _, w in profile.heads} == {0.5}
+    assert profile.depth == 4
+
+
+def test_csv_has_exactly_the_agreed_columns_and_blanks_for_missing_values():
+    row = dict.fromkeys(COLUMNS)
+    row.update(method="bm25", dataset="dl19", queries=43, ndcg_cut_10=0.50576)
+    header, line = to_csv([row]).splitlines()
+    assert header == (
+        "method,dataset,queries,ndcg_cut_10,map_100,recall_100,rr_10,sel_rel,sel_irr,sel_gap,"
+        "s_per_query,passages_per_s,forward_passes,peak_rss_mb,format_success"
+    )
+    assert line == "bm25,dl19,43,0.5058" + "," * 11

@@ -1,0 +1,70 @@
+"""Run the bench grid one cell per command, each under a shared CPU lock (how runs/ was made).
+
+    .venv/bin/python tools/bench_grid.py --depth 20 --max-queries cranfield=50 vaswani=50
+
+On a shared machine every heavy job takes ``flock LOCK``; one bench command per cell releases
+the lock between cells, so that other jobs are not starved for hours, and each timing runs
+alone. Cells go cheapest and most needed first: the ICR cells feed the QRHead fallback and the
+head map, and the slow generative baseline comes last. Finished cells are skipped by the bench
+itself, so the script can be stopped and started again at will.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+ORDER = [
+    ("bm25", ("dl19", "dl20", "cranfield", "vaswani")),
+    ("icr", ("dl19", "dl20")),
+    ("minilm", ("dl19", "dl20", "cranfield", "vaswani")),
+    ("minilm-dense", ("cranfield", "vaswani")),
+    ("qrhead", ("dl19", "dl20")),
+    ("headrank-select", ("dl19", "dl20")),
+    ("headrank", ("dl19", "dl20")),
+    ("icr", ("cranfield", "vaswani")),
+    ("qrhead", ("cranfield", "vaswani")),
+    ("headrank-select", ("cranfield", "vaswani")),
+    ("headrank", ("cranfield", "vaswani")),
+    ("rankgpt", ("dl19", "dl20", "cranfield", "vaswani")),
+]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--lock",
+        default="/tmp/headrank-cpu.lock",
+        help="flock file shared by heavy jobs",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", help="only these methods (in the order above)"
+    )
+    args, bench_args = parser.parse_known_args(argv)
+    failed = 0
+    for method, datasets in ORDER:
+        if args.methods and method not in args.methods:
+            continue
+        for dataset in datasets:
+            command = [
+                "flock",
+                args.lock,
+                sys.executable,
+                "-m",
+                "headrank_ir.bench",
+                "--methods",
+                method,
+                "--datasets",
+                dataset,
+                *bench_args,
+            ]
+            print("+", " ".join(command), flush=True)
+            failed += (
+                subprocess.run(command, check=False).returncode != 0
+            )  # one failed cell must not stop the rest
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
