@@ -6,6 +6,7 @@ tokenising pieces separately, so they are exact whatever the tokenizer merges at
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
@@ -36,13 +37,17 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def truncate_passage(tokenizer, text: str, max_tokens: int) -> str:
-    """Cut ``text`` (whitespace-normalised) after its first ``max_tokens`` tokens."""
-    text = normalise(text)
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    if len(offsets) <= max_tokens:
-        return text
-    return text[: offsets[max_tokens - 1][1]].rstrip()
+def truncate_passages(tokenizer, passages: Sequence[str], max_tokens: int) -> Tuple[List[str], List[int]]:
+    """Whitespace-normalise each passage and cut it after ``max_tokens`` tokens.
+
+    Returns the texts and their token counts (one batched tokenizer call for all passages).
+    """
+    texts = [normalise(p) for p in passages]
+    if not texts:
+        return [], []
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    cut = [t if len(o) <= max_tokens else t[: o[max_tokens - 1][1]].rstrip() for t, o in zip(texts, encoded)]
+    return cut, [min(len(o), max_tokens) for o in encoded]
 
 
 def display_order(count: int, settings: PromptSettings) -> List[int]:
@@ -51,16 +56,21 @@ def display_order(count: int, settings: PromptSettings) -> List[int]:
     return order[::-1] if settings.passage_order == "reverse" else order
 
 
-def build_layout(tokenizer, query: str, passages: Sequence[str], settings: PromptSettings) -> PromptLayout:
-    """Render the prompt for ``query`` over ``passages`` and locate every span in tokens."""
-    texts = [truncate_passage(tokenizer, p, settings.max_passage_tokens) for p in passages]
+def build_layout(
+    tokenizer, query: str, passages: Sequence[str], settings: PromptSettings, truncated: bool = False
+) -> PromptLayout:
+    """Render the prompt for ``query`` over ``passages`` and locate every span in tokens.
+
+    ``truncated=True`` says the passages already went through ``truncate_passages``.
+    """
+    texts = list(passages) if truncated else truncate_passages(tokenizer, passages, settings.max_passage_tokens)[0]
     content, char_spans, query_chars = _content(normalise(query), texts, settings)
     rendered, special = _render(tokenizer, content, settings)
     base = rendered.index(content)
     encoded = tokenizer(rendered, add_special_tokens=special, return_offsets_mapping=True)
-    offsets = encoded["offset_mapping"]
-    spans = [_token_span(offsets, base + start, base + end) for start, end in char_spans]
-    query_span = _token_span(offsets, base + query_chars[0], base + query_chars[1])
+    locate = _span_locator(encoded["offset_mapping"])
+    spans = [locate(base + start, base + end) for start, end in char_spans]
+    query_span = locate(base + query_chars[0], base + query_chars[1])
     return PromptLayout(list(encoded["input_ids"]), spans, query_span, texts)
 
 
@@ -87,9 +97,21 @@ def _render(tokenizer, content: str, settings: PromptSettings):
     return PLAIN_TEMPLATE.format(content=content), True
 
 
-def _token_span(offsets, start: int, end: int) -> Span:
-    """Tokens overlapping the characters ``[start, end)``."""
-    inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
-    if not inside:
-        raise ValueError(f"characters {start}:{end} map to no token; the tokenizer gives no offsets there")
-    return inside[0], inside[-1] + 1
+def _span_locator(offsets):
+    """A function from a character span ``[start, end)`` to the tokens overlapping it.
+
+    Offsets of a fast tokenizer never go backwards, so two binary searches find the span.
+    """
+    token_starts = [s for s, _ in offsets]
+    token_ends = [e for _, e in offsets]
+    if token_starts != sorted(token_starts) or token_ends != sorted(token_ends):
+        raise ValueError("the tokenizer's character offsets are not monotone; use a fast tokenizer")
+
+    def locate(start: int, end: int) -> Span:
+        first = bisect.bisect_right(token_ends, start)  # first token ending after ``start``
+        stop = bisect.bisect_left(token_starts, end)  # first token starting at or after ``end``
+        if first >= stop:
+            raise ValueError(f"characters {start}:{end} map to no token; the tokenizer gives no offsets there")
+        return first, stop
+
+    return locate

@@ -16,7 +16,7 @@ import torch
 
 from .attention import RowRecorder, TruncatedModel, rewind
 from .profile import HeadProfile
-from .prompt import PromptLayout, build_layout, normalise, truncate_passage
+from .prompt import PromptLayout, build_layout, normalise, truncate_passages
 from .records import Candidate, RankedPassage, Request, Result
 
 logger = logging.getLogger(__name__)
@@ -59,25 +59,29 @@ class HeadRanker:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def head_scores(self, query: str, passages: Sequence[str]) -> torch.Tensor:
+    def head_scores(self, query: str, passages: Sequence[str], truncated: bool = False) -> torch.Tensor:
         """Calibrated per-head scores, ``(selected heads, passages)``, for one window.
 
         Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
         """
-        real, blank = self.head_masses(query, passages)
+        real, blank = self.head_masses(query, passages, truncated)
         return real if blank is None else real - blank
 
-    def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def head_masses(
+        self, query: str, passages: Sequence[str], truncated: bool = False
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Uncalibrated ``(heads, passages)`` attention mass for the query and for the calibration
         query (``None`` when calibration is off), from the same cached prefix."""
         prompt = self.profile.prompt
-        layout = build_layout(self.tokenizer, query, passages, prompt)
+        if not truncated:
+            passages = truncate_passages(self.tokenizer, passages, prompt.max_passage_tokens)[0]
+        layout = build_layout(self.tokenizer, query, passages, prompt, truncated=True)
         self._check_fits(layout)
         if not prompt.calibrate:
             return self._read(layout, None, 0), None
         # The whole prompt once, keeping its cache; then only the content-free query's tokens
         # on the shared prefix (passages included), so calibration costs a few dozen tokens.
-        blank = build_layout(self.tokenizer, prompt.calibration_query, passages, prompt)
+        blank = build_layout(self.tokenizer, prompt.calibration_query, passages, prompt, truncated=True)
         prefix = shared_prefix(layout, blank)
         cache = self.truncated.new_cache()
         real = self._read(layout, cache, 0)
@@ -93,10 +97,14 @@ class HeadRanker:
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
         """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
-        windows = plan_windows(self, query, passages)
+        texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        windows = plan_windows(self, query, lengths)
         with torch.inference_mode():
-            scores = [(self._weights @ self.head_scores(query, [passages[i] for i in w])).tolist() for w in windows]
+            scores = [self._combine(self.head_scores(query, [texts[i] for i in w], truncated=True)).tolist() for w in windows]
         return merge_windows(windows, scores, len(passages))
+
+    def _combine(self, head_scores: torch.Tensor) -> torch.Tensor:
+        return self._weights.to(head_scores.device) @ head_scores
 
     # -- public ranking API --------------------------------------------------------------------
 
@@ -143,8 +151,8 @@ def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
 def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
     """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
     cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
-    starts = torch.tensor([s for s, _ in spans])
-    ends = torch.tensor([e for _, e in spans])
+    starts = torch.tensor([s for s, _ in spans], device=rows.device)
+    ends = torch.tensor([e for _, e in spans], device=rows.device)
     return cumulative[:, ends] - cumulative[:, starts]
 
 
@@ -153,19 +161,17 @@ def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
 PASSAGE_MARGIN = 8  # label "[n] ", newline and tokenizer merges at the edges
 
 
-def plan_windows(ranker: HeadRanker, query: str, passages: Sequence[str]) -> List[List[int]]:
-    """Split passages, in input order, into consecutive windows whose prompts fit the context."""
+def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List[List[int]]:
+    """Split passages (their token counts), in input order, into consecutive windows that fit."""
     prompt = ranker.profile.prompt
-    tok = ranker.tokenizer
     overhead = max(
-        len(build_layout(tok, q, [], prompt).input_ids) for q in (query, prompt.calibration_query)
+        len(build_layout(ranker.tokenizer, q, [], prompt).input_ids) for q in (query, prompt.calibration_query)
     )
     budget = ranker.context_tokens - overhead
     windows: List[List[int]] = [[]]
     used = 0
-    for i, text in enumerate(passages):
-        cost = len(tok(truncate_passage(tok, text, prompt.max_passage_tokens), add_special_tokens=False)["input_ids"])
-        cost += PASSAGE_MARGIN
+    for i, length in enumerate(lengths):
+        cost = length + PASSAGE_MARGIN
         if cost > budget:
             raise ValueError(
                 f"passage {i} needs {cost} tokens next to a {overhead}-token prompt, but the context holds "

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_model
 from headrank_ir.attention import RowRecorder, TruncatedModel
 from headrank_ir.profile import HeadProfile, PromptSettings
-from headrank_ir.prompt import build_layout, normalise
+from headrank_ir.prompt import build_layout, normalise, truncate_passages
 from headrank_ir.reranker import HeadRanker, merge_windows, passage_mass, plan_windows
 
 PASSAGES = [
@@ -126,7 +126,7 @@ def test_rerank_over_windows_ranks_within_each_window(tokenizer):
     whole = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED))
     overhead = len(build_layout(tokenizer, QUERY, [], whole.profile.prompt).input_ids)
     small = HeadRanker(model, tokenizer, whole.profile.with_prompt(max_context_tokens=overhead + 70))
-    windows = plan_windows(small, QUERY, PASSAGES)
+    windows = plan_windows(small, QUERY, truncate_passages(tokenizer, PASSAGES, 128)[1])
     assert len(windows) > 1 and sorted(i for w in windows for i in w) == list(range(len(PASSAGES)))
     ranked = small.rerank(QUERY, PASSAGES)
     window_of = {i: n for n, w in enumerate(windows) for i in w}

@@ -160,7 +160,10 @@ def run_child(args) -> dict:
         ids = torch.tensor([build_layout(tokenizer, query, passages, profile.prompt).input_ids], device=args.device)
         floor = lambda: ranker.truncated.base(input_ids=ids, use_cache=False)  # noqa: E731
         step = floor if args.child == "floor" else lambda: ranker.score(query, passages)
-    step()  # warm-up
+    try:
+        step()  # warm-up
+    except torch.OutOfMemoryError:  # the estimate let it try; it still does not fit
+        return {"tokens": tokens, "seconds": None, "peak_mb": None}
     reset_peak(args.device)
     seconds = []
     for _ in range(args.repeats):

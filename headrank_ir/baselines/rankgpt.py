@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..prompt import normalise, truncate_passage
+from ..prompt import normalise, truncate_passages
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ class RankGPT:
         self.context_tokens = model.config.get_text_config().max_position_embeddings
 
     def rank(self, query: str, passages: Sequence[str]) -> ListwiseRanking:
-        texts = [
-            truncate_passage(self.tokenizer, p, self.max_passage_tokens)
-            for p in passages
-        ]
+        texts = truncate_passages(self.tokenizer, passages, self.max_passage_tokens)[0]
         order = list(range(len(texts)))
         answers = []
         for start, end in windows(len(texts), self.window, self.step):

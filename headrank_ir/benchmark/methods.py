@@ -120,15 +120,20 @@ class AttentionMethod:
         import torch
 
         from ..prompt import display_order
+        from ..prompt import truncate_passages
         from ..reranker import merge_windows, plan_windows
 
         query = request.query.text
-        texts = [c.text for c in request.candidates[: self.depth]]
-        plan = plan_windows(self.ranker, query, texts)
+        texts, lengths = truncate_passages(
+            self.ranker.tokenizer,
+            [c.text for c in request.candidates[: self.depth]],
+            self.ranker.profile.prompt.max_passage_tokens,
+        )
+        plan = plan_windows(self.ranker, query, lengths)
         before = self.forwards.calls
         with torch.inference_mode():
             per_window = [
-                self.ranker.head_scores(query, [texts[i] for i in window])
+                self.ranker.head_scores(query, [texts[i] for i in window], truncated=True)
                 for window in plan
             ]
         combined = merge_windows(
