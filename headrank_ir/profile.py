@@ -55,12 +55,12 @@ class HeadProfile:
         return max(layer for layer, _, _ in self.heads) + 1
 
     @classmethod
-    def icr(cls, model: str, num_layers: int, num_heads: int, **prompt) -> "HeadProfile":
+    def icr(cls, model: str, num_layers: int, num_heads: int, **prompt) -> HeadProfile:
         weight = 1.0 / (num_layers * num_heads)
         heads = tuple((l, h, weight) for l in range(num_layers) for h in range(num_heads))
         return cls(model=model, heads=heads, prompt=PromptSettings(**prompt), meta={"method": "icr"})
 
-    def with_prompt(self, **changes) -> "HeadProfile":
+    def with_prompt(self, **changes) -> HeadProfile:
         return replace(self, prompt=replace(self.prompt, **changes))
 
     def to_json(self) -> dict:
@@ -70,7 +70,7 @@ class HeadProfile:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "HeadProfile":
+    def from_json(cls, data: dict) -> HeadProfile:
         data = dict(data)
         version = data.pop("version", PROFILE_VERSION)
         if version != PROFILE_VERSION:
@@ -87,7 +87,7 @@ class HeadProfile:
         return path
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "HeadProfile":
+    def load(cls, path: Union[str, Path]) -> HeadProfile:
         path = Path(path)
         if path.is_dir():
             path = path / "profile.json"

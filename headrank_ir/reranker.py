@@ -100,7 +100,9 @@ class HeadRanker:
         texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
         windows = plan_windows(self, query, lengths)
         with torch.inference_mode():
-            scores = [self._combine(self.head_scores(query, [texts[i] for i in w], truncated=True)).tolist() for w in windows]
+            scores = [
+                self._combine(self.head_scores(query, [texts[i] for i in w], truncated=True)).tolist() for w in windows
+            ]
         return merge_windows(windows, scores, len(passages))
 
     def _combine(self, head_scores: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,9 @@ class HeadRanker:
 
     # -- public ranking API --------------------------------------------------------------------
 
-    def rerank(self, query: str, passages: Sequence[str], docids: Optional[Sequence[str]] = None) -> List[RankedPassage]:
+    def rerank(
+        self, query: str, passages: Sequence[str], docids: Optional[Sequence[str]] = None
+    ) -> List[RankedPassage]:
         """Rank ``passages`` for ``query``; ties keep input order. An empty list gives ``[]``."""
         check_inputs(query, passages, docids)
         if not passages:

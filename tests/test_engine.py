@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from headrank_ir.attention import RowRecorder, TruncatedModel
 from headrank_ir.profile import HeadProfile, PromptSettings
 from headrank_ir.prompt import build_layout, normalise, truncate_passages
@@ -59,7 +59,9 @@ def test_truncated_forward_matches_full_model_at_depth(tokenizer, family):
     model = tiny_model(family, len(tokenizer), layers=4)
     ids = build_layout(tokenizer, QUERY, PASSAGES, PromptSettings()).input_ids
     captured = []
-    hook = model.model.layers[1].register_forward_hook(lambda m, i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+    hook = model.model.layers[1].register_forward_hook(
+        lambda m, i, out: captured.append(out[0] if isinstance(out, tuple) else out)
+    )
     with torch.no_grad():
         model(torch.tensor([ids]))
         truncated = TruncatedModel(model, depth=2)

@@ -7,7 +7,9 @@
     prompts each computed whole, rows read from the returned T×T maps.
 
 Each route runs in its own child process, so its peak memory is its own: on CPU the peak RSS
-(VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Times are the best of ``--repeats`` after one warm-up (the least disturbed by other work). Results: one JSON object per passage count.
+(VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Times are the best
+of ``--repeats`` after one warm-up (the least disturbed by other work). Results: one JSON object
+per passage count.
 
     python tools/bench_engine.py --passages 20 100 --repeats 3
     python tools/bench_engine.py --config qwen3-0.6b --device cuda --dtype bfloat16   # random weights
@@ -98,7 +100,9 @@ def naive_scores(model, tokenizer, profile, query, passages):
         ids = torch.tensor([layout.input_ids], device=model.device)
         maps = model(ids, output_attentions=True).attentions
         start, end = layout.query_span
-        rows = torch.cat([maps[layer][0, heads, start:end].float().mean(dim=1) for layer, heads, _ in profile.heads_by_layer()])
+        rows = torch.cat(
+            [maps[layer][0, heads, start:end].float().mean(dim=1) for layer, heads, _ in profile.heads_by_layer()]
+        )
         masses.append(passage_mass(rows, layout.passage_spans))
     return masses[0] - masses[1]
 
