@@ -63,10 +63,7 @@ def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The LoRA factors of a model that went through ``add_lora``, under peft's key names."""
     from peft import get_peft_model_state_dict
 
-    return {
-        k: v.detach().clone().contiguous()
-        for k, v in get_peft_model_state_dict(model).items()
-    }
+    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -75,14 +72,10 @@ def load_lora_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
 
     result = set_peft_model_state_dict(model, state)
     if result.unexpected_keys:
-        raise ValueError(
-            f"adapter keys do not fit the model: {sorted(result.unexpected_keys)[:3]} …"
-        )
+        raise ValueError(f"adapter keys do not fit the model: {sorted(result.unexpected_keys)[:3]} …")
 
 
-def save_adapter(
-    state: dict[str, torch.Tensor], spec: AdapterSpec, path: str | Path
-) -> Path:
+def save_adapter(state: dict[str, torch.Tensor], spec: AdapterSpec, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -128,24 +121,21 @@ def apply_adapter(model: torch.nn.Module, path: str | Path) -> None:
     if applied is not None:
         if applied == str(Path(path).resolve()):
             return
-        raise ValueError(
-            f"the model already holds the merged adapter {applied}; load a fresh model for {path}"
-        )
+        raise ValueError(f"the model already holds the merged adapter {applied}; load a fresh model for {path}")
     state, spec = load_adapter(path)
     with torch.no_grad():
         for module_name, (down, up) in _factor_pairs(state, path).items():
             weight = _projection(model, module_name, path).weight
             if up.shape[0] != weight.shape[0] or down.shape[1] != weight.shape[1]:
                 raise ValueError(
-                    f"{path}: {module_name} factors {tuple(up.shape)}·{tuple(down.shape)} do not fit weight {tuple(weight.shape)}"
+                    f"{path}: {module_name} factors {tuple(up.shape)}·{tuple(down.shape)} "
+                    f"do not fit weight {tuple(weight.shape)}"
                 )
             weight += spec.scaling * (up.to(weight.dtype) @ down.to(weight.dtype))
     setattr(model, _APPLIED, str(Path(path).resolve()))
 
 
-def _factor_pairs(
-    state: dict[str, torch.Tensor], path
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _factor_pairs(state: dict[str, torch.Tensor], path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module name: (A, B)}`` from peft keys ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``."""
     pairs = {}
     for key, down in state.items():

@@ -31,9 +31,7 @@ from .training.selection import DEFAULT_ENTROPY_WEIGHT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m headrank_ir.train", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m headrank_ir.train", description=__doc__.split("\n")[0])
     add_first_stage_args(parser)
     parser.add_argument(
         "--qrels",
@@ -72,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="entropy",
         help="entropy-penalised nDCG (default), nDCG alone (QRHead), or none (every head)",
     )
+    selection.add_argument("--top-k", type=int, default=16, help="heads to keep (default 16)")
     selection.add_argument(
-        "--top-k", type=int, default=16, help="heads to keep (default 16)"
+        "--max-depth", type=int, help="choose heads only below this layer (caps the truncation depth and the cost)"
     )
     selection.add_argument(
         "--entropy-weight",
@@ -130,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reg = Regularizer()
     regularizer = parser.add_argument_group("distribution regulariser")
-    regularizer.add_argument(
-        "--no-regularizer", action="store_true", help="pair loss only"
-    )
+    regularizer.add_argument("--no-regularizer", action="store_true", help="pair loss only")
     regularizer.add_argument(
         "--kl-weight",
         type=float,
@@ -155,15 +152,11 @@ def layer_range(value: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(range(int(first), int(last or first) + 1))
     except ValueError:
-        raise ValueError(
-            f"--lora-layers takes FIRST-LAST (e.g. 12-23), got {value!r}"
-        ) from None
+        raise ValueError(f"--lora-layers takes FIRST-LAST (e.g. 12-23), got {value!r}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    regularizer = (
-        None if args.no_regularizer else Regularizer(args.kl_weight, args.spread_weight)
-    )
+    regularizer = None if args.no_regularizer else Regularizer(args.kl_weight, args.spread_weight)
     align = None
     if not args.no_align:
         align = AlignConfig(
@@ -183,6 +176,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig(
         selection=args.selection,
         top_k=args.top_k,
+        max_depth=args.max_depth,
         entropy_weight=args.entropy_weight,
         align=align,
         prompt=PromptSettings(max_passage_tokens=args.max_passage_tokens),
@@ -194,15 +188,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     qrels = read_qrels(args.qrels)  # first: bad qrels fail before the long part
     requests = requests_from_args(args)
-    trained = train(
-        args.model, requests, qrels, config, args.output, progress=not args.quiet
-    )
-    stages = ", ".join(
-        f"{name} {seconds:.0f} s" for name, seconds in trained.seconds.items()
-    )
-    print(
-        f"wrote {trained.path}: {len(trained.profile.heads)} heads, depth {trained.profile.depth} ({stages})"
-    )
+    trained = train(args.model, requests, qrels, config, args.output, progress=not args.quiet)
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in trained.seconds.items())
+    print(f"wrote {trained.path}: {len(trained.profile.heads)} heads, depth {trained.profile.depth} ({stages})")
     return 0
 
 

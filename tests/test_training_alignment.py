@@ -22,9 +22,7 @@ PASSAGES = (
     "Python first appeared in 1991.",
 )
 QUERY = "when was the eiffel tower built?"
-PROFILE = HeadProfile(
-    "tiny", ((1, 0, 0.5), (2, 3, 0.5)), PromptSettings(max_passage_tokens=16)
-)
+PROFILE = HeadProfile("tiny", ((1, 0, 0.5), (2, 3, 0.5)), PromptSettings(max_passage_tokens=16))
 
 
 def initial_scores(tokenizer) -> torch.Tensor:
@@ -52,12 +50,8 @@ def test_pair_loss_prefers_the_right_order_and_regulariser_is_zero_at_the_refere
     wrong, _ = objective(scores, [Pair(1, 0, True, 0)], temperature=0.5)
     assert right < torch.log(torch.tensor(2.0)) < wrong
     reg = Regularizer(reference_weight=1.0, middle_weight=0.0)
-    with_reg, parts = objective(
-        scores, [Pair(0, 1, True, 0)], 0.5, reference=scores * 3 + 1, regularizer=reg
-    )
-    assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and with_reg == pytest.approx(
-        float(right)
-    )
+    with_reg, parts = objective(scores, [Pair(0, 1, True, 0)], 0.5, reference=scores * 3 + 1, regularizer=reg)
+    assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and with_reg == pytest.approx(float(right))
     # a middle zone scored flat is penalised; one spread as widely as the list is not
     _, flat = objective(
         scores,
@@ -95,15 +89,11 @@ def test_a_few_steps_lower_the_loss_and_turn_a_misordered_pair(tokenizer):
     result = align(model, tokenizer, PROFILE, [query], {}, config, progress=False)
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0]
-    ranker = HeadRanker(
-        model, tokenizer, HeadProfile("tiny", result.heads, PROFILE.prompt)
-    )
+    ranker = HeadRanker(model, tokenizer, HeadProfile("tiny", result.heads, PROFILE.prompt))
     with torch.no_grad():
         after = ranker._weights @ ranker.head_scores(QUERY, PASSAGES)
     assert after[better] > after[worse]
-    assert any(
-        w != 0.5 for _, _, w in result.heads
-    )  # the head weights were trained too
+    assert any(w != 0.5 for _, _, w in result.heads)  # the head weights were trained too
 
 
 def run_alignment(tokenizer, checkpoint, config):
@@ -124,9 +114,7 @@ def run_alignment(tokenizer, checkpoint, config):
     )
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(
-    tokenizer, tmp_path, monkeypatch
-):
+def test_resume_after_interruption_equals_an_uninterrupted_run(tokenizer, tmp_path, monkeypatch):
     config = AlignConfig(epochs=3, lr=5e-3, lora_rank=4, checkpoint_every=2, seed=7)
     whole = run_alignment(tokenizer, None, config)
     assert len(whole.history) == 6
@@ -150,9 +138,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
     assert resumed.heads == whole.heads
     assert resumed.adapter.keys() == whole.adapter.keys()
     assert all(torch.equal(resumed.adapter[k], whole.adapter[k]) for k in whole.adapter)
-    assert any(
-        v.abs().sum() > 0 for k, v in whole.adapter.items() if "lora_B" in k
-    )  # it did train
+    assert any(v.abs().sum() > 0 for k, v in whole.adapter.items() if "lora_B" in k)  # it did train
 
     with pytest.raises(ValueError, match="other settings"):
         run_alignment(

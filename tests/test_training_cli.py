@@ -37,20 +37,10 @@ GRADES = {
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     folder = tmp_path_factory.mktemp("collection")
-    (folder / "topics.tsv").write_text(
-        "".join(f"{q}\t{t}\n" for q, t in QUERIES.items())
-    )
-    (folder / "qrels.txt").write_text(
-        "".join(f"{q} 0 {d} {g}\n" for q, gs in GRADES.items() for d, g in gs.items())
-    )
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"id": d, "contents": t}) + "\n" for d, t in TEXTS.items())
-    )
-    run = [
-        f"{q} Q0 {d} {r} {10 - r} bm25\n"
-        for q in QUERIES
-        for r, d in enumerate(TEXTS, start=1)
-    ]
+    (folder / "topics.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in QUERIES.items()))
+    (folder / "qrels.txt").write_text("".join(f"{q} 0 {d} {g}\n" for q, gs in GRADES.items() for d, g in gs.items()))
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"id": d, "contents": t}) + "\n" for d, t in TEXTS.items()))
+    run = [f"{q} Q0 {d} {r} {10 - r} bm25\n" for q in QUERIES for r, d in enumerate(TEXTS, start=1)]
     (folder / "run.txt").write_text("".join(run))
     return folder
 
@@ -66,10 +56,7 @@ def arguments(collection, model_dir, output, *extra):
         "--corpus",
         "corpus.jsonl",
     ]
-    files = [
-        str(collection / f) if f.endswith((".tsv", ".txt", ".jsonl")) else f
-        for f in files
-    ]
+    files = [str(collection / f) if f.endswith((".tsv", ".txt", ".jsonl")) else f for f in files]
     return [
         *files,
         "--model",
@@ -98,21 +85,12 @@ def trained(collection, tiny_model_dir, tmp_path_factory):
     return output
 
 
-def test_trained_profile_and_adapter_load_and_merge_exactly(
-    trained, tiny_model_dir, tmp_path, tokenizer
-):
+def test_trained_profile_and_adapter_load_and_merge_exactly(trained, tiny_model_dir, tmp_path, tokenizer):
     output = trained
     profile = HeadProfile.load(output)
-    assert len(profile.heads) == 3 and profile.adapter == str(
-        output / "adapter.safetensors"
-    )
-    assert (
-        HeadProfile.load(profile.save(tmp_path / "again" / "profile.json")) == profile
-    )
-    assert (
-        profile.meta["selection"]["method"] == "entropy"
-        and not (output / "checkpoint.pt").exists()
-    )
+    assert len(profile.heads) == 3 and profile.adapter == str(output / "adapter.safetensors")
+    assert HeadProfile.load(profile.save(tmp_path / "again" / "profile.json")) == profile
+    assert profile.meta["selection"]["method"] == "entropy" and not (output / "checkpoint.pt").exists()
     state, spec = load_adapter(profile.adapter)
     assert spec.rank == 4 and spec.layers == tuple(range(profile.depth))
     assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)
@@ -126,16 +104,10 @@ def test_trained_profile_and_adapter_load_and_merge_exactly(
     query, passages = QUERIES["1"], list(TEXTS.values())
     with torch.no_grad():
         got = merged.head_scores(query, passages)
-        expected = HeadRanker(unmerged, tokenizer, without_adapter).head_scores(
-            query, passages
-        )
-        untrained = HeadRanker(base, tokenizer, without_adapter).head_scores(
-            query, passages
-        )
+        expected = HeadRanker(unmerged, tokenizer, without_adapter).head_scores(query, passages)
+        untrained = HeadRanker(base, tokenizer, without_adapter).head_scores(query, passages)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
-    assert not torch.allclose(
-        got, untrained, atol=1e-6
-    )  # the adapter changes the attention
+    assert not torch.allclose(got, untrained, atol=1e-6)  # the adapter changes the attention
 
 
 def test_adapter_is_applied_once(trained, tiny_model_dir, tmp_path):
@@ -154,14 +126,7 @@ def test_adapter_is_applied_once(trained, tiny_model_dir, tmp_path):
 
 def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
     output = tmp_path / "selected"
-    assert (
-        train.main(
-            arguments(
-                collection, tiny_model_dir, output, "--no-align", "--selection", "ndcg"
-            )
-        )
-        == 0
-    )
+    assert train.main(arguments(collection, tiny_model_dir, output, "--no-align", "--selection", "ndcg")) == 0
     profile = HeadProfile.load(output)
     assert profile.adapter is None and not (output / "adapter.safetensors").exists()
     assert [w for _, _, w in profile.heads] == [pytest.approx(1 / 3)] * 3
@@ -176,19 +141,13 @@ def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
         (["--lora-layers", "x-y"], "--lora-layers takes"),
     ],
 )
-def test_bad_flags_give_one_line_errors(
-    collection, tiny_model_dir, tmp_path, capsys, extra, message
-):
+def test_bad_flags_give_one_line_errors(collection, tiny_model_dir, tmp_path, capsys, extra, message):
     if message is None:
         with pytest.raises(SystemExit):
             train.main(arguments(collection, tiny_model_dir, tmp_path / "p", *extra))
         return
-    assert (
-        train.main(arguments(collection, tiny_model_dir, tmp_path / "p", *extra)) == 1
-    )
-    last = (
-        capsys.readouterr().err.strip().splitlines()[-1]
-    )  # transformers may draw a loading bar first
+    assert train.main(arguments(collection, tiny_model_dir, tmp_path / "p", *extra)) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # transformers may draw a loading bar first
     assert last.startswith("error:") and message in last
 
 

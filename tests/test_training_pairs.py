@@ -11,9 +11,7 @@ def test_only_pairs_one_grade_apart():
     pairs = adjacent_pairs(GRADES)
     expected = {(0, 1), (0, 5), (7, 1), (7, 5), (1, 4), (5, 4), (4, 2), (4, 6)}
     assert set(pairs) == expected and len(pairs) == len(expected)
-    assert all(
-        GRADES[i] - GRADES[j] == 1 for i, j in pairs
-    )  # never 3>1, 3>0, 2>0, nor unjudged
+    assert all(GRADES[i] - GRADES[j] == 1 for i, j in pairs)  # never 3>1, 3>0, 2>0, nor unjudged
 
 
 def test_hard_pairs_then_middle_pairs_then_small_margins():
@@ -39,10 +37,10 @@ def test_hard_pairs_then_middle_pairs_then_small_margins():
         (5, 4),
     ]  # more middle passages first, then margin
     assert all(p.hard for p in chosen[:6]) and not any(p.hard for p in chosen[6:])
-    assert [
-        (p.better, p.worse)
-        for p in choose_pairs(grades, scores, middle, max_pairs=2, hard_margin=0.5)
-    ] == [(3, 2), (3, 1)]
+    assert [(p.better, p.worse) for p in choose_pairs(grades, scores, middle, max_pairs=2, hard_margin=0.5)] == [
+        (3, 2),
+        (3, 1),
+    ]
 
 
 def test_no_pairs_without_adjacent_levels():

@@ -24,9 +24,7 @@ QUERIES = [
         ("pa", "pb", "pc", "pd"),
         (2, 0, 1, None),
     ),
-    TrainingQuery(
-        "q2", "query two", ("e", "f", "g", "h"), ("pe", "pf", "pg", "ph"), (0, 0, 3, 1)
-    ),
+    TrainingQuery("q2", "query two", ("e", "f", "g", "h"), ("pe", "pf", "pg", "ph"), (0, 0, 3, 1)),
 ]
 # attention masses on the four passages; both heads order every query the same way
 PEAKED = {"q1": [0.70, 0.05, 0.20, 0.05], "q2": [0.05, 0.04, 0.80, 0.11]}
@@ -37,23 +35,13 @@ WRONG = {"q1": [0.05, 0.70, 0.05, 0.20], "q2": [0.80, 0.11, 0.05, 0.04]}
 def features(heads: dict) -> HeadFeatures:
     """Heads named (layer, 0) in the given order; calibrated = real mass minus a flat N/A mass."""
     blank = torch.full((4,), 0.25)
-    scores = {
-        q.qid: torch.stack([torch.tensor(h[q.qid]) - blank for h in heads.values()])
-        for q in QUERIES
-    }
-    entropy = {
-        q.qid: attention_entropy(
-            torch.stack([torch.tensor(h[q.qid]) for h in heads.values()])
-        )
-        for q in QUERIES
-    }
+    scores = {q.qid: torch.stack([torch.tensor(h[q.qid]) - blank for h in heads.values()]) for q in QUERIES}
+    entropy = {q.qid: attention_entropy(torch.stack([torch.tensor(h[q.qid]) for h in heads.values()])) for q in QUERIES}
     return HeadFeatures(tuple((layer, 0) for layer in heads), scores, entropy)
 
 
 def test_entropy_is_normalised_to_one_for_even_attention():
-    values = attention_entropy(
-        torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0], [2.0, 1.0, 1.0, 0.0]])
-    )
+    values = attention_entropy(torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0], [2.0, 1.0, 1.0, 0.0]]))
     torch.testing.assert_close(values[:2], torch.tensor([1.0, 0.0]), atol=1e-5, rtol=0)
     assert 0.0 < values[2] < 1.0
 
@@ -88,10 +76,7 @@ def test_features_are_the_engines_calibrated_scores(tokenizer):
     model = tiny_model("llama", len(tokenizer))
     ranker = HeadRanker(model, tokenizer, HeadProfile.icr("tiny", 3, 4))
     feats = collect_features(ranker, QUERIES[:1], progress=False)
-    assert (
-        feats.heads[:5] == ((0, 0), (0, 1), (0, 2), (0, 3), (1, 0))
-        and len(feats.heads) == 12
-    )
+    assert feats.heads[:5] == ((0, 0), (0, 1), (0, 2), (0, 3), (1, 0)) and len(feats.heads) == 12
     with torch.no_grad():
         expected = ranker.head_scores(QUERIES[0].text, QUERIES[0].passages)
         real, _ = ranker.head_masses(QUERIES[0].text, QUERIES[0].passages)
@@ -99,3 +84,12 @@ def test_features_are_the_engines_calibrated_scores(tokenizer):
     torch.testing.assert_close(feats.entropy["q1"], attention_entropy(real))
     profile_scores = feats.combined("q1", [(0, 1), (2, 3)], [0.25, 0.75])
     torch.testing.assert_close(profile_scores, 0.25 * expected[1] + 0.75 * expected[11])
+
+
+def test_max_depth_keeps_the_choice_below_a_layer():
+    feats = features({0: WRONG, 1: FLAT, 2: PEAKED})
+    qualities = head_quality(feats, QUERIES)
+    assert select_heads(qualities, 1) == ((2, 0, 1.0),)
+    assert select_heads(qualities, 1, max_depth=2) == ((1, 0, 1.0),)
+    with pytest.raises(ValueError, match="between 1 and the 2 heads"):
+        select_heads(qualities, 3, max_depth=2)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -60,6 +61,7 @@ class Dataset:
 class System:
     """One row of the table: how to train it (None: nothing to train) and what it is."""
 
+    slug: str  # for --systems and profile folder names
     name: str
     config: TrainingConfig | None
 
@@ -71,39 +73,45 @@ def systems(args: argparse.Namespace, prompt: PromptSettings) -> list[System]:
         head_lr=args.head_lr,
         temperature=args.temperature,
         lora_rank=args.lora_rank,
-        lora_layers=tuple(range(args.lora_from, args.lora_to + 1))
-        if args.lora_from is not None
-        else None,
+        lora_layers=tuple(range(args.lora_from, args.lora_to + 1)) if args.lora_from is not None else None,
         max_pairs=args.max_pairs,
         regularizer=Regularizer(args.kl_weight, args.spread_weight),
         seed=args.seed,
     )
     base = TrainingConfig(
         top_k=args.top_k,
+        max_depth=args.max_depth,
         entropy_weight=args.entropy_weight,
         align=None,
         prompt=prompt,
         train_depth=args.depth,
     )
-    return [
-        System("BM25", None),
-        System("ICR (all heads)", None),
-        System("top-k by nDCG (QRHead-style)", replace(base, selection="ndcg")),
-        System("entropy-regularised selection", base),
+    rows = [
+        System("bm25", "BM25", None),
+        System("icr", "ICR (all heads)", None),
+        System("ndcg", "top-k by nDCG (QRHead-style)", replace(base, selection="ndcg")),
+        System("entropy", "entropy-regularised selection", base),
         System(
+            "align",
             "selection + alignment",
             replace(base, align=replace(align, regularizer=None)),
         ),
-        System("selection + alignment + regulariser", replace(base, align=align)),
+        System(
+            "headrank",
+            "selection + alignment + regulariser",
+            replace(base, align=align),
+        ),
     ]
+    return [row for row in rows if row.slug in args.systems]
+
+
+SYSTEMS = ("bm25", "icr", "ndcg", "entropy", "align", "headrank")
 
 
 # -- data and features ---------------------------------------------------------------------------
 
 
-def load_dataset(
-    name: str, args: argparse.Namespace, prompt: PromptSettings, model
-) -> Dataset:
+def load_dataset(name: str, args: argparse.Namespace, prompt: PromptSettings, model) -> Dataset:
     folder = Path(args.data) / name
     requests = requests_from_run(
         read_topics(str(folder / "topics.tsv")),
@@ -113,16 +121,10 @@ def load_dataset(
     )
     qrels = read_qrels(str(folder / "qrels.txt"))
     queries = judged_queries(requests, qrels, args.depth)
-    cache = (
-        cache_dir()
-        / "train_eval"
-        / f"{args.model}.{name}.top{args.depth}.tok{prompt.max_passage_tokens}.pt"
-    )
+    cache = cache_dir() / "train_eval" / f"{args.model}.{name}.top{args.depth}.tok{prompt.max_passage_tokens}.pt"
     if cache.exists():
         stored = torch.load(cache, weights_only=True)
-        features = HeadFeatures(
-            tuple(map(tuple, stored["heads"])), stored["scores"], stored["entropy"]
-        )
+        features = HeadFeatures(tuple(map(tuple, stored["heads"])), stored["scores"], stored["entropy"])
     else:
         began = time.perf_counter()
         features = all_head_features(*model, args.model, queries, prompt)
@@ -157,20 +159,14 @@ def measure(dataset: Dataset, scorer: Scorer | None, prompt: PromptSettings) -> 
         top = list(query.docids)
         if scorer is not None:
             scores = scorer(query)
-            top = [
-                top[i] for i in sorted(range(len(top)), key=lambda i: (-scores[i], i))
-            ]
+            top = [top[i] for i in sorted(range(len(top)), key=lambda i: (-scores[i], i))]
         rest = [c.docid for c in by_qid[query.qid].candidates[len(top) :]]
         ordered = top + rest
-        run[query.qid] = {
-            docid: float(len(ordered) - rank) for rank, docid in enumerate(ordered)
-        }
+        run[query.qid] = {docid: float(len(ordered) - rank) for rank, docid in enumerate(ordered)}
         first[query.qid], reranked[query.qid] = list(query.docids), top
     shares = selectivity(first, reranked, dataset.qrels, prompt)
     return {
-        "nDCG@10": evaluate(
-            run, {q.qid: dataset.qrels[q.qid] for q in dataset.queries}, ["nDCG@10"]
-        )["nDCG@10"],
+        "nDCG@10": evaluate(run, {q.qid: dataset.qrels[q.qid] for q in dataset.queries}, ["nDCG@10"])["nDCG@10"],
         "selectivity": {
             "relevant": shares.relevant,
             "irrelevant": shares.irrelevant,
@@ -199,9 +195,7 @@ def model_scorer(args: argparse.Namespace, profile_path: Path) -> Scorer:
 # -- one split -----------------------------------------------------------------------------------
 
 
-def run_split(
-    train_set: Dataset, test_set: Dataset, args, prompt: PromptSettings
-) -> list[dict]:
+def run_split(train_set: Dataset, test_set: Dataset, args, prompt: PromptSettings) -> list[dict]:
     records = []
     for system in systems(args, prompt):
         record = {
@@ -224,13 +218,9 @@ def run_split(
         else:
             path, train_seconds = trained_profile(system, train_set, args)
             profile = HeadProfile.load(path)
-            scorer = (
-                model_scorer(args, path)
-                if profile.adapter
-                else feature_scorer(test_set, profile)
-            )
+            scorer = model_scorer(args, path) if profile.adapter else feature_scorer(test_set, profile)
             record.update(
-                profile=str(path.relative_to(ROOT)),
+                profile=os.path.relpath(path, ROOT),
                 train_seconds=train_seconds,
                 heads=len(profile.heads),
                 depth=profile.depth,
@@ -253,13 +243,7 @@ def run_split(
 
 
 def trained_profile(system: System, train_set: Dataset, args) -> tuple[Path, dict]:
-    slug = {
-        "top-k by nDCG (QRHead-style)": "ndcg",
-        "entropy-regularised selection": "entropy",
-        "selection + alignment": "align",
-        "selection + alignment + regulariser": "headrank",
-    }[system.name]
-    output = Path(args.profiles) / f"{args.model}.{train_set.name}.{slug}"
+    output = Path(args.profiles) / f"{args.model}.{train_set.name}.{system.slug}{args.tag}"
     if args.reuse and (output / "profile.json").exists():
         return output / "profile.json", HeadProfile.load(output).meta["seconds"]
     trained = train(
@@ -292,21 +276,22 @@ def markdown(records: Sequence[dict], args) -> str:
     ]
     for r in records:
         s = r["selectivity"]
-        seconds = sum(r["train_seconds"].values()) if "train_seconds" in r else None
-        lines.append(
-            f"| {r['train']} → {r['test']} | {r['system']} | {r['nDCG@10']:.4f} | {s['relevant']:.3f} | {s['irrelevant']:.3f} "
-            f"| {s['gap']:+.3f} | {r.get('heads', '')} | {r.get('depth', '')} | {'' if seconds is None else f'{seconds:.0f}'} |"
-        )
+        seconds = f"{sum(r['train_seconds'].values()):.0f}" if "train_seconds" in r else ""
+        cells = [f"{r['train']} → {r['test']}", r["system"], f"{r['nDCG@10']:.4f}", f"{s['relevant']:.3f}"]
+        cells += [
+            f"{s['irrelevant']:.3f}",
+            f"{s['gap']:+.3f}",
+            str(r.get("heads", "")),
+            str(r.get("depth", "")),
+            seconds,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Training seconds per stage (features: the all-heads pass over the training queries, shared by the rows of a split):",
+        "Training seconds per stage (features: the all-heads pass over the training queries, shared by a split):",
         "",
     ]
-    lines += [
-        f"- {r['train']}, {r['system']}: {r['train_seconds']}"
-        for r in records
-        if "train_seconds" in r
-    ]
+    lines += [f"- {r['train']}, {r['system']}: {r['train_seconds']}" for r in records if "train_seconds" in r]
     return "\n".join(lines) + "\n"
 
 
@@ -328,9 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-passage-tokens", type=int, default=64)
     parser.add_argument("--top-k", type=int, default=16)
-    parser.add_argument(
-        "--entropy-weight", type=float, default=TrainingConfig().entropy_weight
-    )
+    parser.add_argument("--max-depth", type=int, help="choose heads only below this layer")
+    parser.add_argument("--entropy-weight", type=float, default=TrainingConfig().entropy_weight)
     default, reg = AlignConfig(), Regularizer()
     parser.add_argument("--epochs", type=int, default=default.epochs)
     parser.add_argument("--lr", type=float, default=default.lr)
@@ -354,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="writes OUTPUT.json and OUTPUT.md",
     )
     parser.add_argument(
+        "--systems",
+        nargs="+",
+        choices=SYSTEMS,
+        default=list(SYSTEMS),
+        help="rows to make (default all)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the profile folder names (for trials)")
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="load profiles already trained under --profiles instead of training",
@@ -371,13 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompt = PromptSettings(max_passage_tokens=args.max_passage_tokens)
     splits = [tuple(s.split(":")) for s in args.splits]
     model = load_model(args.model)
-    datasets = {
-        name: load_dataset(name, args, prompt, model)
-        for name in sorted({n for pair in splits for n in pair})
-    }
-    del (
-        model
-    )  # each training loads a fresh copy: alignment changes the weights in place
+    datasets = {name: load_dataset(name, args, prompt, model) for name in sorted({n for pair in splits for n in pair})}
+    del model  # each training loads a fresh copy: alignment changes the weights in place
     records = [
         r
         for train_name, test_name in splits

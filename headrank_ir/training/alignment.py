@@ -37,9 +37,7 @@ class AlignConfig:
     temperature: float = 0.5  # tau of the pair loss, in standardised score units
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    lora_layers: tuple[int, ...] | None = (
-        None  # None: every layer below the profile's depth
-    )
+    lora_layers: tuple[int, ...] | None = None  # None: every layer below the profile's depth
     max_pairs: int = 32  # per query, hardest first
     hard_margin: float = 0.5  # a pair is hard below this standardised margin
     regularizer: Regularizer | None = field(default_factory=Regularizer)
@@ -49,19 +47,13 @@ class AlignConfig:
 
     def __post_init__(self):
         if self.epochs < 1 or self.lr <= 0 or self.head_lr < 0 or self.temperature <= 0:
-            raise ValueError(
-                f"epochs, lr and temperature must be positive (head_lr >= 0), got {self}"
-            )
+            raise ValueError(f"epochs, lr and temperature must be positive (head_lr >= 0), got {self}")
         if self.max_pairs < 1 or self.checkpoint_every < 1:
-            raise ValueError(
-                f"max_pairs and checkpoint_every must be positive, got {self}"
-            )
+            raise ValueError(f"max_pairs and checkpoint_every must be positive, got {self}")
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["lora_layers"] = (
-            list(self.lora_layers) if self.lora_layers is not None else None
-        )
+        data["lora_layers"] = list(self.lora_layers) if self.lora_layers is not None else None
         return data
 
 
@@ -76,11 +68,7 @@ class Aligned:
 
 
 def adapter_spec(profile: HeadProfile, config: AlignConfig) -> AdapterSpec:
-    layers = (
-        config.lora_layers
-        if config.lora_layers is not None
-        else tuple(range(profile.depth))
-    )
+    layers = config.lora_layers if config.lora_layers is not None else tuple(range(profile.depth))
     if any(not 0 <= layer < profile.depth for layer in layers):
         raise ValueError(
             f"LoRA layers {list(layers)} must lie below the profile's depth {profile.depth}: deeper ones never run"
@@ -121,39 +109,25 @@ def align(
 def query_schedule(count: int, epochs: int, seed: int) -> list[int]:
     """Query indices for every step: a fresh seeded permutation per epoch."""
     generator = torch.Generator().manual_seed(seed)
-    return [
-        i
-        for _ in range(epochs)
-        for i in torch.randperm(count, generator=generator).tolist()
-    ]
+    return [i for _ in range(epochs) for i in torch.randperm(count, generator=generator).tolist()]
 
 
 class Trainer:
     """The state of one alignment run: adapter, head weights, optimiser, steps taken."""
 
-    def __init__(
-        self, model, tokenizer, profile, queries, references, config: AlignConfig
-    ):
+    def __init__(self, model, tokenizer, profile, queries, references, config: AlignConfig):
         from ..reranker import HeadRanker
 
         self.queries = [q for q in queries if adjacent_pairs(q.grades)]
         if not self.queries:
-            raise ValueError(
-                "no training query has two candidates whose grades differ by exactly one"
-            )
+            raise ValueError("no training query has two candidates whose grades differ by exactly one")
         self.spec = adapter_spec(profile, config)
         torch.manual_seed(config.seed)  # the LoRA A factors are drawn at injection
         add_lora(model, self.spec)
         self.ranker = HeadRanker(model, tokenizer, replace(profile, adapter=None))
         self.profile, self.references, self.config = profile, references, config
-        self.order = [
-            (layer, head)
-            for layer, heads, _ in profile.heads_by_layer()
-            for head in heads
-        ]
-        initial = torch.tensor(
-            [w for _, _, weights in profile.heads_by_layer() for w in weights]
-        )
+        self.order = [(layer, head) for layer, heads, _ in profile.heads_by_layer() for head in heads]
+        initial = torch.tensor([w for _, _, weights in profile.heads_by_layer() for w in weights])
         self.weights = torch.nn.Parameter(initial / initial.abs().mean())
         self.lora = [p for p in model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.Adam(
@@ -186,13 +160,8 @@ class Trainer:
                 self.step(self.queries[self.schedule[step]])
                 recent = self.history[-10:]
                 bar.update(1)
-                bar.set_postfix_str(
-                    f"loss {sum(h['loss'] for h in recent) / len(recent):.3f}"
-                )
-                if (
-                    checkpoint is not None
-                    and (step + 1) % self.config.checkpoint_every == 0
-                ):
+                bar.set_postfix_str(f"loss {sum(h['loss'] for h in recent) / len(recent):.3f}")
+                if checkpoint is not None and (step + 1) % self.config.checkpoint_every == 0:
                     self.save(checkpoint)
 
     def step(self, query: TrainingQuery) -> None:
@@ -200,13 +169,9 @@ class Trainer:
         loss, parts = self.loss(query)
         self.optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(
-            [*self.lora, self.weights], self.config.max_grad_norm
-        )
+        torch.nn.utils.clip_grad_norm_([*self.lora, self.weights], self.config.max_grad_norm)
         self.optimiser.step()
-        self.history.append(
-            {**parts, "loss": loss.item(), "seconds": time.perf_counter() - began}
-        )
+        self.history.append({**parts, "loss": loss.item(), "seconds": time.perf_counter() - began})
 
     def loss(self, query: TrainingQuery):
         """Score the query's candidates with gradients, pick its pairs under those scores, and
@@ -233,15 +198,9 @@ class Trainer:
         )
 
     def result(self) -> Aligned:
-        final = (
-            self.weights.detach() / self.weights.detach().abs().sum()
-        )  # sum |w| = 1: same ranking
-        heads = tuple(
-            (layer, head, float(w)) for (layer, head), w in zip(self.order, final)
-        )
-        return Aligned(
-            heads, lora_state(self.ranker.model), self.spec, list(self.history)
-        )
+        final = self.weights.detach() / self.weights.detach().abs().sum()  # sum |w| = 1: same ranking
+        heads = tuple((layer, head, float(w)) for (layer, head), w in zip(self.order, final))
+        return Aligned(heads, lora_state(self.ranker.model), self.spec, list(self.history))
 
     def save(self, path: Path) -> None:
         state = {
@@ -252,13 +211,9 @@ class Trainer:
             "history": self.history,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, delete=False, suffix=".tmp"
-        ) as out:
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as out:
             torch.save(state, out)
-        os.replace(
-            out.name, path
-        )  # an interruption while writing leaves the previous checkpoint whole
+        os.replace(out.name, path)  # an interruption while writing leaves the previous checkpoint whole
 
     def restore(self, path: Path) -> None:
         state = torch.load(path, weights_only=True)

@@ -30,9 +30,7 @@ class TrainingQuery:
         return {d: g for d, g in zip(self.docids, self.grades) if g is not None}
 
 
-def judged_queries(
-    requests: Sequence[Request], qrels: Qrels, depth: int
-) -> list[TrainingQuery]:
+def judged_queries(requests: Sequence[Request], qrels: Qrels, depth: int) -> list[TrainingQuery]:
     """Every query with judgements, its top ``depth`` candidates labelled from ``qrels``."""
     if depth < 2:
         raise ValueError(f"the candidate depth must be at least 2, got {depth}")
@@ -54,16 +52,10 @@ def judged_queries(
     return queries
 
 
-def training_queries(
-    requests: Sequence[Request], qrels: Qrels, depth: int
-) -> list[TrainingQuery]:
+def training_queries(requests: Sequence[Request], qrels: Qrels, depth: int) -> list[TrainingQuery]:
     """The judged queries whose top ``depth`` candidates hold a relevant passage: only they can
     tell good heads from bad ones."""
-    queries = [
-        q
-        for q in judged_queries(requests, qrels, depth)
-        if any(g for g in q.grades if g is not None)
-    ]
+    queries = [q for q in judged_queries(requests, qrels, depth) if any(g for g in q.grades if g is not None)]
     if not queries:
         raise ValueError(
             f"none of the {len(requests)} queries has a judged relevant passage in its top {depth}; check --qrels"
@@ -90,19 +82,12 @@ class HeadFeatures:
         index = {h: i for i, h in enumerate(self.heads)}
         missing = [h for h in heads if h not in index]
         if missing:
-            raise ValueError(
-                f"heads {missing[:3]} were not profiled; collect features with every head"
-            )
+            raise ValueError(f"heads {missing[:3]} were not profiled; collect features with every head")
         return [index[h] for h in heads]
 
-    def combined(
-        self, qid: str, heads: Sequence[tuple[int, int]], weights: Sequence[float]
-    ) -> torch.Tensor:
+    def combined(self, qid: str, heads: Sequence[tuple[int, int]], weights: Sequence[float]) -> torch.Tensor:
         """What a profile with these heads and weights scores, without running the model again."""
-        return (
-            torch.tensor(weights, dtype=torch.float32)
-            @ self.scores[qid][self.rows(heads)]
-        )
+        return torch.tensor(weights, dtype=torch.float32) @ self.scores[qid][self.rows(heads)]
 
 
 def attention_entropy(masses: torch.Tensor) -> torch.Tensor:
@@ -114,17 +99,11 @@ def attention_entropy(masses: torch.Tensor) -> torch.Tensor:
     return -(p * p.log()).sum(dim=-1) / torch.log(torch.tensor(float(masses.shape[-1])))
 
 
-def collect_features(
-    ranker, queries: Sequence[TrainingQuery], progress: bool = True
-) -> HeadFeatures:
+def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = True) -> HeadFeatures:
     """One forward per query with ``ranker``'s profile (use an all-heads one for selection)."""
     from tqdm import tqdm
 
-    heads = tuple(
-        (layer, head)
-        for layer, layer_heads, _ in ranker.profile.heads_by_layer()
-        for head in layer_heads
-    )
+    heads = tuple((layer, head) for layer, layer_heads, _ in ranker.profile.heads_by_layer() for head in layer_heads)
     scores, entropy = {}, {}
     with torch.inference_mode():
         for query in tqdm(

@@ -46,31 +46,23 @@ class Regularizer:
 
     def __post_init__(self):
         if self.temperature <= 0 or self.reference_weight < 0 or self.middle_weight < 0:
-            raise ValueError(
-                f"regulariser weights must be >= 0 and its temperature > 0, got {self}"
-            )
+            raise ValueError(f"regulariser weights must be >= 0 and its temperature > 0, got {self}")
 
 
 def standardise(scores: torch.Tensor) -> torch.Tensor:
     return (scores - scores.mean()) / (scores.std(unbiased=False) + EPS)
 
 
-def pair_loss(
-    z: torch.Tensor, pairs: Sequence[Pair], temperature: float
-) -> torch.Tensor:
+def pair_loss(z: torch.Tensor, pairs: Sequence[Pair], temperature: float) -> torch.Tensor:
     """Mean Bradley–Terry (logistic) loss of the pairs; 0 without pairs."""
     if not pairs:
-        return (
-            z.sum() * 0.0
-        )  # keeps the graph, so a step without pairs still runs the regulariser
+        return z.sum() * 0.0  # keeps the graph, so a step without pairs still runs the regulariser
     better = torch.tensor([p.better for p in pairs])
     worse = torch.tensor([p.worse for p in pairs])
     return torch.nn.functional.softplus(-(z[better] - z[worse]) / temperature).mean()
 
 
-def reference_kl(
-    z: torch.Tensor, z_ref: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def reference_kl(z: torch.Tensor, z_ref: torch.Tensor, temperature: float) -> torch.Tensor:
     log_p = torch.log_softmax(z / temperature, dim=-1)
     log_ref = torch.log_softmax(z_ref / temperature, dim=-1)
     return (log_ref.exp() * (log_ref - log_p)).sum()
@@ -99,10 +91,6 @@ def objective(
             raise ValueError("the regulariser needs the reference model's scores")
         kl = reference_kl(z, standardise(reference), regularizer.temperature)
         spread = middle_spread(z, middle)
-        loss = (
-            loss
-            + regularizer.reference_weight * kl
-            + regularizer.middle_weight * spread
-        )
+        loss = loss + regularizer.reference_weight * kl + regularizer.middle_weight * spread
         parts.update(kl=kl.item(), spread=spread.item())
     return loss, parts

@@ -18,9 +18,7 @@ class Pair:
     better: int  # candidate index of the higher-graded passage
     worse: int
     hard: bool  # misordered or within the margin under the current scorer
-    middle: (
-        int  # how many of the two passages sit in the middle half of the context (0-2)
-    )
+    middle: int  # how many of the two passages sit in the middle half of the context (0-2)
 
 
 def adjacent_pairs(grades: Sequence[int | None]) -> list[tuple[int, int]]:

@@ -37,20 +37,15 @@ SELECTIONS = ("entropy", "ndcg", "none")  # "none": every head, as ICR
 class TrainingConfig:
     selection: str = "entropy"
     top_k: int = 16
+    max_depth: int | None = None  # heads only from layers below this (caps the truncation depth)
     entropy_weight: float = DEFAULT_ENTROPY_WEIGHT
-    align: AlignConfig | None = field(
-        default_factory=AlignConfig
-    )  # None: selection only
-    prompt: PromptSettings = field(
-        default_factory=lambda: PromptSettings(max_passage_tokens=64)
-    )
+    align: AlignConfig | None = field(default_factory=AlignConfig)  # None: selection only
+    prompt: PromptSettings = field(default_factory=lambda: PromptSettings(max_passage_tokens=64))
     train_depth: int = 20  # candidates per query, from the top of the first stage
 
     def __post_init__(self):
         if self.selection not in SELECTIONS:
-            raise ValueError(
-                f"--selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}"
-            )
+            raise ValueError(f"--selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
 
 
 @dataclass(frozen=True)
@@ -83,9 +78,7 @@ def train(
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     if features is None:
-        features = all_head_features(
-            model, tokenizer, model_name, queries, config.prompt, progress
-        )
+        features = all_head_features(model, tokenizer, model_name, queries, config.prompt, progress)
     check_features(features, queries)
     seconds["features"] = time.perf_counter() - began
     began = time.perf_counter()
@@ -95,9 +88,7 @@ def train(
     if config.align is not None:
         began = time.perf_counter()
         references = {
-            q.qid: features.combined(
-                q.qid, [h[:2] for h in profile.heads], [h[2] for h in profile.heads]
-            )
+            q.qid: features.combined(q.qid, [h[:2] for h in profile.heads], [h[2] for h in profile.heads])
             for q in queries
         }
         aligned = align(
@@ -128,20 +119,20 @@ def all_head_features(
 
     config = model.config.get_text_config()
     profile = replace(
-        HeadProfile.icr(
-            model_name, config.num_hidden_layers, config.num_attention_heads
-        ),
+        HeadProfile.icr(model_name, config.num_hidden_layers, config.num_attention_heads),
         prompt=prompt,
     )
     return collect_features(HeadRanker(model, tokenizer, profile), queries, progress)
 
 
 def check_top_k(config: TrainingConfig, model) -> None:
+    """Fail before the long feature pass when the flags ask for more heads than there are."""
     text = model.config.get_text_config()
-    heads = text.num_hidden_layers * text.num_attention_heads
+    layers = min(text.num_hidden_layers, config.max_depth or text.num_hidden_layers)
+    heads = layers * text.num_attention_heads
     if config.selection != "none" and not 1 <= config.top_k <= heads:
         raise ValueError(
-            f"--top-k must be between 1 and the {heads} heads of the model, got {config.top_k}"
+            f"--top-k must be between 1 and the {heads} heads in the first {layers} layers, got {config.top_k}"
         )
 
 
@@ -159,13 +150,11 @@ def select(
 ) -> tuple[HeadProfile, list[HeadQuality]]:
     """The profile of the selection stage; ``none`` keeps every profiled head, equal weights."""
     if config.selection == "none":
-        weight = 1.0 / len(features.heads)
-        heads = tuple((layer, head, weight) for layer, head in features.heads)
+        kept = [(layer, head) for layer, head in features.heads if config.max_depth is None or layer < config.max_depth]
+        heads = tuple((layer, head, 1.0 / len(kept)) for layer, head in kept)
         return HeadProfile(model_name, heads, config.prompt), []
     qualities = head_quality(features, queries, config.selection, config.entropy_weight)
-    return HeadProfile(
-        model_name, select_heads(qualities, config.top_k), config.prompt
-    ), qualities
+    return HeadProfile(model_name, select_heads(qualities, config.top_k, config.max_depth), config.prompt), qualities
 
 
 def finish(
@@ -189,11 +178,10 @@ def finish(
         "selection": {
             "method": config.selection,
             "top_k": config.top_k,
+            "max_depth": config.max_depth,
             "entropy_weight": config.entropy_weight,
         },
-        "selected_heads": [
-            q.to_json() for q in qualities if (q.layer, q.head) in chosen
-        ],
+        "selected_heads": [q.to_json() for q in qualities if (q.layer, q.head) in chosen],
         "align": config.align.to_json() if config.align is not None else None,
         "train_queries": len(queries),
         "train_depth": config.train_depth,
@@ -201,9 +189,7 @@ def finish(
     }
     if aligned is not None:
         last_epoch = aligned.history[-len(aligned.history) // config.align.epochs :]
-        meta["last_epoch_loss"] = round(
-            sum(h["loss"] for h in last_epoch) / len(last_epoch), 4
-        )
+        meta["last_epoch_loss"] = round(sum(h["loss"] for h in last_epoch) / len(last_epoch), 4)
     replace(profile, meta=meta).save(output / PROFILE_FILE)
     (output / CHECKPOINT_FILE).unlink(missing_ok=True)
     logger.info(

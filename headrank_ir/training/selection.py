@@ -26,7 +26,7 @@ import torch
 from .examples import HeadFeatures, TrainingQuery
 
 SELECTION_METHODS = ("entropy", "ndcg")
-DEFAULT_ENTROPY_WEIGHT = 0.5
+DEFAULT_ENTROPY_WEIGHT = 0.1
 DEFAULT_CUTOFF = 10
 
 
@@ -39,10 +39,7 @@ class HeadQuality:
     score: float  # what selection sorts by
 
     def to_json(self) -> dict[str, float]:
-        return {
-            k: round(v, 6) if isinstance(v, float) else v
-            for k, v in asdict(self).items()
-        }
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 def head_ndcg(
@@ -57,10 +54,7 @@ def head_ndcg(
     qrels = {q.qid: q.qrels() for q in queries}
     values = []
     for row in range(len(features.heads)):
-        run = {
-            q.qid: dict(zip(q.docids, features.scores[q.qid][row].tolist()))
-            for q in queries
-        }
+        run = {q.qid: dict(zip(q.docids, features.scores[q.qid][row].tolist())) for q in queries}
         values.append(ir_measures.calc_aggregate([measure], qrels, run)[measure])
     return torch.tensor(values)
 
@@ -74,9 +68,7 @@ def head_quality(
 ) -> list[HeadQuality]:
     """Every profiled head's quality, entropy and selection score, in ``features.heads`` order."""
     if method not in SELECTION_METHODS:
-        raise ValueError(
-            f"selection method must be one of {', '.join(SELECTION_METHODS)}, got {method!r}"
-        )
+        raise ValueError(f"selection method must be one of {', '.join(SELECTION_METHODS)}, got {method!r}")
     if not queries:
         raise ValueError("head selection needs at least one training query")
     ndcg = head_ndcg(features, queries, cutoff)
@@ -89,15 +81,15 @@ def head_quality(
 
 
 def select_heads(
-    qualities: Sequence[HeadQuality], k: int
+    qualities: Sequence[HeadQuality], k: int, max_depth: int | None = None
 ) -> tuple[tuple[int, int, float], ...]:
-    """The ``k`` best heads by score (ties: shallower layer, then lower head), equal weights."""
-    if not 1 <= k <= len(qualities):
-        raise ValueError(
-            f"--top-k must be between 1 and the {len(qualities)} profiled heads, got {k}"
-        )
-    best = sorted(qualities, key=lambda q: (-q.score, q.layer, q.head))[:k]
-    return tuple(
-        (q.layer, q.head, 1.0 / k)
-        for q in sorted(best, key=lambda q: (q.layer, q.head))
-    )
+    """The ``k`` best heads by score (ties: shallower layer, then lower head), equal weights.
+
+    ``max_depth`` keeps the choice to layers below it: the truncation depth, and so the cost of
+    every forward (and backward, in alignment), is then at most ``max_depth`` layers.
+    """
+    allowed = [q for q in qualities if max_depth is None or q.layer < max_depth]
+    if not 1 <= k <= len(allowed):
+        raise ValueError(f"--top-k must be between 1 and the {len(allowed)} heads that selection may choose, got {k}")
+    best = sorted(allowed, key=lambda q: (-q.score, q.layer, q.head))[:k]
+    return tuple((q.layer, q.head, 1.0 / k) for q in sorted(best, key=lambda q: (q.layer, q.head)))
