@@ -22,7 +22,7 @@ from .benchmark import report
 from .benchmark.cells import Cell, is_finished, run_cell, run_isolated
 from .benchmark.datasets import DATASETS, default_data_root, get_dataset, prepare
 from .benchmark.methods import METHODS, TRAIN_SET, get_method
-from .benchmark.store import CellKey, read_json
+from .benchmark.store import CellKey, model_label, read_json
 from .models import DEFAULT_MODEL, cache_dir
 
 logger = logging.getLogger("headrank_ir.bench")
@@ -35,9 +35,7 @@ HEADRANK_PREFERENCE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m headrank_ir.bench", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m headrank_ir.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -120,9 +118,7 @@ def _positive(value: str) -> int:
     return number
 
 
-def parse_max_queries(
-    values: Sequence[str], datasets: Sequence[str]
-) -> dict[str, int | None]:
+def parse_max_queries(values: Sequence[str], datasets: Sequence[str]) -> dict[str, int | None]:
     """``["50"]`` → every dataset 50; ``["cranfield=50"]`` → only Cranfield; others all queries."""
     limits: dict[str, int | None] = {d: None for d in datasets}
     for value in values:
@@ -130,9 +126,7 @@ def parse_max_queries(
         try:
             number = _positive(count)
         except (ValueError, argparse.ArgumentTypeError):
-            raise ValueError(
-                f"--max-queries takes N or DATASET=N with N a positive integer, got {value!r}"
-            ) from None
+            raise ValueError(f"--max-queries takes N or DATASET=N with N a positive integer, got {value!r}") from None
         targets = [get_dataset(name).name] if name else list(datasets)
         limits.update({d: number for d in targets})
     return limits
@@ -168,14 +162,10 @@ def _bench(args, datasets: list[str], limits: dict[str, int | None]) -> int:
     return 1 if failures else 0
 
 
-def _run_cells(
-    args, datasets, limits, bench_dir: Path, data: Path, cache: Path
-) -> list[str]:
+def _run_cells(args, datasets, limits, bench_dir: Path, data: Path, cache: Path) -> list[str]:
     collections = {d: prepare(DATASETS[d], data, bench_dir, cache) for d in datasets}
     failures = []
-    for method in [
-        m for m in METHODS if m in args.methods
-    ]:  # registry order: ICR before the QRHead it feeds
+    for method in [m for m in METHODS if m in args.methods]:  # registry order: ICR before the QRHead it feeds
         for dataset in datasets:
             cell = Cell(
                 CellKey(args.model, dataset, method, args.depth, limits[dataset]),
@@ -195,49 +185,31 @@ def _run_cells(
     return failures
 
 
-def write_report(
-    args, bench_dir: Path, data: Path, limits: dict[str, int | None]
-) -> None:
+def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None]) -> None:
     """Table and plots from every finished cell of this model, depth and query counts."""
     from .inputs import read_qrels_file
 
-    keys = [
-        CellKey(args.model, d, m, args.depth, limits[d])
-        for d in DATASETS
-        for m in METHODS
-    ]
+    keys = [CellKey(args.model, d, m, args.depth, limits[d]) for d in DATASETS for m in METHODS]
     records = report.order_records(
         [r for k in keys if (r := read_json(k.result(bench_dir)))],
         list(METHODS),
         list(DATASETS),
     )
-    skipped = [
-        s
-        for k in keys
-        if not k.result(bench_dir).exists() and (s := read_json(k.skip_note(bench_dir)))
-    ]
+    skipped = [s for k in keys if not k.result(bench_dir).exists() and (s := read_json(k.skip_note(bench_dir)))]
     if not records:
         logger.warning("no finished cells yet: no table written")
         return
     present = [d for d in DATASETS if any(r["dataset"] == d for r in records)]
     by_cell = {(r["method"], r["dataset"]): r for r in records}
-    qrels = {
-        d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present
-    }
+    qrels = {d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present}
     written = [plots.quality_cost(records, present, args.out / "quality_cost.png")]
     written += _homogenisation(by_cell, present, qrels, args.out)
     written += _head_maps(by_cell, args.model, args.out)
-    notes = report.about_notes(records) + [
-        f"skipped `{s['method']}` on {s['dataset']}: {s['reason']}" for s in skipped
-    ]
+    notes = report.about_notes(records) + [f"skipped `{s['method']}` on {s['dataset']}: {s['reason']}" for s in skipped]
     notes += _standing_notes(records)
     settings = _settings_line(args, limits, present)
-    (args.out / "results.csv").write_text(
-        report.to_csv([report.row(r) for r in records]), encoding="utf-8"
-    )
-    md = report.to_markdown(
-        records, present, notes, [p.name for p in written], settings
-    )
+    (args.out / "results.csv").write_text(report.to_csv([report.row(r) for r in records]), encoding="utf-8")
+    md = report.to_markdown(records, present, notes, [p.name for p in written], settings)
     (args.out / "results.md").write_text(md, encoding="utf-8")
     logger.info(
         "wrote %s, %s and %d plots",
@@ -252,11 +224,7 @@ def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path
     for dataset in datasets:
         icr = by_cell.get(("icr", dataset))
         best = plots.best_available(
-            {
-                m: by_cell[m, dataset]
-                for m in HEADRANK_PREFERENCE
-                if (m, dataset) in by_cell
-            },
+            {m: by_cell[m, dataset] for m in HEADRANK_PREFERENCE if (m, dataset) in by_cell},
             HEADRANK_PREFERENCE,
         )
         if icr is None or best is None:
@@ -279,15 +247,14 @@ def _head_maps(by_cell, model: str, out: Path) -> list[Path]:
         tests = [d for d, t in TRAIN_SET.items() if t == train]
         selected = {}
         for method in HEADRANK_PREFERENCE[::-1]:
-            record = next(
-                (by_cell[method, d] for d in tests if (method, d) in by_cell), None
-            )
+            record = next((by_cell[method, d] for d in tests if (method, d) in by_cell), None)
             if record and record.get("heads"):
                 selected[method] = set(record["heads"])
         labels = [tuple(int(x) for x in h.split(".")) for h in icr["head_ndcg"]]
         layers, heads = max(l for l, _ in labels) + 1, max(h for _, h in labels) + 1
         title = (
-            f"{model}: nDCG@10 of each head alone on {train} ({icr['queries']} queries, top {icr['depth']});\n"
+            f"{model_label(model)}: nDCG@10 of each head alone on {train} "
+            f"({icr['queries']} queries, top {icr['depth']});\n"
             f"marked: heads chosen on {train} (used on {', '.join(tests)})"
         )
         written.append(
@@ -311,18 +278,12 @@ def _standing_notes(records) -> list[str]:
         "Selectivity: middle half of the top-`depth` context; relevant = grade ≥ 2 (DL, Cranfield) or ≥ 1 (Vaswani).",
         "Cost: wall time of ranking only (model loading excluded); forward_passes per query counts truncated "
         "forwards (attention), generated tokens (RankGPT) or encoder batches (MiniLM); peak RSS per "
-        + (
-            "cell process."
-            if isolated
-            else "process (cells shared a process: peaks accumulate)."
-        ),
+        + ("cell process." if isolated else "process (cells shared a process: peaks accumulate)."),
     ]
 
 
 def _settings_line(args, limits, datasets) -> str:
-    queries = ", ".join(
-        f"{d}: {'all' if limits[d] is None else f'first {limits[d]}'}" for d in datasets
-    )
+    queries = ", ".join(f"{d}: {'all' if limits[d] is None else f'first {limits[d]}'}" for d in datasets)
     return (
         f"Model `{args.model}`, rerank depth {args.depth}, queries ({queries}); "
         f"{platform.machine()} CPU, Python {platform.python_version()}. Columns as in results.csv."

@@ -22,17 +22,13 @@ def _pyplot():
 def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
     cols = min(count, 2)
     rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols, height * rows), squeeze=False
-    )
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
 
 
-def quality_cost(
-    records: Sequence[Mapping], datasets: Sequence[str], path: Path
-) -> Path:
+def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path) -> Path:
     """nDCG@10 against seconds per query, one point per method, one panel per dataset."""
     plt = _pyplot()
     fig, axes = _grid(plt, len(datasets))
@@ -40,9 +36,7 @@ def quality_cost(
         cells = [r for r in records if r["dataset"] == dataset]
         for r in cells:
             ndcg, seconds = r["measures"]["ndcg_cut_10"], r["cost"]["s_per_query"]
-            if (
-                seconds is None
-            ):  # the given first stage: no query-time cost, drawn as a reference line
+            if seconds is None:  # the given first stage: no query-time cost, drawn as a reference line
                 ax.axhline(ndcg, color="grey", linestyle="--", linewidth=1)
                 ax.annotate(
                     f"{r['method']} (no rerank cost)",
@@ -77,9 +71,7 @@ def _zscores(values: Sequence[float]) -> np.ndarray:
     return (v - v.mean()) / spread if spread > 0 else v * 0.0
 
 
-def position_profile(
-    record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int
-):
+def position_profile(record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int):
     """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs irrelevant."""
     depth = max(len(q["positions"]) for q in record["scores"].values())
     groups: dict[str, list[list[float]]] = {
@@ -87,25 +79,15 @@ def position_profile(
         "irrelevant": [[] for _ in range(depth)],
     }
     for qid, q in record["scores"].items():
-        for docid, z, position in zip(
-            q["docids"], _zscores(q["scores"]), q["positions"]
-        ):
+        for docid, z, position in zip(q["docids"], _zscores(q["scores"]), q["positions"]):
             grade = qrels.get(qid, {}).get(docid)
-            kind = (
-                "relevant"
-                if grade is not None and grade >= relevant_grade
-                else "irrelevant"
-                if grade == 0
-                else None
-            )
+            kind = "relevant" if grade is not None and grade >= relevant_grade else "irrelevant" if grade == 0 else None
             if kind:
                 groups[kind][position].append(float(z))
     return {
         kind: (
             np.array([np.mean(v) if v else np.nan for v in per]),
-            np.array(
-                [np.std(v) / np.sqrt(len(v)) if len(v) > 1 else np.nan for v in per]
-            ),
+            np.array([np.std(v) / np.sqrt(len(v)) if len(v) > 1 else np.nan for v in per]),
         )
         for kind, per in groups.items()
     }
@@ -118,6 +100,8 @@ def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
     curves together there.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = _grid(plt, len(panels))
     for ax, (title, record, qrels, grade) in zip(axes, panels):
         profile = position_profile(record, qrels, grade)
@@ -131,17 +115,12 @@ def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
         )
         for kind, colour in (("relevant", "tab:green"), ("irrelevant", "tab:red")):
             mean, error = profile[kind]
-            label = (
-                f"relevant (grade ≥ {grade})"
-                if kind == "relevant"
-                else "irrelevant (grade 0)"
-            )
+            label = f"relevant (grade ≥ {grade})" if kind == "relevant" else "irrelevant (grade 0)"
             ax.plot(x, mean, marker="o", markersize=3, color=colour, label=label)
             ax.fill_between(x, mean - error, mean + error, color=colour, alpha=0.2)
-        ax.set_xlabel(
-            "position in the context (1 = shown first, farthest from the query)"
-        )
+        ax.set_xlabel("position in the context (1 = shown first, farthest from the query)")
         ax.set_ylabel("calibrated score (z-scored per query)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
@@ -163,48 +142,44 @@ def head_map(
     for label, value in quality.items():
         layer, head = (int(x) for x in label.split("."))
         grid[layer, head] = value
-    fig, ax = plt.subplots(
-        figsize=(max(4.0, heads * 0.6 + 2), max(4.0, layers * 0.25 + 1.5))
-    )
+    fig, ax = plt.subplots(figsize=(max(7.0, heads * 0.6 + 2), max(5.0, layers * 0.25 + 2)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower")
     fig.colorbar(image, ax=ax, label="nDCG@10 of the head alone")
-    for (name, labels), (marker, colour) in zip(
-        selected.items(), (("o", "white"), ("x", "red"), ("+", "orange"))
-    ):
+    styles = (("o", "red"), ("x", "white"), ("+", "orange"))
+    for (name, labels), (marker, colour) in zip(selected.items(), styles):
         points = [tuple(int(x) for x in label.split(".")) for label in labels]
         if points:
             ys, xs = zip(*points)
+            # a hollow ring for the first selection, so that a second one shows inside it
+            paint = {"facecolors": "none", "edgecolors": colour} if marker == "o" else {"c": colour}
             ax.scatter(
                 xs,
                 ys,
                 marker=marker,
-                s=50,
-                facecolors="none" if marker == "o" else colour,
-                edgecolors=colour,
-                linewidths=1.5,
+                s=70,
+                linewidths=1.8,
                 label=f"{name} ({len(points)} heads)",
+                **paint,
             )
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_xticks(range(heads))
+    ax.set_yticks(range(0, layers, 2 if layers > 12 else 1))
     ax.set_title(title, fontsize=10)
     if selected:
-        ax.legend(
-            loc="upper left", bbox_to_anchor=(0, -0.12), fontsize=8, ncol=len(selected)
-        )
-    return _save(fig, plt, path)
+        # grey behind the legend, so that white markers show there as on the map
+        fig.legend(loc="lower center", ncol=len(selected), fontsize=9, facecolor="0.75", framealpha=1)
+    return _save(fig, plt, path, bottom=0.06 if selected else 0.0)
 
 
-def _save(fig, plt, path: Path) -> Path:
+def _save(fig, plt, path: Path, bottom: float = 0.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))  # ``bottom`` keeps room for a figure legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def best_available(
-    records: Mapping[str, Mapping], preference: Sequence[str]
-) -> str | None:
+def best_available(records: Mapping[str, Mapping], preference: Sequence[str]) -> str | None:
     """The first method of ``preference`` that has a record."""
     return next((m for m in preference if m in records), None)

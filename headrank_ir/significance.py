@@ -15,9 +15,7 @@ class Comparison:
 
     queries: int
     mean_difference: float  # mean of a - b
-    p_randomisation: (
-        float  # two-sided, paired (each query's difference flips sign at random)
-    )
+    p_randomisation: float  # two-sided, paired (each query's difference flips sign at random)
     p_ttest: float  # two-sided paired t-test
 
 
@@ -36,9 +34,7 @@ def compare(
     x = np.array([a[q] for q in qids], dtype=float)
     y = np.array([b[q] for q in qids], dtype=float)
     difference = x - y
-    if (
-        not difference.any()
-    ):  # identical systems: both tests are undefined, nothing differs
+    if not difference.any():  # identical systems: both tests are undefined, nothing differs
         return Comparison(len(qids), 0.0, 1.0, 1.0)
     if len(qids) < 2:  # no spread to test against
         return Comparison(len(qids), float(difference.mean()), math.nan, math.nan)
@@ -52,9 +48,5 @@ def compare(
         vectorized=True,
     )
     t = stats.ttest_rel(x, y)
-    p_t = (
-        float(t.pvalue) if not math.isnan(t.pvalue) else 1.0
-    )  # nan when every difference is equal
-    return Comparison(
-        len(qids), float(difference.mean()), float(randomised.pvalue), p_t
-    )
+    p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0  # nan when every difference is equal
+    return Comparison(len(qids), float(difference.mean()), float(randomised.pvalue), p_t)

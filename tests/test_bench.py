@@ -55,64 +55,40 @@ def _rows(out):
 def test_table_has_one_row_per_method_and_dataset(bench):
     out, _ = bench
     rows = _rows(out)
-    assert [(r["method"], r["dataset"]) for r in rows] == [
-        (m, d) for d in ("dl19", "dl20") for m in METHODS
-    ]
+    assert [(r["method"], r["dataset"]) for r in rows] == [(m, d) for d in ("dl19", "dl20") for m in METHODS]
     assert all(r["queries"] == str(QUERIES) for r in rows)
     by_method = {r["method"]: r for r in rows if r["dataset"] == "dl19"}
-    assert (
-        by_method["bm25"]["s_per_query"] == ""
-    )  # the given run costs nothing at query time
+    assert by_method["bm25"]["s_per_query"] == ""  # the given run costs nothing at query time
     # one window: the whole prompt, then the calibration query on the rewound cache
     assert float(by_method["icr"]["forward_passes"]) == 2.0
     assert 0.0 <= float(by_method["rankgpt"]["format_success"]) <= 1.0
     assert by_method["icr"]["format_success"] == ""
 
 
-def test_numbers_are_what_ir_measures_computes_from_the_written_runs(
-    bench, tiny_model_dir
-):
+def test_numbers_are_what_ir_measures_computes_from_the_written_runs(bench, tiny_model_dir):
     out, _ = bench
-    qrels = {
-        d: read_qrels_file(default_data_root() / DATASETS[d].folder / "qrels.txt")
-        for d in ("dl19", "dl20")
-    }
+    qrels = {d: read_qrels_file(default_data_root() / DATASETS[d].folder / "qrels.txt") for d in ("dl19", "dl20")}
     for row in _rows(out):
-        run_path = CellKey(
-            tiny_model_dir, row["dataset"], row["method"], DEPTH, QUERIES
-        ).run(out / "bench")
+        run_path = CellKey(tiny_model_dir, row["dataset"], row["method"], DEPTH, QUERIES).run(out / "bench")
         run = list(ir_measures.read_trec_run(str(run_path)))
         qids = {r.query_id for r in run}
         assert len(qids) == QUERIES and len(run) == 100 * QUERIES
         judged = {q: qrels[row["dataset"]][q] for q in qids}
-        values = ir_measures.calc_aggregate(
-            [ir_measures.parse_measure(m) for m in MEASURES.values()], judged, run
-        )
+        values = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in MEASURES.values()], judged, run)
         for column, measure in MEASURES.items():
-            assert float(row[column]) == pytest.approx(
-                values[ir_measures.parse_measure(measure)], abs=5e-5
-            ), column
+            assert float(row[column]) == pytest.approx(values[ir_measures.parse_measure(measure)], abs=5e-5), column
 
 
 def test_rerankers_only_reorder_the_top_depth(bench, tiny_model_dir):
     out, _ = bench
     key = CellKey(tiny_model_dir, "dl19", "bm25", DEPTH, QUERIES)
-    bm25 = [
-        line.split()[:3] for line in key.run(out / "bench").read_text().splitlines()
-    ]
+    bm25 = [line.split()[:3] for line in key.run(out / "bench").read_text().splitlines()]
     for method in METHODS[1:]:
-        lines = (
-            CellKey(tiny_model_dir, "dl19", method, DEPTH, QUERIES)
-            .run(out / "bench")
-            .read_text()
-            .splitlines()
-        )
+        lines = CellKey(tiny_model_dir, "dl19", method, DEPTH, QUERIES).run(out / "bench").read_text().splitlines()
         ranked = [line.split()[:3] for line in lines]
         for start in range(0, len(bm25), 100):
             head, tail = slice(start, start + DEPTH), slice(start + DEPTH, start + 100)
-            assert sorted(d for _, _, d in ranked[head]) == sorted(
-                d for _, _, d in bm25[head]
-            ), method
+            assert sorted(d for _, _, d in ranked[head]) == sorted(d for _, _, d in bm25[head]), method
             assert ranked[tail] == bm25[tail], method
 
 
@@ -133,11 +109,7 @@ def test_plots_and_markdown_are_written_and_linked(bench):
 
 def test_a_second_run_resumes_without_recomputing(bench):
     out, argv = bench
-    results = sorted(
-        p
-        for p in (out / "bench").rglob("*.json")
-        if not p.name.endswith(".skipped.json")
-    )
+    results = sorted(p for p in (out / "bench").rglob("*.json") if not p.name.endswith(".skipped.json"))
     assert len(results) == 2 * len(METHODS)
     stamps = [p.stat().st_mtime_ns for p in results]
     assert main(argv) == 0

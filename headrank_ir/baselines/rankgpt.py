@@ -36,18 +36,14 @@ class Permutation:
 
 def parse_permutation(answer: str, n: int) -> Permutation:
     """Read ``[3] > [1] > …`` (any text with digit runs, as RankGPT does) as a full ranking of ``n``."""
-    numbers = [
-        int(x) - 1 for x in "".join(c if c.isdigit() else " " for c in answer).split()
-    ]
+    numbers = [int(x) - 1 for x in "".join(c if c.isdigit() else " " for c in answer).split()]
     seen: list[int] = []
     for number in numbers:
         if 0 <= number < n and number not in seen:
             seen.append(number)
     missing = [i for i in range(n) if i not in seen]
     ignored = len(numbers) - len(seen)
-    return Permutation(
-        seen + missing, not missing and not ignored, len(missing), ignored
-    )
+    return Permutation(seen + missing, not missing and not ignored, len(missing), ignored)
 
 
 def windows(count: int, size: int = 20, step: int = 10) -> list[tuple[int, int]]:
@@ -57,9 +53,7 @@ def windows(count: int, size: int = 20, step: int = 10) -> list[tuple[int, int]]
     unranked when ``count - size`` is not a multiple of ``step``; here the last window is clamped.
     """
     if size < 1 or step < 1:
-        raise ValueError(
-            f"window size and step must be positive, got {size} and {step}"
-        )
+        raise ValueError(f"window size and step must be positive, got {size} and {step}")
     spans, end = [], count
     while True:
         start = max(0, end - size)
@@ -163,13 +157,8 @@ class RankGPT:
         new = out[0, ids.shape[1] :]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         logger.debug("window of %d: %r", len(passages), text)
-        return WindowAnswer(
-            parse_permutation(text, len(passages)), int(new.shape[0]), int(ids.shape[1])
-        )
+        return WindowAnswer(parse_permutation(text, len(passages)), int(new.shape[0]), int(ids.shape[1]))
 
     def _answer_budget(self, n: int) -> int:
         perfect = " > ".join(f"[{i}]" for i in range(1, n + 1))
-        return (
-            len(self.tokenizer(perfect, add_special_tokens=False)["input_ids"])
-            + ANSWER_SLACK
-        )
+        return len(self.tokenizer(perfect, add_special_tokens=False)["input_ids"]) + ANSWER_SLACK

@@ -49,21 +49,15 @@ def is_finished(cell: Cell) -> bool:
 
 def run_isolated(cell: Cell) -> None:
     """Run the cell in a fresh (spawned) process; raises when it fails."""
-    child = multiprocessing.get_context("spawn").Process(
-        target=_child, args=(cell, logging.getLogger().level)
-    )
+    child = multiprocessing.get_context("spawn").Process(target=_child, args=(cell, logging.getLogger().level))
     child.start()
     child.join()
     if child.exitcode != 0:
-        raise RuntimeError(
-            f"cell {cell.key.method} on {cell.key.dataset} failed (exit code {child.exitcode})"
-        )
+        raise RuntimeError(f"cell {cell.key.method} on {cell.key.dataset} failed (exit code {child.exitcode})")
 
 
 def _child(cell: Cell, level: int) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     run_cell(cell, isolated=True)
 
 
@@ -84,26 +78,19 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
     run_path = key.run(cell.bench_dir)
     write_atomic(
         run_path,
-        "".join(
-            format_trec(_result(r, ranking), key.method)
-            for r, ranking in zip(loaded.requests, rankings)
-        ),
+        "".join(format_trec(_result(r, ranking), key.method) for r, ranking in zip(loaded.requests, rankings)),
     )
     record = {
         **asdict(key),
         "about": method.about,
         "queries": len(loaded.requests),
         **evaluate_run(run_path, loaded.qrels),
-        "selectivity": _selectivity(
-            key, cell.collection.dataset.relevant_grade, loaded, rankings
-        ),
+        "selectivity": _selectivity(key, cell.collection.dataset.relevant_grade, loaded, rankings),
         "cost": _cost(key, loaded, rankings, seconds, isolated),
         "format": _format(rankings),
         "heads": getattr(method, "head_labels", None),
         "scores": _scores(loaded, rankings),
-        "head_ndcg": _head_ndcg(
-            key.depth, getattr(method, "head_labels", None), loaded, rankings
-        ),
+        "head_ndcg": _head_ndcg(key.depth, getattr(method, "head_labels", None), loaded, rankings),
     }
     write_json(key.result(cell.bench_dir), record)
     key.skip_note(cell.bench_dir).unlink(missing_ok=True)
@@ -119,11 +106,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
 def _context(cell: Cell) -> Context:
     key = cell.key
     train = TRAIN_SET[key.dataset]
-    icr = read_json(
-        CellKey(key.model, train, "icr", key.depth, key.max_queries).result(
-            cell.bench_dir
-        )
-    )
+    icr = read_json(CellKey(key.model, train, "icr", key.depth, key.max_queries).result(cell.bench_dir))
     return Context(
         key.model,
         key.dataset,
@@ -140,9 +123,7 @@ def _rank_all(method, loaded: Loaded):
 
     rankings: list[Ranking] = []
     seconds = 0.0
-    for request in tqdm(
-        loaded.requests, desc="queries", unit="q", file=sys.stderr, mininterval=10
-    ):
+    for request in tqdm(loaded.requests, desc="queries", unit="q", file=sys.stderr, mininterval=10):
         start = time.perf_counter()
         rankings.append(method.rank(request))
         seconds += time.perf_counter() - start
@@ -168,27 +149,16 @@ def evaluate_run(run_path: Path, qrels: dict[str, dict[str, int]]) -> dict:
     ndcg = ir_measures.parse_measure(MEASURES["ndcg_cut_10"])
     per_query = {m.query_id: m.value for m in ir_measures.iter_calc([ndcg], qrels, run)}
     return {
-        "measures": {
-            column: aggregate[ir_measures.parse_measure(m)]
-            for column, m in MEASURES.items()
-        },
+        "measures": {column: aggregate[ir_measures.parse_measure(m)] for column, m in MEASURES.items()},
         "per_query_ndcg_cut_10": per_query,
     }
 
 
-def _selectivity(
-    key: CellKey, grade: int, loaded: Loaded, rankings: list[Ranking]
-) -> dict | None:
+def _selectivity(key: CellKey, grade: int, loaded: Loaded, rankings: list[Ranking]) -> dict | None:
     if get_method(key.method).own_first_stage:
         return None  # no BM25 context to be selective in
-    first = {
-        r.query.qid: [c.docid for c in r.candidates[: key.depth]]
-        for r in loaded.requests
-    }
-    reranked = {
-        r.query.qid: ranking.docids[: key.depth]
-        for r, ranking in zip(loaded.requests, rankings)
-    }
+    first = {r.query.qid: [c.docid for c in r.candidates[: key.depth]] for r in loaded.requests}
+    reranked = {r.query.qid: ranking.docids[: key.depth] for r, ranking in zip(loaded.requests, rankings)}
     result = selectivity(first, reranked, loaded.qrels, relevant_grade=grade)
     return {**asdict(result), "gap": result.gap, "relevant_grade": grade}
 
@@ -207,9 +177,7 @@ def _cost(
         "seconds": seconds if timed else None,
         "s_per_query": seconds / queries if timed and queries else None,
         "passages_per_s": passages / seconds if timed and seconds else None,
-        "forward_passes": sum(r.forward_passes for r in rankings) / queries
-        if queries
-        else 0.0,
+        "forward_passes": sum(r.forward_passes for r in rankings) / queries if queries else 0.0,
         # ru_maxrss is in KiB on Linux; only meaningful per method when the cell had its own process
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "isolated": isolated,
@@ -259,8 +227,6 @@ def _head_ndcg(
             scores = ranking.head_scores[k]
             order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
             docids = reorder_top(request, order, depth)
-            run[request.query.qid] = {
-                d: float(len(docids) - i) for i, d in enumerate(docids)
-            }
+            run[request.query.qid] = {d: float(len(docids) - i) for i, d in enumerate(docids)}
         quality[label] = ir_measures.calc_aggregate([ndcg], loaded.qrels, run)[ndcg]
     return quality

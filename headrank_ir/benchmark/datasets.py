@@ -38,9 +38,7 @@ class Dataset:
     name: str
     folder: str  # under the data root
     relevant_grade: int  # lowest grade counted as relevant by selectivity
-    bm25_run: str | None = (
-        None  # a given first-stage run; None: search the corpus with Pyserini
-    )
+    bm25_run: str | None = None  # a given first-stage run; None: search the corpus with Pyserini
 
 
 DATASETS: dict[str, Dataset] = {
@@ -85,15 +83,11 @@ class Collection:
         return self.folder / "qrels.txt"
 
 
-def prepare(
-    dataset: Dataset, data_root: Path, runs_dir: Path, cache: Path
-) -> Collection:
+def prepare(dataset: Dataset, data_root: Path, runs_dir: Path, cache: Path) -> Collection:
     """The dataset's files, with its BM25 run written first when it has to be searched."""
     folder = data_root / dataset.folder
     if not (folder / "corpus.jsonl").exists():
-        raise InputError(
-            f"{folder} holds no corpus.jsonl; point --data at the shared data folder"
-        )
+        raise InputError(f"{folder} holds no corpus.jsonl; point --data at the shared data folder")
     if dataset.bm25_run:
         return Collection(dataset, folder, folder / dataset.bm25_run)
     run = runs_dir / "firststage" / f"{dataset.name}.bm25.trec"
@@ -107,9 +101,7 @@ def _in_child(target, *args) -> None:
     child.start()
     child.join()
     if child.exitcode != 0:
-        raise RuntimeError(
-            f"{target.__name__}{args} failed in its child process (exit code {child.exitcode})"
-        )
+        raise RuntimeError(f"{target.__name__}{args} failed in its child process (exit code {child.exitcode})")
 
 
 def _search_bm25(folder: Path, index: Path, run: Path) -> None:
@@ -185,10 +177,6 @@ def load(collection: Collection, max_queries: int | None = None) -> Loaded:
     """The first ``max_queries`` queries (in :func:`query_order`) with their first-stage candidates."""
     topics = read_topics_file(collection.topics)
     qrels = read_qrels_file(collection.qrels)
-    ordered = Topics(
-        topics.source, {q: topics.queries[q] for q in query_order(topics.queries)}
-    )
-    requests = requests_from_run(
-        ordered, read_trec_run(collection.run), collection.corpus, HITS, max_queries
-    )
+    ordered = Topics(topics.source, {q: topics.queries[q] for q in query_order(topics.queries)})
+    requests = requests_from_run(ordered, read_trec_run(collection.run), collection.corpus, HITS, max_queries)
     return Loaded(requests, {r.query.qid: qrels[r.query.qid] for r in requests})

@@ -60,9 +60,7 @@ class Context:
     collection: Collection
     profiles: Path  # folder of trained profiles, ``<model>.<train set>/…``
     cache: Path
-    train_head_ndcg: dict[str, float] | None = (
-        None  # ICR's per-head nDCG@10 on TRAIN_SET[dataset]
-    )
+    train_head_ndcg: dict[str, float] | None = None  # ICR's per-head nDCG@10 on TRAIN_SET[dataset]
 
 
 def reorder_top(request: Request, order: Sequence[int], depth: int) -> list[str]:
@@ -105,22 +103,15 @@ class AttentionMethod:
         self.ranker = ranker
         self.depth = depth
         self.about = about
-        self.weights = torch.tensor(
-            [w for _, _, ws in ranker.profile.heads_by_layer() for w in ws]
-        )
-        self.head_labels = [
-            f"{layer}.{h}"
-            for layer, hs, _ in ranker.profile.heads_by_layer()
-            for h in hs
-        ]
+        self.weights = torch.tensor([w for _, _, ws in ranker.profile.heads_by_layer() for w in ws])
+        self.head_labels = [f"{layer}.{h}" for layer, hs, _ in ranker.profile.heads_by_layer() for h in hs]
         self.forwards = _Counted(ranker.truncated.forward)
         ranker.truncated.forward = self.forwards
 
     def rank(self, request: Request) -> Ranking:
         import torch
 
-        from ..prompt import display_order
-        from ..prompt import truncate_passages
+        from ..prompt import display_order, truncate_passages
         from ..reranker import merge_windows, plan_windows
 
         query = request.query.text
@@ -132,22 +123,14 @@ class AttentionMethod:
         plan = plan_windows(self.ranker, query, lengths)
         before = self.forwards.calls
         with torch.inference_mode():
-            per_window = [
-                self.ranker.head_scores(query, [texts[i] for i in window], truncated=True)
-                for window in plan
-            ]
-        combined = merge_windows(
-            plan, [(self.weights @ s).tolist() for s in per_window], len(texts)
-        )
+            per_window = [self.ranker.head_scores(query, [texts[i] for i in window], truncated=True) for window in plan]
+        combined = merge_windows(plan, [(self.weights @ s).tolist() for s in per_window], len(texts))
         heads = [
-            merge_windows(plan, [s[k].tolist() for s in per_window], len(texts))
-            for k in range(len(self.head_labels))
+            merge_windows(plan, [s[k].tolist() for s in per_window], len(texts)) for k in range(len(self.head_labels))
         ]
         positions = [0] * len(texts)
         for window in plan:
-            for position, local in enumerate(
-                display_order(len(window), self.ranker.profile.prompt)
-            ):
+            for position, local in enumerate(display_order(len(window), self.ranker.profile.prompt)):
                 positions[window[local]] = position
         order = sorted(range(len(texts)), key=lambda i: (-combined[i], i))
         return Ranking(
@@ -165,22 +148,16 @@ def _load_lm(ctx: Context):
     return load_model(ctx.model)
 
 
-def _attention(
-    ctx: Context, profile: HeadProfile | None, about: str
-) -> AttentionMethod:
+def _attention(ctx: Context, profile: HeadProfile | None, about: str) -> AttentionMethod:
     from ..reranker import HeadRanker
 
     model, tokenizer = _load_lm(ctx)
-    return AttentionMethod(
-        HeadRanker(model, tokenizer, profile, name=ctx.model), ctx.depth, about
-    )
+    return AttentionMethod(HeadRanker(model, tokenizer, profile, name=ctx.model), ctx.depth, about)
 
 
 def build_icr(ctx: Context) -> AttentionMethod:
     # no profile: the engine's default, ICR's
-    return _attention(
-        ctx, None, "ICR: all heads, equal weights, N/A-calibrated, engine defaults"
-    )
+    return _attention(ctx, None, "ICR: all heads, equal weights, N/A-calibrated, engine defaults")
 
 
 # tools/train_eval.py writes ``<profiles>/<model>.<train set>.<slug>/profile.json``, per method.
@@ -190,9 +167,7 @@ PROFILE_SLUGS = {"qrhead": "ndcg", "headrank-select": "entropy", "headrank": "he
 def profile_path(ctx: Context, method: str) -> Path:
     from .store import model_label
 
-    folder = (
-        f"{model_label(ctx.model)}.{TRAIN_SET[ctx.dataset]}.{PROFILE_SLUGS[method]}"
-    )
+    folder = f"{model_label(ctx.model)}.{TRAIN_SET[ctx.dataset]}.{PROFILE_SLUGS[method]}"
     return ctx.profiles / folder / "profile.json"
 
 
@@ -205,9 +180,7 @@ def _profiled(method: str) -> Callable[[Context], AttentionMethod]:
     def build(ctx: Context) -> AttentionMethod:
         path = trained_profile(ctx, method)
         if path is None:
-            raise Skip(
-                f"no profile trained on {TRAIN_SET[ctx.dataset]} yet ({profile_path(ctx, method)} is missing)"
-            )
+            raise Skip(f"no profile trained on {TRAIN_SET[ctx.dataset]} yet ({profile_path(ctx, method)} is missing)")
         return _attention(
             ctx,
             HeadProfile.load(path),
@@ -217,14 +190,10 @@ def _profiled(method: str) -> Callable[[Context], AttentionMethod]:
     return build
 
 
-def qrhead_profile(
-    model: str, head_ndcg: dict[str, float], k: int = QRHEAD_HEADS
-) -> HeadProfile:
+def qrhead_profile(model: str, head_ndcg: dict[str, float], k: int = QRHEAD_HEADS) -> HeadProfile:
     """QRHead's choice: the ``k`` heads with the best nDCG@10 on training queries, equal weights."""
     best = sorted(head_ndcg, key=lambda head: (-head_ndcg[head], head))[:k]
-    heads = tuple(
-        (int(h.split(".")[0]), int(h.split(".")[1]), 1.0 / len(best)) for h in best
-    )
+    heads = tuple((int(h.split(".")[0]), int(h.split(".")[1]), 1.0 / len(best)) for h in best)
     return HeadProfile(model=model, heads=heads, meta={"method": "qrhead", "k": k})
 
 
@@ -233,9 +202,7 @@ def build_qrhead(ctx: Context) -> AttentionMethod:
     if trained_profile(ctx, "qrhead") is not None:
         return _profiled("qrhead")(ctx)
     if ctx.train_head_ndcg is None:
-        raise Skip(
-            f"no QRHead profile and no ICR cell on {TRAIN_SET[ctx.dataset]} to choose heads from"
-        )
+        raise Skip(f"no QRHead profile and no ICR cell on {TRAIN_SET[ctx.dataset]} to choose heads from")
     profile = qrhead_profile(ctx.model, ctx.train_head_ndcg)
     return _attention(
         ctx,
@@ -305,31 +272,23 @@ class DenseFirstStage:
         from ..inputs import read_corpus
 
         if ctx.collection.dataset.bm25_run:
-            raise Skip(
-                "its corpus file holds only the BM25 pool, not the full collection"
-            )
+            raise Skip("its corpus file holds only the BM25 pool, not the full collection")
         self.encoder = MiniLM()
         cache = ctx.cache / "dense" / f"{ctx.dataset}.minilm.npz"
-        docids, vectors = corpus_vectors(
-            self.encoder, read_corpus(ctx.collection.corpus), cache
-        )
+        docids, vectors = corpus_vectors(self.encoder, read_corpus(ctx.collection.corpus), cache)
         self.index = DenseIndex(docids, vectors)
 
     def rank(self, request: Request) -> Ranking:
         before = self.encoder.forward_passes
         hits = self.index.search(self.encoder.encode([request.query.text])[0], HITS)
-        return Ranking(
-            [docid for docid, _ in hits], self.encoder.forward_passes - before
-        )
+        return Ranking([docid for docid, _ in hits], self.encoder.forward_passes - before)
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     build: Callable[[Context], Method]
     own_first_stage: bool = False  # retrieves its own list instead of ranking BM25's
-    timed: bool = (
-        True  # False: nothing is computed at query time (the given first stage)
-    )
+    timed: bool = True  # False: nothing is computed at query time (the given first stage)
 
 
 METHODS: dict[str, MethodSpec] = {

@@ -43,9 +43,7 @@ def row(record: Mapping) -> dict[str, object]:
         "sel_gap": sel.get("gap"),
         "s_per_query": cost["s_per_query"],
         "passages_per_s": cost["passages_per_s"],
-        "forward_passes": cost["forward_passes"]
-        if cost["s_per_query"] is not None
-        else None,
+        "forward_passes": cost["forward_passes"] if cost["s_per_query"] is not None else None,
         "peak_rss_mb": cost["peak_rss_mb"] if cost["s_per_query"] is not None else None,
         "format_success": fmt.get("success"),
     }
@@ -70,9 +68,7 @@ def to_csv(rows: Sequence[Mapping]) -> str:
 
 def significance_marks(records: Sequence[Mapping]) -> dict[tuple, list[str]]:
     """``(method, dataset) -> ["+0.012 (p=0.030)", "-0.004 (p=0.710)"]``: nDCG@10 against BM25, ICR."""
-    per_query = {
-        (r["method"], r["dataset"]): r["per_query_ndcg_cut_10"] for r in records
-    }
+    per_query = {(r["method"], r["dataset"]): r["per_query_ndcg_cut_10"] for r in records}
     marks = {}
     for (method, dataset), scores in per_query.items():
         parts = []
@@ -156,11 +152,7 @@ def about_notes(records: Sequence[Mapping]) -> list[str]:
     return [f"{text} — on {', '.join(ds)}" for text, ds in seen.items()]
 
 
-def order_records(
-    records: Sequence[Mapping], methods: Sequence[str], datasets: Sequence[str]
-) -> list[Mapping]:
+def order_records(records: Sequence[Mapping], methods: Sequence[str], datasets: Sequence[str]) -> list[Mapping]:
     rank = {m: i for i, m in enumerate(methods)}
     where = {d: i for i, d in enumerate(datasets)}
-    return sorted(
-        records, key=lambda r: (where.get(r["dataset"], 99), rank.get(r["method"], 99))
-    )
+    return sorted(records, key=lambda r: (where.get(r["dataset"], 99), rank.get(r["method"], 99)))

@@ -21,11 +21,7 @@ class CellKey:
 
     def folder(self, bench_dir: Path) -> Path:
         queries = "all" if self.max_queries is None else f"q{self.max_queries}"
-        return (
-            bench_dir
-            / model_label(self.model)
-            / f"{self.dataset}.{queries}.d{self.depth}"
-        )
+        return bench_dir / model_label(self.model) / f"{self.dataset}.{queries}.d{self.depth}"
 
     def result(self, bench_dir: Path) -> Path:
         return self.folder(bench_dir) / f"{self.method}.json"
