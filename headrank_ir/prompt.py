@@ -63,15 +63,28 @@ def build_layout(
 
     ``truncated=True`` says the passages already went through ``truncate_passages``.
     """
+    return build_layouts(tokenizer, [query], passages, settings, truncated)[0]
+
+
+def build_layouts(
+    tokenizer, queries: Sequence[str], passages: Sequence[str], settings: PromptSettings, truncated: bool = False
+) -> List[PromptLayout]:
+    """``build_layout`` for several queries over the same passages, in one batched tokenizer call."""
     texts = list(passages) if truncated else truncate_passages(tokenizer, passages, settings.max_passage_tokens)[0]
-    content, char_spans, query_chars = _content(normalise(query), texts, settings)
-    rendered, special = _render(tokenizer, content, settings)
-    base = rendered.index(content)
-    encoded = tokenizer(rendered, add_special_tokens=special, return_offsets_mapping=True)
-    locate = _span_locator(encoded["offset_mapping"])
-    spans = [locate(base + start, base + end) for start, end in char_spans]
-    query_span = locate(base + query_chars[0], base + query_chars[1])
-    return PromptLayout(list(encoded["input_ids"]), spans, query_span, texts)
+    contents = [_content(normalise(query), texts, settings) for query in queries]
+    rendered = [_render(tokenizer, content, settings) for content, _, _ in contents]
+    special = rendered[0][1]
+    encoded = tokenizer([text for text, _ in rendered], add_special_tokens=special, return_offsets_mapping=True)
+    layouts = []
+    for (content, char_spans, query_chars), (text, _), ids, offsets in zip(
+        contents, rendered, encoded["input_ids"], encoded["offset_mapping"]
+    ):
+        base = text.index(content)
+        locate = _span_locator(offsets)
+        spans = [locate(base + start, base + end) for start, end in char_spans]
+        query_span = locate(base + query_chars[0], base + query_chars[1])
+        layouts.append(PromptLayout(list(ids), spans, query_span, texts))
+    return layouts
 
 
 def _content(query: str, texts: List[str], settings: PromptSettings):

@@ -16,7 +16,7 @@ import torch
 
 from .attention import RowRecorder, TruncatedModel, rewind
 from .profile import HeadProfile
-from .prompt import PromptLayout, build_layout, normalise, truncate_passages
+from .prompt import PromptLayout, build_layout, build_layouts, normalise, truncate_passages
 from .records import Candidate, RankedPassage, Request, Result
 
 logger = logging.getLogger(__name__)
@@ -75,13 +75,14 @@ class HeadRanker:
         prompt = self.profile.prompt
         if not truncated:
             passages = truncate_passages(self.tokenizer, passages, prompt.max_passage_tokens)[0]
-        layout = build_layout(self.tokenizer, query, passages, prompt, truncated=True)
+        queries = [query, prompt.calibration_query] if prompt.calibrate else [query]
+        layout, *calibration = build_layouts(self.tokenizer, queries, passages, prompt, truncated=True)
         self._check_fits(layout)
         if not prompt.calibrate:
             return self._read(layout, None, 0), None
         # The whole prompt once, keeping its cache; then only the content-free query's tokens
         # on the shared prefix (passages included), so calibration costs a few dozen tokens.
-        blank = build_layout(self.tokenizer, prompt.calibration_query, passages, prompt, truncated=True)
+        blank = calibration[0]
         prefix = shared_prefix(layout, blank)
         cache = self.truncated.new_cache()
         real = self._read(layout, cache, 0)
