@@ -126,8 +126,14 @@ def test_adapter_is_applied_once(trained, tiny_model_dir, tmp_path):
 
 def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
     output = tmp_path / "selected"
-    assert train.main(arguments(collection, tiny_model_dir, output, "--no-align", "--selection", "ndcg")) == 0
+    assert (
+        train.main(
+            arguments(collection, tiny_model_dir, output, "--no-align", "--selection", "ndcg", "--max-depth", "2")
+        )
+        == 0
+    )
     profile = HeadProfile.load(output)
+    assert profile.depth <= 2 and profile.meta["selection"]["max_depth"] == 2
     assert profile.adapter is None and not (output / "adapter.safetensors").exists()
     assert [w for _, _, w in profile.heads] == [pytest.approx(1 / 3)] * 3
     assert profile.meta["align"] is None and len(profile.meta["selected_heads"]) == 3

@@ -78,7 +78,7 @@ def train(
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     if features is None:
-        features = all_head_features(model, tokenizer, model_name, queries, config.prompt, progress)
+        features = all_head_features(model, tokenizer, model_name, queries, config.prompt, config.max_depth, progress)
     check_features(features, queries)
     seconds["features"] = time.perf_counter() - began
     began = time.perf_counter()
@@ -112,16 +112,15 @@ def all_head_features(
     model_name: str,
     queries,
     prompt: PromptSettings,
+    max_depth: int | None = None,
     progress: bool = True,
 ) -> HeadFeatures:
-    """Every head's scores and entropy on ``queries`` (one full-depth forward each)."""
+    """Every head's scores and entropy on ``queries``: one forward each, ``max_depth`` layers deep."""
     from ..reranker import HeadRanker
 
     config = model.config.get_text_config()
-    profile = replace(
-        HeadProfile.icr(model_name, config.num_hidden_layers, config.num_attention_heads),
-        prompt=prompt,
-    )
+    layers = min(config.num_hidden_layers, max_depth or config.num_hidden_layers)
+    profile = replace(HeadProfile.icr(model_name, layers, config.num_attention_heads), prompt=prompt)
     return collect_features(HeadRanker(model, tokenizer, profile), queries, progress)
 
 
