@@ -7,9 +7,9 @@
     prompts each computed whole, rows read from the returned T×T maps.
 
 Each route runs in its own child process, so its peak memory is its own: on CPU the peak RSS
-(VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Times are the best
-of ``--repeats`` after one warm-up (the least disturbed by other work). Results: one JSON object
-per passage count.
+(VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Floor and engine
+are timed in one more process, in alternation; each time is the best of ``--repeats`` after one
+warm-up (the least disturbed by other work). Results: one JSON object per passage count.
 
     python tools/bench_engine.py --passages 20 100 --repeats 3
     python tools/bench_engine.py --config qwen3-0.6b --device cuda --dtype bfloat16   # random weights
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-ROUTES = ("floor", "engine", "naive")
+ROUTES = ("floor", "engine", "naive")  # each alone in a process, for its peak memory
 DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-passage" / "dl19"
 
 # Shapes of the Qwen3 releases; speed does not depend on the weights, so random ones do.
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--output", default="runs/bench_engine.json")
-    parser.add_argument("--child", choices=ROUTES, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(*ROUTES, "pair"), help=argparse.SUPPRESS)
     return parser
 
 
@@ -157,26 +157,43 @@ def run_child(args) -> dict:
     tokens = len(build_layout(tokenizer, query, passages, profile.prompt).input_ids)
     if args.child == "naive":
         if not naive_fits(model, tokens, args.device):
-            return {"tokens": tokens, "seconds": None, "peak_mb": None}
-        step = lambda: naive_scores(model, tokenizer, profile, query, passages)  # noqa: E731
+            return {"tokens": tokens, "seconds": {"naive": None}, "peak_mb": None}
+        steps = {"naive": lambda: naive_scores(model, tokenizer, profile, query, passages)}
     else:
         ranker = HeadRanker(model, tokenizer, profile)
         ids = torch.tensor([build_layout(tokenizer, query, passages, profile.prompt).input_ids], device=args.device)
-        floor = lambda: ranker.truncated.base(input_ids=ids, use_cache=False)  # noqa: E731
-        step = floor if args.child == "floor" else lambda: ranker.score(query, passages)
+        both = {
+            "floor": lambda: ranker.truncated.base(input_ids=ids, use_cache=False),
+            "engine": lambda: ranker.score(query, passages),
+        }
+        steps = both if args.child == "pair" else {args.child: both[args.child]}
     try:
-        step()  # warm-up
+        for step in steps.values():
+            step()  # warm-up
     except torch.OutOfMemoryError:  # the estimate let it try; it still does not fit
-        return {"tokens": tokens, "seconds": None, "peak_mb": None}
+        return {"tokens": tokens, "seconds": dict.fromkeys(steps), "peak_mb": None}
     reset_peak(args.device)
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        step()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return {"tokens": tokens, "seconds": min(seconds), "all_seconds": seconds, "peak_mb": peak_mb(args.device)}
+    seconds = interleaved_best(steps, args.repeats, args.device)
+    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb(args.device)}
+
+
+def interleaved_best(steps: dict, repeats: int, device: str) -> dict:
+    """Best time of each step over ``repeats`` rounds that run every step once, in turn.
+
+    Interleaving exposes the steps to the same background load, so their ratio holds up on a
+    shared machine better than back-to-back series would.
+    """
+    import torch
+
+    seconds = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: min(times) for name, times in seconds.items()}
 
 
 # -- parent: every route in its own process ----------------------------------------------------------
@@ -215,8 +232,9 @@ def main(argv=None) -> int:
     rows = []
     for count in args.passages:
         routes = {route: measure(args, route, count) for route in ROUTES}
+        seconds = {**measure(args, "pair", count)["seconds"], "naive": routes["naive"]["seconds"]["naive"]}
         row = {"passages": count, "tokens": routes["engine"]["tokens"], "layers": args.layers}
-        row.update({f"{r}_s": rounded(routes[r]["seconds"]) for r in ROUTES})
+        row.update({f"{r}_s": rounded(seconds[r]) for r in ROUTES})
         row.update({f"{r}_rss_mb": rounded(routes[r]["peak_mb"], 1) for r in ROUTES})
         row.update(model=args.config or args.model, device=args.device, dtype=args.dtype, repeats=args.repeats)
         row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
