@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .cli import run_command
 from .evaluate import (
     DEFAULT_MEASURES,
     Qrels,
@@ -29,9 +30,7 @@ from .evaluate import (
     scores_of,
 )
 from .inputs import (
-    USER_ERRORS,
     add_first_stage_args,
-    error_line,
     positive_int,
     read_qrels,
     requests_from_args,
@@ -236,19 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("headrank_ir").setLevel(logging.INFO)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; run the same command again to resume {args.output}",
-            file=sys.stderr,
-        )
-        return 130
-    except USER_ERRORS as error:
-        print(error_line(error), file=sys.stderr)
-        return 1
+    return run_command(run, args, resume_hint=args.output)
 
 
 if __name__ == "__main__":
