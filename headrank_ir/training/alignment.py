@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AlignConfig:
-    epochs: int = 2
+    epochs: int = 1
     lr: float = 1e-3  # LoRA factors
-    head_lr: float = 1e-2  # head weights (kept at mean |w| = 1 during training)
+    head_lr: float = 1e-3  # head weights (kept at mean |w| = 1 during training)
     temperature: float = 0.5  # tau of the pair loss, in standardised score units
     lora_rank: int = 8
     lora_alpha: float = 16.0
