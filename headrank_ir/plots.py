@@ -19,6 +19,14 @@ def _pyplot():
     return plt
 
 
+def method_colour(method: str) -> str:
+    """One colour per method in every panel (matplotlib's tab10 in registry order)."""
+    from .benchmark.methods import METHODS
+
+    order = list(METHODS)
+    return f"C{order.index(method) % 10}" if method in order else "black"
+
+
 def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
     cols = min(count, 2)
     rows = (count + cols - 1) // cols
@@ -31,6 +39,8 @@ def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
 def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path) -> Path:
     """nDCG@10 against seconds per query, one point per method, one panel per dataset."""
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig, axes = _grid(plt, len(datasets))
     for ax, dataset in zip(axes, datasets):
         cells = [r for r in records if r["dataset"] == dataset]
@@ -47,7 +57,7 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
                     va="bottom",
                 )
                 continue
-            ax.scatter(seconds, ndcg, s=40, zorder=3)
+            ax.scatter(seconds, ndcg, s=40, zorder=3, color=method_colour(r["method"]))
             ax.annotate(
                 r["method"],
                 (seconds, ndcg),
@@ -57,6 +67,9 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
             )
         queries = cells[0]["queries"] if cells else 0
         ax.set_xscale("log")
+        # plain numbers on the log axis, and no minor labels: they collide over a short range
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("seconds per query (log scale)")
         ax.set_ylabel("nDCG@10")
         ax.set_title(f"{dataset} ({queries} queries)")
