@@ -11,14 +11,12 @@ command is run again. Each stage can be switched off for ablations.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
+from .cli import run_command
 from .inputs import (
-    USER_ERRORS,
     add_first_stage_args,
-    error_line,
     read_qrels,
     requests_from_args,
 )
@@ -196,19 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("headrank_ir").setLevel(logging.INFO)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(
-            f"interrupted; run the same command again to resume from {args.output}",
-            file=sys.stderr,
-        )
-        return 130
-    except USER_ERRORS as error:
-        print(error_line(error), file=sys.stderr)
-        return 1
+    return run_command(run, args, resume_hint=f"from the checkpoint in {args.output}")
 
 
 if __name__ == "__main__":
