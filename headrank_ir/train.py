@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(run, args, resume_hint=f"from the checkpoint in {args.output}")
+    return run_command(run, args, resume_hint=f"from {args.output}")
 
 
 if __name__ == "__main__":
