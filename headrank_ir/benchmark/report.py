@@ -83,22 +83,7 @@ def significance_marks(records: Sequence[Mapping]) -> dict[tuple, list[str]]:
     return marks
 
 
-MD_COLUMNS = (
-    "method",
-    "queries",
-    "ndcg_cut_10",
-    "map_100",
-    "recall_100",
-    "rr_10",
-    "sel_rel",
-    "sel_irr",
-    "sel_gap",
-    "s_per_query",
-    "passages_per_s",
-    "forward_passes",
-    "peak_rss_mb",
-    "format_success",
-)
+MD_COLUMNS = tuple(c for c in COLUMNS if c != "dataset")  # one table per dataset
 
 
 def to_markdown(
