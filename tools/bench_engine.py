@@ -240,8 +240,8 @@ def main(argv=None) -> int:
         row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
         rows.append(row)
         print_row(row)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
     return 0
 
 
