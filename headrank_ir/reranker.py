@@ -96,17 +96,26 @@ class HeadRanker:
         rows = torch.cat([recorder.rows[layer] for layer in self._heads])  # (heads, T)
         return passage_mass(rows, layout.passage_spans)
 
-    def score(self, query: str, passages: Sequence[str]) -> List[float]:
-        """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
+    def windowed_head_scores(
+        self, query: str, passages: Sequence[str]
+    ) -> Tuple[List[List[int]], List[torch.Tensor]]:
+        """The passages split into windows that fit (``plan_windows``), and each window's
+        ``head_scores``; what ``score`` merges, kept apart for callers that want every head."""
         texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
         windows = plan_windows(self, query, lengths)
         with torch.inference_mode():
-            scores = [
-                self._combine(self.head_scores(query, [texts[i] for i in w], truncated=True)).tolist() for w in windows
-            ]
+            per_window = [self.head_scores(query, [texts[i] for i in w], truncated=True) for w in windows]
+        return windows, per_window
+
+    def score(self, query: str, passages: Sequence[str]) -> List[float]:
+        """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
+        windows, per_window = self.windowed_head_scores(query, passages)
+        with torch.inference_mode():
+            scores = [self.combine(s).tolist() for s in per_window]
         return merge_windows(windows, scores, len(passages))
 
-    def _combine(self, head_scores: torch.Tensor) -> torch.Tensor:
+    def combine(self, head_scores: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over the profile's heads: ``(heads, passages)`` → ``(passages,)``."""
         return self._weights.to(head_scores.device) @ head_scores
 
     # -- public ranking API --------------------------------------------------------------------

@@ -98,41 +98,28 @@ class AttentionMethod:
     """A ``HeadRanker`` under a profile; keeps every profile head's scores for the head map."""
 
     def __init__(self, ranker, depth: int, about: str):
-        import torch
-
         self.ranker = ranker
         self.depth = depth
         self.about = about
-        self.weights = torch.tensor([w for _, _, ws in ranker.profile.heads_by_layer() for w in ws])
         self.head_labels = [f"{layer}.{h}" for layer, hs, _ in ranker.profile.heads_by_layer() for h in hs]
         self.forwards = _Counted(ranker.truncated.forward)
         ranker.truncated.forward = self.forwards
 
     def rank(self, request: Request) -> Ranking:
-        import torch
+        from ..prompt import display_order
+        from ..reranker import merge_windows
 
-        from ..prompt import display_order, truncate_passages
-        from ..reranker import merge_windows, plan_windows
-
-        query = request.query.text
-        texts, lengths = truncate_passages(
-            self.ranker.tokenizer,
-            [c.text for c in request.candidates[: self.depth]],
-            self.ranker.profile.prompt.max_passage_tokens,
-        )
-        plan = plan_windows(self.ranker, query, lengths)
+        passages = [c.text for c in request.candidates[: self.depth]]
         before = self.forwards.calls
-        with torch.inference_mode():
-            per_window = [self.ranker.head_scores(query, [texts[i] for i in window], truncated=True) for window in plan]
-        combined = merge_windows(plan, [(self.weights @ s).tolist() for s in per_window], len(texts))
-        heads = [
-            merge_windows(plan, [s[k].tolist() for s in per_window], len(texts)) for k in range(len(self.head_labels))
-        ]
-        positions = [0] * len(texts)
+        plan, per_window = self.ranker.windowed_head_scores(request.query.text, passages)
+        count = len(passages)
+        combined = merge_windows(plan, [self.ranker.combine(s).tolist() for s in per_window], count)
+        heads = [merge_windows(plan, [s[k].tolist() for s in per_window], count) for k in range(len(self.head_labels))]
+        positions = [0] * count
         for window in plan:
             for position, local in enumerate(display_order(len(window), self.ranker.profile.prompt)):
                 positions[window[local]] = position
-        order = sorted(range(len(texts)), key=lambda i: (-combined[i], i))
+        order = sorted(range(count), key=lambda i: (-combined[i], i))
         return Ranking(
             reorder_top(request, order, self.depth),
             forward_passes=self.forwards.calls - before,
