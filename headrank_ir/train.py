@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="candidates per query from the top of the first stage (default 20)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_training_args(parser)
+    return parser
+
+
+def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -> None:
+    """The training settings, shared with ``tools/train_eval.py``. That tool trains every ablation
+    itself, so it takes the settings without the switches (``ablations=False``)."""
+    parser.set_defaults(selection="entropy", no_align=False, no_regularizer=False)
     parser.add_argument(
         "--max-passage-tokens",
         type=int,
@@ -59,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="passages are cut to this many tokens (default 64)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     selection = parser.add_argument_group("head selection")
-    selection.add_argument(
-        "--selection",
-        choices=SELECTIONS,
-        default="entropy",
-        help="entropy-penalised nDCG (default), nDCG alone (QRHead), or none (every head)",
-    )
+    if ablations:
+        selection.add_argument(
+            "--selection",
+            choices=SELECTIONS,
+            default="entropy",
+            help="entropy-penalised nDCG (default), nDCG alone (QRHead), or none (every head)",
+        )
     selection.add_argument("--top-k", type=int, default=16, help="heads to keep (default 16)")
     selection.add_argument(
         "--max-depth", type=int, help="choose heads only below this layer (caps the truncation depth and the cost)"
@@ -81,11 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     default = AlignConfig()
     alignment = parser.add_argument_group("alignment (head weights + LoRA on q/k)")
-    alignment.add_argument(
-        "--no-align",
-        action="store_true",
-        help="selection only: no weights or adapter trained",
-    )
+    if ablations:
+        alignment.add_argument(
+            "--no-align",
+            action="store_true",
+            help="selection only: no weights or adapter trained",
+        )
     alignment.add_argument("--epochs", type=int, default=default.epochs)
     alignment.add_argument(
         "--lr",
@@ -127,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     reg = Regularizer()
     regularizer = parser.add_argument_group("distribution regulariser")
-    regularizer.add_argument("--no-regularizer", action="store_true", help="pair loss only")
+    if ablations:
+        regularizer.add_argument("--no-regularizer", action="store_true", help="pair loss only")
     regularizer.add_argument(
         "--kl-weight",
         type=float,
@@ -140,7 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=reg.middle_weight,
         help=f"gamma: middle-zone spread (default {reg.middle_weight})",
     )
-    return parser
 
 
 def layer_range(value: str | None) -> tuple[int, ...] | None:
@@ -153,7 +163,7 @@ def layer_range(value: str | None) -> tuple[int, ...] | None:
         raise ValueError(f"--lora-layers takes FIRST-LAST (e.g. 12-23), got {value!r}") from None
 
 
-def config_from_args(args: argparse.Namespace) -> TrainingConfig:
+def config_from_args(args: argparse.Namespace, train_depth: int) -> TrainingConfig:
     regularizer = None if args.no_regularizer else Regularizer(args.kl_weight, args.spread_weight)
     align = None
     if not args.no_align:
@@ -178,12 +188,12 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         entropy_weight=args.entropy_weight,
         align=align,
         prompt=PromptSettings(max_passage_tokens=args.max_passage_tokens),
-        train_depth=args.train_depth,
+        train_depth=train_depth,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = config_from_args(args, args.train_depth)
     qrels = read_qrels(args.qrels)  # first: bad qrels fail before the long part
     requests = requests_from_args(args)
     trained = train(args.model, requests, qrels, config, args.output, progress=not args.quiet)

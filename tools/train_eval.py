@@ -37,9 +37,8 @@ from headrank_ir.inputs import read_qrels, read_topics, read_trec_run, requests_
 from headrank_ir.models import cache_dir, load_model
 from headrank_ir.profile import HeadProfile, PromptSettings
 from headrank_ir.selectivity import selectivity
-from headrank_ir.training.alignment import AlignConfig
+from headrank_ir.train import add_training_args, config_from_args
 from headrank_ir.training.examples import HeadFeatures, TrainingQuery, judged_queries
-from headrank_ir.training.objective import Regularizer
 from headrank_ir.training.pipeline import TrainingConfig, all_head_features, train
 
 logger = logging.getLogger("train_eval")
@@ -66,26 +65,9 @@ class System:
     config: TrainingConfig | None
 
 
-def systems(args: argparse.Namespace, prompt: PromptSettings) -> list[System]:
-    align = AlignConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        head_lr=args.head_lr,
-        temperature=args.temperature,
-        lora_rank=args.lora_rank,
-        lora_layers=tuple(range(args.lora_from, args.lora_to + 1)) if args.lora_from is not None else None,
-        max_pairs=args.max_pairs,
-        regularizer=Regularizer(args.kl_weight, args.spread_weight),
-        seed=args.seed,
-    )
-    base = TrainingConfig(
-        top_k=args.top_k,
-        max_depth=args.max_depth,
-        entropy_weight=args.entropy_weight,
-        align=None,
-        prompt=prompt,
-        train_depth=args.depth,
-    )
+def systems(args: argparse.Namespace) -> list[System]:
+    headrank = config_from_args(args, train_depth=args.depth)  # entropy selection + alignment + regulariser
+    base = replace(headrank, align=None)
     rows = [
         System("bm25", "BM25", None),
         System("icr", "ICR (all heads)", None),
@@ -94,12 +76,12 @@ def systems(args: argparse.Namespace, prompt: PromptSettings) -> list[System]:
         System(
             "align",
             "selection + alignment",
-            replace(base, align=replace(align, regularizer=None)),
+            replace(headrank, align=replace(headrank.align, regularizer=None)),
         ),
         System(
             "headrank",
             "selection + alignment + regulariser",
-            replace(base, align=align),
+            headrank,
         ),
     ]
     return [row for row in rows if row.slug in args.systems]
@@ -197,7 +179,7 @@ def model_scorer(args: argparse.Namespace, profile_path: Path) -> Scorer:
 
 def run_split(train_set: Dataset, test_set: Dataset, args, prompt: PromptSettings) -> list[dict]:
     records = []
-    for system in systems(args, prompt):
+    for system in systems(args):
         record = {
             "train": train_set.name,
             "test": test_set.name,
@@ -311,26 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="candidates trained on and reranked (default 20)",
     )
-    parser.add_argument("--max-passage-tokens", type=int, default=64)
-    parser.add_argument("--top-k", type=int, default=16)
-    parser.add_argument("--max-depth", type=int, help="choose heads only below this layer")
-    parser.add_argument("--entropy-weight", type=float, default=TrainingConfig().entropy_weight)
-    default, reg = AlignConfig(), Regularizer()
-    parser.add_argument("--epochs", type=int, default=default.epochs)
-    parser.add_argument("--lr", type=float, default=default.lr)
-    parser.add_argument("--head-lr", type=float, default=default.head_lr)
-    parser.add_argument("--temperature", type=float, default=default.temperature)
-    parser.add_argument("--lora-rank", type=int, default=default.lora_rank)
-    parser.add_argument(
-        "--lora-from",
-        type=int,
-        help="first layer with LoRA (default: all below the depth)",
-    )
-    parser.add_argument("--lora-to", type=int, help="last layer with LoRA")
-    parser.add_argument("--max-pairs", type=int, default=default.max_pairs)
-    parser.add_argument("--kl-weight", type=float, default=reg.reference_weight)
-    parser.add_argument("--spread-weight", type=float, default=reg.middle_weight)
-    parser.add_argument("--seed", type=int, default=0)
+    add_training_args(parser, ablations=False)
     parser.add_argument("--profiles", default=str(ROOT / "profiles"))
     parser.add_argument(
         "--output",
