@@ -5,7 +5,8 @@
 On a shared machine every heavy job takes ``flock LOCK``; one bench command per cell releases
 the lock between cells, so that other jobs are not starved for hours, and each timing runs
 alone. Cells go cheapest and most needed first: the ICR cells feed the QRHead fallback and the
-head map, and the DL cells come before the Cranfield/Vaswani ones. Finished cells are skipped by the bench
+head map, the DL cells come before the Cranfield/Vaswani ones, and the small Vaswani (93
+queries of short abstracts) before Cranfield (225). Finished cells are skipped by the bench
 itself, so the script can be stopped and started again at will.
 """
 
@@ -24,11 +25,11 @@ ORDER = [
     ("headrank-select", ("dl19", "dl20")),
     ("headrank", ("dl19", "dl20")),
     ("rankgpt", ("dl19", "dl20")),
-    ("icr", ("cranfield", "vaswani")),
-    ("qrhead", ("cranfield", "vaswani")),
-    ("headrank-select", ("cranfield", "vaswani")),
-    ("headrank", ("cranfield", "vaswani")),
-    ("rankgpt", ("cranfield", "vaswani")),
+    ("icr", ("vaswani", "cranfield")),
+    ("qrhead", ("vaswani", "cranfield")),
+    ("headrank-select", ("vaswani", "cranfield")),
+    ("headrank", ("vaswani", "cranfield")),
+    ("rankgpt", ("vaswani", "cranfield")),
 ]
 
 
