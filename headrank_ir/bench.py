@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import plots
 from .benchmark import report
-from .benchmark.cells import Cell, is_finished, run_cell, run_isolated
-from .benchmark.datasets import DATASETS, default_data_root, get_dataset, prepare
+from .benchmark.cells import Cell, is_finished, run_cell, run_isolated, run_selectivity
+from .benchmark.datasets import DATASETS, default_data_root, first_stage_run, get_dataset, prepare
 from .benchmark.methods import METHODS, TRAIN_SET, get_method
 from .benchmark.store import CellKey, model_label, read_json
 from .models import DEFAULT_MODEL, cache_dir
@@ -202,6 +202,8 @@ def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None
     present = [d for d in DATASETS if any(r["dataset"] == d for r in records)]
     by_cell = {(r["method"], r["dataset"]): r for r in records}
     qrels = {d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present}
+    for r in records:
+        r["selectivity"] = _selectivity(r, bench_dir, data, qrels[r["dataset"]])
     written = [plots.quality_cost(records, present, args.out / "quality_cost.png")]
     written += _homogenisation(by_cell, present, qrels, args.out)
     written += _head_maps(by_cell, args.model, args.out)
@@ -219,6 +221,14 @@ def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None
     )
 
 
+def _selectivity(record: dict, bench_dir: Path, data: Path, qrels) -> dict | None:
+    if get_method(record["method"]).own_first_stage:
+        return None  # no BM25 context to be selective in
+    key = CellKey(record["model"], record["dataset"], record["method"], record["depth"], record["max_queries"])
+    dataset = DATASETS[key.dataset]
+    return run_selectivity(key.run(bench_dir), first_stage_run(dataset, data, bench_dir), qrels, dataset, key.depth)
+
+
 def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path]:
     panels = []
     for dataset in datasets:
@@ -229,10 +239,9 @@ def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path
         )
         if icr is None or best is None:
             continue
-        grade = DATASETS[dataset].relevant_grade
         panels += [
-            (f"{dataset}: ICR", icr, qrels[dataset], grade),
-            (f"{dataset}: {best}", by_cell[best, dataset], qrels[dataset], grade),
+            (f"{dataset}: ICR", icr, qrels[dataset], DATASETS[dataset]),
+            (f"{dataset}: {best}", by_cell[best, dataset], qrels[dataset], DATASETS[dataset]),
         ]
     return [plots.homogenisation(panels, out / "homogenisation.png")] if panels else []
 
@@ -275,7 +284,8 @@ def _standing_notes(records) -> list[str]:
     return [
         "Rerankers reorder the BM25 top `depth` of 100; the rest keeps BM25's order, so recall_100 equals BM25's.",
         "Δ columns: mean per-query nDCG@10 difference, p from a paired randomisation test (10,000 sign flips).",
-        "Selectivity: middle half of the top-`depth` context; relevant = grade ≥ 2 (DL, Cranfield) or ≥ 1 (Vaswani).",
+        "Selectivity: middle half of the top-`depth` context; relevant = grade ≥ 2 (DL, Cranfield) or ≥ 1 (Vaswani); "
+        "irrelevant = grade 0 (DL), unjudged (Cranfield and Vaswani, whose qrels list relevant passages only).",
         "Cost: wall time of ranking only (model loading excluded); forward_passes per query counts truncated "
         "forwards (attention), generated tokens (RankGPT) or encoder batches (MiniLM); peak RSS per "
         + ("cell process." if isolated else "process (cells shared a process: peaks accumulate)."),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .selectivity import relevance_kind
+
 MIDDLE_COLOUR = "#eeeeee"
 
 
@@ -84,8 +86,11 @@ def _zscores(values: Sequence[float]) -> np.ndarray:
     return (v - v.mean()) / spread if spread > 0 else v * 0.0
 
 
-def position_profile(record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int):
-    """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs irrelevant."""
+def position_profile(
+    record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int, unjudged_irrelevant: bool = False
+):
+    """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs
+    irrelevant (as :func:`headrank_ir.selectivity.relevance_kind` sorts them)."""
     depth = max(len(q["positions"]) for q in record["scores"].values())
     groups: dict[str, list[list[float]]] = {
         "relevant": [[] for _ in range(depth)],
@@ -93,8 +98,7 @@ def position_profile(record: Mapping, qrels: Mapping[str, Mapping[str, int]], re
     }
     for qid, q in record["scores"].items():
         for docid, z, position in zip(q["docids"], _zscores(q["scores"]), q["positions"]):
-            grade = qrels.get(qid, {}).get(docid)
-            kind = "relevant" if grade is not None and grade >= relevant_grade else "irrelevant" if grade == 0 else None
+            kind = relevance_kind(qrels.get(qid, {}).get(docid), relevant_grade, unjudged_irrelevant)
             if kind:
                 groups[kind][position].append(float(z))
     return {
@@ -107,7 +111,8 @@ def position_profile(record: Mapping, qrels: Mapping[str, Mapping[str, int]], re
 
 
 def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
-    """Calibrated score against prompt position; ``panels``: ``(title, record, qrels, relevant_grade)``.
+    """Calibrated score against prompt position; ``panels``: ``(title, record, qrels, dataset)``
+    with the bench's ``Dataset`` (its relevance grades).
 
     The middle half of the context is shaded: a reranker that homogenises it draws the two
     curves together there.
@@ -116,8 +121,9 @@ def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = _grid(plt, len(panels))
-    for ax, (title, record, qrels, grade) in zip(axes, panels):
-        profile = position_profile(record, qrels, grade)
+    for ax, (title, record, qrels, dataset) in zip(axes, panels):
+        grade, unjudged = dataset.relevant_grade, dataset.unjudged_irrelevant
+        profile = position_profile(record, qrels, grade, unjudged)
         depth = len(profile["relevant"][0])
         x = np.arange(1, depth + 1)
         ax.axvspan(
@@ -128,10 +134,11 @@ def homogenisation(panels: Sequence[tuple], path: Path) -> Path:
         )
         for kind, colour in (("relevant", "tab:green"), ("irrelevant", "tab:red")):
             mean, error = profile[kind]
-            label = f"relevant (grade ≥ {grade})" if kind == "relevant" else "irrelevant (grade 0)"
+            irrelevant = "irrelevant (unjudged)" if unjudged else "irrelevant (grade 0)"
+            label = f"relevant (grade ≥ {grade})" if kind == "relevant" else irrelevant
             ax.plot(x, mean, marker="o", markersize=3, color=colour, label=label)
             ax.fill_between(x, mean - error, mean + error, color=colour, alpha=0.2)
-        ax.set_xlabel("position in the context (1 = shown first, farthest from the query)")
+        ax.set_xlabel("position in the prompt\n(1 = shown first, farthest from the query)")
         ax.set_ylabel("calibrated score (z-scored per query)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
@@ -187,7 +194,8 @@ def head_map(
 
 def _save(fig, plt, path: Path, bottom: float = 0.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=(0, bottom, 1, 1))  # ``bottom`` keeps room for a figure legend
+    top = 1 - 0.45 / fig.get_figheight()  # room for the suptitle, in inches whatever the figure's size
+    fig.tight_layout(rect=(0, bottom, 1, top))  # ``bottom`` keeps room for a figure legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

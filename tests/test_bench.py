@@ -12,7 +12,8 @@ from headrank_ir.bench import main
 from headrank_ir.benchmark.cells import MEASURES, Cell, run_isolated
 from headrank_ir.benchmark.datasets import DATASETS, default_data_root, prepare
 from headrank_ir.benchmark.store import CellKey
-from headrank_ir.inputs import read_qrels_file
+from headrank_ir.inputs import read_qrels_file, read_trec_run
+from headrank_ir.selectivity import selectivity
 
 METHODS = ["bm25", "icr", "qrhead", "rankgpt", "minilm"]
 DEPTH = 5
@@ -130,3 +131,18 @@ def test_an_isolated_cell_measures_its_own_process(tmp_path, tiny_model_dir):
     assert record["cost"]["isolated"] and record["queries"] == 1
     assert 50 < record["cost"]["peak_rss_mb"] < 4000
     assert record["cost"]["s_per_query"] > 0 and record["cost"]["passages_per_s"] > 0
+
+
+def test_selectivity_columns_are_computed_from_the_written_runs(bench, tiny_model_dir):
+    out, _ = bench
+    for row in _rows(out):
+        dataset = DATASETS[row["dataset"]]
+        qrels = read_qrels_file(default_data_root() / dataset.folder / "qrels.txt")
+        first_stage = read_trec_run(default_data_root() / dataset.folder / dataset.bm25_run).hits
+        run = read_trec_run(CellKey(tiny_model_dir, row["dataset"], row["method"], DEPTH, QUERIES).run(out / "bench"))
+        reranked = {q: [h.docid for h in hits[:DEPTH]] for q, hits in run.hits.items()}
+        shown = {q: [h.docid for h in first_stage[q][:DEPTH]] for q in reranked}  # DL: every passage in the corpus
+        expected = selectivity(shown, reranked, qrels, relevant_grade=dataset.relevant_grade)
+        assert float(row["sel_rel"]) == pytest.approx(expected.relevant, abs=5e-5), row["method"]
+        assert float(row["sel_irr"]) == pytest.approx(expected.irrelevant, abs=5e-5), row["method"]
+        assert float(row["sel_gap"]) == pytest.approx(expected.gap, abs=5e-5), row["method"]

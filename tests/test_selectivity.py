@@ -1,5 +1,7 @@
+import math
+
 from headrank_ir.profile import PromptSettings
-from headrank_ir.selectivity import middle_zone, selectivity
+from headrank_ir.selectivity import middle_zone, relevance_kind, selectivity
 
 FIRST = [f"d{i}" for i in range(8)]  # first-stage order
 
@@ -20,3 +22,23 @@ def test_shares_count_middle_passages_reaching_the_top_quartile():
     binary = selectivity({"q": FIRST}, {"q": ["d2", "d3", *FIRST[4:], "d0", "d1"]}, qrels,
                          PromptSettings(passage_order="forward"), relevant_grade=1)
     assert (binary.relevant, binary.irrelevant, binary.gap) == (1.0, 0.0, 1.0)
+
+
+def test_unjudged_passages_are_the_irrelevant_ones_only_where_the_qrels_list_relevant_ones_only():
+    qrels = {"q": {"d2": 1, "d0": 1}}  # Vaswani-like: relevant passages only
+    reranked = {"q": ["d2", "d4", "d0", "d1", "d3", "d5", "d6", "d7"]}  # top quartile: d2, d4
+    forward = PromptSettings(passage_order="forward")
+    graded = selectivity({"q": FIRST}, reranked, qrels, forward, relevant_grade=1)
+    assert graded.irrelevant_count == 0 and math.isnan(graded.irrelevant) and math.isnan(graded.gap)
+    binary = selectivity({"q": FIRST}, reranked, qrels, forward, relevant_grade=1, unjudged_irrelevant=True)
+    assert (binary.relevant, binary.irrelevant) == (1.0, 1 / 3)  # d2 of {d2}; d4 of {d3, d4, d5}
+    assert (binary.relevant_count, binary.irrelevant_count) == (1, 3)
+
+
+def test_grades_between_irrelevant_and_relevant_count_in_neither_share():
+    assert relevance_kind(1, relevant_grade=2) is None  # Cranfield's "minimal interest"
+    assert relevance_kind(1, relevant_grade=2, unjudged_irrelevant=True) is None
+    assert relevance_kind(0, relevant_grade=2) == "irrelevant"
+    assert relevance_kind(None, relevant_grade=2) is None
+    assert relevance_kind(None, relevant_grade=2, unjudged_irrelevant=True) == "irrelevant"
+    assert relevance_kind(2, relevant_grade=2) == "relevant"

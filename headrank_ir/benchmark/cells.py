@@ -1,7 +1,8 @@
 """One cell of the grid: one method on one dataset, run, written and evaluated.
 
 A cell writes its TREC run, then a JSON record (measures read back from that run file with
-ir_measures, per-query nDCG@10, selectivity, cost, and the raw scores the plots need). The
+ir_measures, per-query nDCG@10, cost, and the raw scores the plots need). Selectivity is read
+from the run file by the report (``run_selectivity``), so every row uses the current definition. The
 JSON is written last and atomically, so its presence means the cell is finished. By default
 each cell runs in a fresh process: peak RSS is then that method's alone, and timings do not
 inherit another method's warm caches.
@@ -17,10 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..inputs import read_trec_run
 from ..records import Candidate, Result
 from ..runfile import format_trec
 from ..selectivity import selectivity
-from .datasets import Collection, Loaded, load
+from .datasets import Collection, Dataset, Loaded, load
 from .methods import TRAIN_SET, Context, Ranking, Skip, get_method, reorder_top
 from .store import CellKey, read_json, write_atomic, write_json
 
@@ -85,7 +87,6 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         "about": method.about,
         "queries": len(loaded.requests),
         **evaluate_run(run_path, loaded.qrels),
-        "selectivity": _selectivity(key, cell.collection.dataset.relevant_grade, loaded, rankings),
         "cost": _cost(key, loaded, rankings, seconds, isolated),
         "format": _format(rankings),
         "heads": getattr(method, "head_labels", None),
@@ -154,13 +155,20 @@ def evaluate_run(run_path: Path, qrels: dict[str, dict[str, int]]) -> dict:
     }
 
 
-def _selectivity(key: CellKey, grade: int, loaded: Loaded, rankings: list[Ranking]) -> dict | None:
-    if get_method(key.method).own_first_stage:
-        return None  # no BM25 context to be selective in
-    first = {r.query.qid: [c.docid for c in r.candidates[: key.depth]] for r in loaded.requests}
-    reranked = {r.query.qid: ranking.docids[: key.depth] for r, ranking in zip(loaded.requests, rankings)}
-    result = selectivity(first, reranked, loaded.qrels, relevant_grade=grade)
-    return {**asdict(result), "gap": result.gap, "relevant_grade": grade}
+def run_selectivity(run_path: Path, first_stage: Path, qrels: dict, dataset: Dataset, depth: int) -> dict:
+    """Selectivity of a written run: its top ``depth`` (the prompt's passages, reordered) against
+    the same passages in first-stage order."""
+    reranked = {q: [h.docid for h in hits[:depth]] for q, hits in read_trec_run(run_path).hits.items()}
+    first = read_trec_run(first_stage).hits
+    shown = {q: [h.docid for h in first[q] if h.docid in set(docids)] for q, docids in reranked.items()}
+    result = selectivity(
+        shown,
+        reranked,
+        qrels,
+        relevant_grade=dataset.relevant_grade,
+        unjudged_irrelevant=dataset.unjudged_irrelevant,
+    )
+    return {**asdict(result), "gap": result.gap}
 
 
 def _cost(

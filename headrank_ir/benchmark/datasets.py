@@ -39,14 +39,16 @@ class Dataset:
     folder: str  # under the data root
     relevant_grade: int  # lowest grade counted as relevant by selectivity
     bm25_run: str | None = None  # a given first-stage run; None: search the corpus with Pyserini
+    # qrels that list relevant passages only: selectivity's irrelevant ones are the unjudged
+    unjudged_irrelevant: bool = False
 
 
 DATASETS: dict[str, Dataset] = {
     "dl19": Dataset("dl19", "msmarco-passage/dl19", 2, "run.bm25.txt"),
     "dl20": Dataset("dl20", "msmarco-passage/dl20", 2, "run.bm25.txt"),
     # Cranfield grades run 4 (complete answer) .. 1 (minimal interest): >= 2 excludes "minimal"
-    "cranfield": Dataset("cranfield", "cranfield", 2),
-    "vaswani": Dataset("vaswani", "vaswani", 1),  # binary
+    "cranfield": Dataset("cranfield", "cranfield", 2, unjudged_irrelevant=True),
+    "vaswani": Dataset("vaswani", "vaswani", 1, unjudged_irrelevant=True),  # binary
 }
 
 
@@ -88,12 +90,17 @@ def prepare(dataset: Dataset, data_root: Path, runs_dir: Path, cache: Path) -> C
     folder = data_root / dataset.folder
     if not (folder / "corpus.jsonl").exists():
         raise InputError(f"{folder} holds no corpus.jsonl; point --data at the shared data folder")
-    if dataset.bm25_run:
-        return Collection(dataset, folder, folder / dataset.bm25_run)
-    run = runs_dir / "firststage" / f"{dataset.name}.bm25.trec"
+    run = first_stage_run(dataset, data_root, runs_dir)
     if not run.exists():
         _in_child(_search_bm25, folder, cache / "indexes" / dataset.name, run)
     return Collection(dataset, folder, run)
+
+
+def first_stage_run(dataset: Dataset, data_root: Path, runs_dir: Path) -> Path:
+    """Where the dataset's BM25 top-100 is: given with the data, or searched once into ``runs_dir``."""
+    if dataset.bm25_run:
+        return data_root / dataset.folder / dataset.bm25_run
+    return runs_dir / "firststage" / f"{dataset.name}.bm25.trec"
 
 
 def _in_child(target, *args) -> None:
