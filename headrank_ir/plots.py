@@ -29,6 +29,15 @@ def method_colour(method: str) -> str:
     return f"C{order.index(method) % 10}" if method in order else "black"
 
 
+def method_marker(method: str) -> str:
+    """One marker per method too, so that points which overlap can still be told apart."""
+    from .benchmark.methods import METHODS
+
+    markers = "osD^vPXh<>"
+    order = list(METHODS)
+    return markers[order.index(method) % len(markers)] if method in order else "o"
+
+
 def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
     cols = min(count, 2)
     rows = (count + cols - 1) // cols
@@ -59,13 +68,17 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
                     va="bottom",
                 )
                 continue
-            ax.scatter(seconds, ndcg, s=40, zorder=3, color=method_colour(r["method"]))
-            ax.annotate(
-                r["method"],
-                (seconds, ndcg),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=8,
+            method = r["method"]
+            ax.scatter(
+                seconds,
+                ndcg,
+                s=70,
+                zorder=3,
+                color=method_colour(method),
+                marker=method_marker(method),
+                edgecolor="white",
+                linewidth=0.5,
+                label=method,
             )
         queries = cells[0]["queries"] if cells else 0
         ax.set_xscale("log")
@@ -76,8 +89,12 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
         ax.set_ylabel("nDCG@10")
         ax.set_title(f"{dataset} ({queries} queries)")
         ax.grid(True, which="both", alpha=0.3)
+    # one legend for all panels (a method keeps its colour and marker): labels beside the points
+    # collide where methods cost and score alike
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8), fontsize=9)
     fig.suptitle("Quality against cost (rerank depth as in the table; CPU, 2 threads)")
-    return _save(fig, plt, path)
+    return _save(fig, plt, path, bottom=0.45 / fig.get_figheight())
 
 
 def _zscores(values: Sequence[float]) -> np.ndarray:
