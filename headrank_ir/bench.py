@@ -187,7 +187,7 @@ def _run_cells(args, datasets, limits, bench_dir: Path, data: Path, cache: Path)
 
 def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None]) -> None:
     """Table and plots from every finished cell of this model, depth and query counts."""
-    from .inputs import read_qrels_file
+    from .inputs import read_qrels_file, read_trec_run
 
     keys = [CellKey(args.model, d, m, args.depth, limits[d]) for d in DATASETS for m in METHODS]
     records = report.order_records(
@@ -202,8 +202,9 @@ def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None
     present = [d for d in DATASETS if any(r["dataset"] == d for r in records)]
     by_cell = {(r["method"], r["dataset"]): r for r in records}
     qrels = {d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present}
+    first_stages = {d: read_trec_run(first_stage_run(DATASETS[d], data, bench_dir)).hits for d in present}
     for r in records:
-        r["selectivity"] = _selectivity(r, bench_dir, data, qrels[r["dataset"]])
+        r["selectivity"] = _selectivity(r, bench_dir, first_stages[r["dataset"]], qrels[r["dataset"]])
     written = [plots.quality_cost(records, present, args.out / "quality_cost.png")]
     written += _homogenisation(by_cell, present, qrels, args.out)
     written += _head_maps(by_cell, args.model, args.out)
@@ -221,12 +222,11 @@ def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None
     )
 
 
-def _selectivity(record: dict, bench_dir: Path, data: Path, qrels) -> dict | None:
+def _selectivity(record: dict, bench_dir: Path, first_stage: dict, qrels) -> dict | None:
     if get_method(record["method"]).own_first_stage:
         return None  # no BM25 context to be selective in
     key = CellKey(record["model"], record["dataset"], record["method"], record["depth"], record["max_queries"])
-    dataset = DATASETS[key.dataset]
-    return run_selectivity(key.run(bench_dir), first_stage_run(dataset, data, bench_dir), qrels, dataset, key.depth)
+    return run_selectivity(key.run(bench_dir), first_stage, qrels, DATASETS[key.dataset], key.depth)
 
 
 def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path]:

@@ -21,21 +21,24 @@ def _pyplot():
     return plt
 
 
-def method_colour(method: str) -> str:
-    """One colour per method in every panel (matplotlib's tab10 in registry order)."""
+def _method_index(method: str) -> int | None:
+    """The method's place in the bench registry: the same colour and marker in every panel."""
     from .benchmark.methods import METHODS
 
-    order = list(METHODS)
-    return f"C{order.index(method) % 10}" if method in order else "black"
+    return list(METHODS).index(method) if method in METHODS else None
+
+
+def method_colour(method: str) -> str:
+    """matplotlib's tab10 in registry order."""
+    index = _method_index(method)
+    return "black" if index is None else f"C{index % 10}"
 
 
 def method_marker(method: str) -> str:
-    """One marker per method too, so that points which overlap can still be told apart."""
-    from .benchmark.methods import METHODS
-
+    """A marker per method too, so that points which overlap can still be told apart."""
     markers = "osD^vPXh<>"
-    order = list(METHODS)
-    return markers[order.index(method) % len(markers)] if method in order else "o"
+    index = _method_index(method)
+    return "o" if index is None else markers[index % len(markers)]
 
 
 def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):

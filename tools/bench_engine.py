@@ -199,8 +199,10 @@ def interleaved_best(steps: dict, repeats: int, device: str) -> dict:
 # -- parent: every route in its own process ----------------------------------------------------------
 
 
-def measure(args, route: str, count: int) -> dict:
+def measure(args, route: str, count: int, memory_only: bool = False) -> dict:
+    """One child process; ``memory_only``: one run after the warm-up (its times are not used)."""
     argv = [sys.argv[0], *sys.argv[1:], "--child", route, "--passages", str(count), "--layers", str(args.layers)]
+    argv += ["--repeats", "1"] if memory_only else []  # the last --repeats wins
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{route} at {count} passages failed:\n{done.stderr[-3000:]}")
@@ -231,7 +233,8 @@ def main(argv=None) -> int:
     args.layers = args.layers or default_layers(args)
     rows = []
     for count in args.passages:
-        routes = {route: measure(args, route, count) for route in ROUTES}
+        # floor and engine are timed together in the "pair" child; naive is timed alone
+        routes = {route: measure(args, route, count, memory_only=route != "naive") for route in ROUTES}
         seconds = {**measure(args, "pair", count)["seconds"], "naive": routes["naive"]["seconds"]["naive"]}
         row = {"passages": count, "tokens": routes["engine"]["tokens"], "layers": args.layers}
         row.update({f"{r}_s": rounded(seconds[r]) for r in ROUTES})

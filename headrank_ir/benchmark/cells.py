@@ -155,12 +155,11 @@ def evaluate_run(run_path: Path, qrels: dict[str, dict[str, int]]) -> dict:
     }
 
 
-def run_selectivity(run_path: Path, first_stage: Path, qrels: dict, dataset: Dataset, depth: int) -> dict:
+def run_selectivity(run_path: Path, first_stage: dict, qrels: dict, dataset: Dataset, depth: int) -> dict:
     """Selectivity of a written run: its top ``depth`` (the prompt's passages, reordered) against
-    the same passages in first-stage order."""
+    the same passages in first-stage order (``first_stage``: the first stage's hits per qid)."""
     reranked = {q: [h.docid for h in hits[:depth]] for q, hits in read_trec_run(run_path).hits.items()}
-    first = read_trec_run(first_stage).hits
-    shown = {q: [h.docid for h in first[q] if h.docid in set(docids)] for q, docids in reranked.items()}
+    shown = {q: _in_order_of(first_stage[q], docids) for q, docids in reranked.items()}
     result = selectivity(
         shown,
         reranked,
@@ -169,6 +168,11 @@ def run_selectivity(run_path: Path, first_stage: Path, qrels: dict, dataset: Dat
         unjudged_irrelevant=dataset.unjudged_irrelevant,
     )
     return {**asdict(result), "gap": result.gap}
+
+
+def _in_order_of(hits, docids) -> list[str]:
+    kept = set(docids)
+    return [h.docid for h in hits if h.docid in kept]
 
 
 def _cost(
