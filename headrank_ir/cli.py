@@ -1,4 +1,5 @@
-"""What every long-running command does around its work: logging, one-line errors, Ctrl-C."""
+"""What the commands share: the first-stage flags, and logging, one-line errors and Ctrl-C
+around long work. Commands stay thin: ``build_parser()`` and ``main(argv) -> int``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import logging
 import sys
 from typing import Callable
 
-from .inputs import USER_ERRORS, error_line
+from headrank_ir.pipeline.errors import USER_ERRORS, InputError, error_line
+from headrank_ir.records import Request
 
 
 def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace, resume_hint: str) -> int:
@@ -22,3 +24,66 @@ def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except USER_ERRORS as error:
         print(error_line(error), file=sys.stderr)
         return 1
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def add_first_stage_args(parser: argparse.ArgumentParser) -> None:
+    """The first-stage flags, with ``pyserini.search.lucene``'s names and meanings where they overlap."""
+    group = parser.add_argument_group("first stage (either --index, or --run with --corpus)")
+    group.add_argument(
+        "--topics",
+        required=True,
+        help="topics file (.tsv qid<TAB>text, .jsonl, .json, .trec) or name (dl19, dl20, msmarco, scifact, …); "
+        "with --run it may name a subset of the run's queries",
+    )
+    group.add_argument(
+        "--index", help="Lucene index: a local folder or a Pyserini prebuilt name/alias (msmarco, dl19, scifact, …)"
+    )
+    group.add_argument("--run", help="first-stage TREC run to rerank instead of searching (needs --corpus)")
+    group.add_argument("--corpus", help="JSONL with the passage texts of --run ({'id', 'contents'} per line)")
+    group.add_argument(
+        "--bm25", action="store_true", help="BM25 first stage (the only one; the default, as in Pyserini)"
+    )
+    group.add_argument(
+        "--k1",
+        type=float,
+        help="BM25 k1; give with --b. Default as Pyserini: 0.82 (b 0.68) for MS MARCO v1 passage, else 0.9 (b 0.4)",
+    )
+    group.add_argument("--b", type=float, help="BM25 b; give with --k1")
+    group.add_argument(
+        "--hits",
+        type=positive_int,
+        default=100,
+        help="first-stage hits per query (default 100, where Pyserini's search defaults to 1000: a reranker reads "
+        "the top 100 at most)",
+    )
+    group.add_argument("--threads", type=positive_int, default=1, help="BM25 search threads, as Pyserini (default 1)")
+    group.add_argument("--max-queries", type=positive_int, help="only the first N queries of --topics")
+
+
+def requests_from_args(args: argparse.Namespace) -> list[Request]:
+    """The first-stage candidates the flags of :func:`add_first_stage_args` ask for, one request per query."""
+    from headrank_ir.pipeline import firststage
+    from headrank_ir.pipeline.names import read_topics
+    from headrank_ir.pipeline.readers import Topics, read_trec_run
+
+    if args.index and (args.run or args.corpus):
+        raise InputError("give either --index (search with BM25) or --run with --corpus, not both")
+    if not args.index and not (args.run and args.corpus):
+        raise InputError("no first stage: give --index, or --run FILE with --corpus FILE.jsonl")
+    topics = read_topics(args.topics)
+    if args.index:
+        searcher = firststage.open_searcher(args.index, k1=args.k1, b=args.b)
+        limited = Topics(topics.source, dict(list(topics.queries.items())[: args.max_queries]))
+        return firststage.bm25_requests(searcher, limited, hits=args.hits, threads=args.threads)
+    return firststage.requests_from_run(topics, read_trec_run(args.run), args.corpus, args.hits, args.max_queries)

@@ -1,13 +1,22 @@
-"""Typed records exchanged between the stages, shaped like rank_llm's data classes.
+"""Typed records exchanged between the stages, shaped like the anchors' own.
 
-``Query``/``Candidate``/``Request``/``Result`` mirror rank_llm so that results move between
-the two packages without conversion; ``RankedPassage`` is what ``HeadRanker.rerank`` returns.
+``Query``/``Candidate``/``Request``/``Result`` mirror rank_llm's data classes (attribute for
+attribute, ``invocations_history`` included), so results move between the two packages without
+conversion and rank_llm's writers accept ours. ``Document``/``ScoredDocument``/``RankedResults``
+mirror rerankers' result objects, which ``HeadRanker.rank`` returns.
+
+One tie rule everywhere (:func:`best_first`): larger score first, equal scores by docid, as
+Pyserini's run writer does; a passage given without an id has its input position as docid.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
+
+DocId = Union[str, int]
 
 
 @dataclass(frozen=True)
@@ -41,18 +50,89 @@ class Request:
 class Result:
     query: Query
     candidates: List[Candidate] = field(default_factory=list)
+    invocations_history: List[Any] = field(default_factory=list)  # rank_llm's field; no prompts to log here
+
+
+def tie_key(docid: DocId) -> tuple:
+    """Orders docids of either kind (ints before strings) so that equal scores sort the same way."""
+    return (isinstance(docid, str), docid)
+
+
+def best_first(candidates: Sequence[Candidate]) -> List[Candidate]:
+    """Larger score first, ties by docid; a non-finite score is an error (it has no place in a run)."""
+    for candidate in candidates:
+        if not math.isfinite(candidate.score):
+            raise ValueError(f"candidate {candidate.docid!r} has a non-finite score {candidate.score!r}")
+    return sorted(candidates, key=lambda c: (-c.score, tie_key(c.docid)))
 
 
 @dataclass(frozen=True)
-class RankedPassage:
-    """One passage of a reranked list.
+class Document:
+    """rerankers' ``Document``: the text and its id (its input position when none was given)."""
 
-    ``index`` is its position in the input list; ``rank`` starts at 1; ``score`` is the
-    profile-weighted, calibrated attention mass (larger is more relevant).
-    """
-
-    rank: int
-    index: int
-    score: float
     text: str
-    docid: Optional[str] = None
+    doc_id: DocId
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredDocument:
+    """rerankers' ``Result``: one ranked document, ``rank`` from 1, larger ``score`` more relevant."""
+
+    document: Document
+    score: float
+    rank: int
+
+    @property
+    def text(self) -> str:
+        return self.document.text
+
+    @property
+    def doc_id(self) -> DocId:
+        return self.document.doc_id
+
+
+@dataclass(frozen=True)
+class RankedResults:
+    """rerankers' ``RankedResults``: the documents best first, with rerankers' accessors."""
+
+    results: List[ScoredDocument]
+    query: str
+    has_scores: bool = True
+
+    def __iter__(self) -> Iterator[ScoredDocument]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> ScoredDocument:
+        return self.results[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def results_count(self) -> int:
+        return len(self.results)
+
+    def top_k(self, k: int) -> List[ScoredDocument]:
+        return self.results[:k]
+
+    def get_result_by_docid(self, doc_id: DocId) -> Optional[ScoredDocument]:
+        return next((r for r in self.results if r.document.doc_id == doc_id), None)
+
+    def get_score_by_docid(self, doc_id: DocId) -> Optional[float]:
+        result = self.get_result_by_docid(doc_id)
+        return result.score if result else None
+
+
+def as_request(request: Any) -> Request:
+    """Our ``Request`` from any object shaped like rank_llm's (``rank_llm.data.Request``)."""
+    if isinstance(request, Request):
+        return request
+    try:
+        query = Query(str(request.query.text), str(request.query.qid))
+        candidates = [Candidate(str(c.docid), float(c.score), dict(c.doc)) for c in request.candidates]
+    except (AttributeError, TypeError, ValueError) as error:
+        raise TypeError(
+            "expected a rank_llm-style Request: .query.text, .query.qid and .candidates with "
+            f".docid, .score and .doc (got {type(request).__name__}: {error})"
+        ) from None
+    return Request(query, candidates)

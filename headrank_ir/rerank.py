@@ -19,30 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .cli import run_command
-from .evaluate import (
-    DEFAULT_MEASURES,
-    Qrels,
-    evaluate,
-    format_table,
-    read_run_scores,
-    scores_of,
-)
-from .inputs import (
-    add_first_stage_args,
-    positive_int,
-    read_qrels,
-    requests_from_args,
-)
-from .integrations import rerank_top_batch
-from .models import DEFAULT_MODEL
-from .profile import HeadProfile
-from .records import Request
-from .runfile import FORMATS, RunWriter
+from headrank_ir import __version__
+from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
+from headrank_ir.engine.models import DEFAULT_MODEL
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
+from headrank_ir.pipeline.names import read_qrels
+from headrank_ir.pipeline.runfile import FORMATS, RunWriter
+from headrank_ir.records import Request
 
 if TYPE_CHECKING:
-    from .integrations import RequestReranker
+    from headrank_ir.engine.ranker import HeadRanker
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help=f"short name, folder or Hugging Face id (default {DEFAULT_MODEL})",
     )
-    model.add_argument(
-        "--profile", help="head profile JSON (default: every head, equal weights)"
-    )
+    model.add_argument("--profile", help="head profile JSON (default: every head, equal weights)")
     model.add_argument(
         "--depth",
         type=positive_int,
@@ -75,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries handed to the ranker at once (default 1)",
     )
     output = parser.add_argument_group("output")
-    output.add_argument(
-        "--output", required=True, help="run file to write (its folder is created)"
-    )
+    output.add_argument("--output", required=True, help="run file to write (its folder is created)")
     output.add_argument(
         "--output-format",
         choices=FORMATS,
@@ -97,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--qrels",
-        help="qrels file or Pyserini name: print "
-        + ", ".join(DEFAULT_MEASURES)
-        + " before and after",
+        help="qrels file or Pyserini name: print " + ", ".join(DEFAULT_MEASURES) + " before and after",
     )
     return parser
 
@@ -113,15 +94,11 @@ def inputs_digest(requests: Sequence[Request]) -> str:
             r.query.text,
             [[c.docid, c.score, c.doc] for c in r.candidates],
         ]
-        digest.update(
-            json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
-        )
+        digest.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()
 
 
-def run_header(
-    args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]
-) -> dict[str, Any]:
+def run_header(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> dict[str, Any]:
     """Everything the run's bytes depend on (batch size does not), for resuming safely."""
     return {
         "headrank_ir": __version__,
@@ -146,7 +123,7 @@ class Progress:
 
 def rerank_into(
     writer: RunWriter,
-    ranker: RequestReranker,
+    ranker: HeadRanker,
     todo: list[Request],
     depth: int,
     batch_size: int,
@@ -167,11 +144,9 @@ def rerank_into(
             batch = todo[start : start + batch_size]
             began = time.perf_counter()
             try:
-                results = rerank_top_batch(ranker, batch, depth)
+                results = ranker.rerank_batch(batch, rank_end=depth)
             except ValueError as error:
-                raise ValueError(
-                    f"query {', '.join(r.query.qid for r in batch)}: {error}"
-                ) from error
+                raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
             progress.seconds += time.perf_counter() - began
             for result in results:
                 writer.write(result)
@@ -182,17 +157,13 @@ def rerank_into(
     return progress
 
 
-def _load_ranker(
-    args: argparse.Namespace, profile: HeadProfile | None
-) -> RequestReranker:
-    from .reranker import HeadRanker
+def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
+    from headrank_ir.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(args.model, profile=profile)
 
 
-def _evaluation(
-    args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]
-) -> str:
+def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]) -> str:
     """Both runs on the judged queries that were reranked, so a --max-queries trial is fair."""
     judged = {r.query.qid: qrels[r.query.qid] for r in requests if r.query.qid in qrels}
     columns = {
@@ -205,20 +176,14 @@ def _evaluation(
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     profile = HeadProfile.load(args.profile) if args.profile else None
-    qrels = (
-        read_qrels(args.qrels) if args.qrels else None
-    )  # read first: bad qrels fail before the long part
+    qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     requests = requests_from_args(args)
     header = run_header(args, profile, requests)
-    with RunWriter(
-        args.output, header, args.output_format, args.run_tag, args.resume
-    ) as writer:
+    with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]
         if todo:
             ranker = _load_ranker(args, profile)
-            progress = rerank_into(
-                writer, ranker, todo, args.depth, args.batch_size, len(requests)
-            )
+            progress = rerank_into(writer, ranker, todo, args.depth, args.batch_size, len(requests))
         path = writer.finish()
     if todo:
         print(

@@ -8,12 +8,12 @@ import json
 import ir_measures
 import pytest
 
-from headrank_ir.bench import main
-from headrank_ir.benchmark.cells import MEASURES, Cell, run_isolated
-from headrank_ir.benchmark.datasets import DATASETS, default_data_root, prepare
-from headrank_ir.benchmark.store import CellKey
-from headrank_ir.inputs import read_qrels_file, read_trec_run
-from headrank_ir.selectivity import selectivity
+from headrank_ir.bench.cells import MEASURES, Cell, run_isolated
+from headrank_ir.bench.cli import main
+from headrank_ir.bench.datasets import DATASETS, default_data_root, prepare
+from headrank_ir.bench.selectivity import selectivity
+from headrank_ir.bench.store import CellKey
+from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
 METHODS = ["bm25", "icr", "qrhead", "rankgpt", "minilm"]
 DEPTH = 5

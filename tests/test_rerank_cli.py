@@ -19,9 +19,10 @@ import pytest
 from pipeline_support import CRANFIELD, DL19, REPO, cranfield_index
 
 from headrank_ir import evaluate as evaluate_cli
-from headrank_ir.inputs import read_corpus, read_qrels_file, read_topics, read_trec_run
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.pipeline.names import read_topics
+from headrank_ir.pipeline.readers import read_corpus, read_qrels_file, read_trec_run
 from headrank_ir.rerank import main
-from headrank_ir.reranker import HeadRanker
 
 DL19_INPUTS = [
     "--run",
@@ -63,9 +64,7 @@ def trec_lines(path: Path) -> dict[str, list[str]]:
     return by_query
 
 
-def test_cranfield_bm25_rerank_and_evaluate(
-    index, tiny_model_dir, ranker, tmp_path, capsys
-):
+def test_cranfield_bm25_rerank_and_evaluate(index, tiny_model_dir, ranker, tmp_path, capsys):
     out = tmp_path / "runs" / "cranfield.txt"
     qrels = str(CRANFIELD / "qrels.txt")
     argv = [
@@ -94,7 +93,7 @@ def test_cranfield_bm25_rerank_and_evaluate(
     assert code == 0, stderr
     assert "reranked 3 queries, 15 passages" in stdout
 
-    from headrank_ir.firststage import open_searcher
+    from headrank_ir.pipeline.firststage import open_searcher
 
     searcher = open_searcher(str(index))
     topics = list(read_topics(str(CRANFIELD / "topics.tsv")).queries.items())[:3]
@@ -104,22 +103,14 @@ def test_cranfield_bm25_rerank_and_evaluate(
         hits = [h.docid for h in searcher.search(text, k=12)]
         docids = [line.split()[2] for line in run[qid]]
         texts = read_corpus(CRANFIELD / "corpus.jsonl", set(hits[:5]))
-        reranked = [
-            hits[p.index] for p in ranker.rerank(text, [texts[d] for d in hits[:5]])
-        ]
+        reranked = [p.doc_id for p in ranker.rank(text, [texts[d] for d in hits[:5]], doc_ids=hits[:5])]
         assert docids == reranked + hits[5:]  # the top 5 reranked, BM25's order below
         assert [line.split()[3] for line in run[qid]] == [str(r) for r in range(1, 13)]
         assert all(line.endswith(" headrank") for line in run[qid])
 
-    judged = {
-        qid: j for qid, j in read_qrels_file(qrels).items() if qid in dict(topics)
-    }
-    scored = ir_measures.calc_aggregate(
-        [ir_measures.nDCG @ 10], judged, ir_measures.read_trec_run(str(out))
-    )
-    assert table_value(stdout, "nDCG@10", 1) == pytest.approx(
-        scored[ir_measures.nDCG @ 10], abs=5e-5
-    )
+    judged = {qid: j for qid, j in read_qrels_file(qrels).items() if qid in dict(topics)}
+    scored = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], judged, ir_measures.read_trec_run(str(out)))
+    assert table_value(stdout, "nDCG@10", 1) == pytest.approx(scored[ir_measures.nDCG @ 10], abs=5e-5)
 
     # The separate evaluate command agrees with ir_measures on the whole qrels.
     assert evaluate_cli.main([str(out), qrels, "nDCG@10", "ndcg_cut_5"]) == 0
@@ -129,9 +120,7 @@ def test_cranfield_bm25_rerank_and_evaluate(
         read_qrels_file(qrels),
         ir_measures.read_trec_run(str(out)),
     )
-    assert table_value(printed, "nDCG@10", 0) == pytest.approx(
-        everything[ir_measures.nDCG @ 10], abs=5e-5
-    )
+    assert table_value(printed, "nDCG@10", 0) == pytest.approx(everything[ir_measures.nDCG @ 10], abs=5e-5)
     assert "nDCG@5" in printed
 
 
@@ -178,32 +167,21 @@ def test_dl19_through_run_and_corpus(dl19_args, dl19_reference, tmp_path, capsys
     # The same ranking as the TREC reference run, in rank_llm's Result shape.
     trec_order = [line.split()[2] for line in dl19_reference.decode().splitlines()]
     assert [c["docid"] for r in results for c in r["candidates"]] == trec_order
-    first = {
-        qid: {h.docid: h.score for h in bm25.hits[qid][:DL19_HITS]}
-        for qid in list(bm25.hits)[:DL19_QUERIES]
-    }
-    judged = {
-        q: j for q, j in read_qrels_file(DL19 / "qrels.txt").items() if q in first
-    }
-    expected = ir_measures.calc_aggregate([ir_measures.RR @ 10], judged, first)[
-        ir_measures.RR @ 10
-    ]
+    first = {qid: {h.docid: h.score for h in bm25.hits[qid][:DL19_HITS]} for qid in list(bm25.hits)[:DL19_QUERIES]}
+    judged = {q: j for q, j in read_qrels_file(DL19 / "qrels.txt").items() if q in first}
+    expected = ir_measures.calc_aggregate([ir_measures.RR @ 10], judged, first)[ir_measures.RR @ 10]
     assert table_value(stdout, "RR@10", 0) == pytest.approx(expected, abs=5e-5)
     assert f"{DL19_QUERIES} judged queries of {DL19_QUERIES}" in stdout
 
 
-def test_same_inputs_give_a_byte_identical_run(
-    dl19_args, dl19_reference, tmp_path, capsys
-):
+def test_same_inputs_give_a_byte_identical_run(dl19_args, dl19_reference, tmp_path, capsys):
     out = tmp_path / "again.txt"
     assert rerank(capsys, *dl19_args, "--output", str(out))[0] == 0
     assert out.read_bytes() == dl19_reference
     assert len(dl19_reference.splitlines()) == DL19_QUERIES * DL19_HITS
 
 
-def test_a_killed_run_resumes_to_the_same_bytes(
-    dl19_args, dl19_reference, tmp_path, capsys
-):
+def test_a_killed_run_resumes_to_the_same_bytes(dl19_args, dl19_reference, tmp_path, capsys):
     out = tmp_path / "killed.txt"
     journal = tmp_path / "killed.txt.journal"
     process = subprocess.Popen(
@@ -241,46 +219,33 @@ def broken_inputs(folder: Path) -> dict[str, str]:
     """Small variants of the DL19 files, each with one defect."""
     topics = (DL19 / "topics.tsv").read_text().splitlines()[:2]
     run = (DL19 / "run.bm25.txt").read_text().splitlines()
-    run = [
-        line for line in run if line.split()[0] in {t.split("\t")[0] for t in topics}
-    ][:200]
+    run = [line for line in run if line.split()[0] in {t.split("\t")[0] for t in topics}][:200]
     docids = {line.split()[2] for line in run}
-    corpus = [
-        line
-        for line in (DL19 / "corpus.jsonl").read_text().splitlines()
-        if json.loads(line)["id"] in docids
-    ]
+    corpus = [line for line in (DL19 / "corpus.jsonl").read_text().splitlines() if json.loads(line)["id"] in docids]
     files = {
         "topics": "\n".join(topics),
         "topics_one": topics[0],
-        "topics_extra": "\n".join([*topics, "999\tan extra query"]),
+        "topics_foreign": "999\tan extra query",
         "topics_empty": "\n".join([topics[0], topics[1].split("\t")[0] + "\t  "]),
         "run": "\n".join(run),
         "run_malformed": "\n".join([*run[:2], "264014 Q0 5611210 3 15.7806", *run[3:]]),
         "corpus": "\n".join(corpus),
-        "corpus_missing": "\n".join(
-            line for line in corpus if json.loads(line)["id"] != run[1].split()[2]
-        ),
+        "corpus_missing": "\n".join(line for line in corpus if json.loads(line)["id"] != run[1].split()[2]),
         "corpus_duplicate": "\n".join([*corpus, corpus[0]]),
         "qrels_bad": "264014 0 5611210 high",
     }
     names = {
-        key: folder
-        / f"{key}.{'jsonl' if key.startswith('corpus') else 'tsv' if key.startswith('topics') else 'txt'}"
+        key: folder / f"{key}.{'jsonl' if key.startswith('corpus') else 'tsv' if key.startswith('topics') else 'txt'}"
         for key in files
     }
     for key, text in files.items():
         names[key].write_text(text + "\n", encoding="utf-8")
     names["corpus_binary"] = folder / "corpus_binary.jsonl"
-    names["corpus_binary"].write_bytes(
-        b'{"id": "x", "contents": "\xff"}\n' + (files["corpus"] + "\n").encode()
-    )
+    names["corpus_binary"].write_bytes(b'{"id": "x", "contents": "\xff"}\n' + (files["corpus"] + "\n").encode())
     return {key: str(path) for key, path in names.items()}
 
 
-def route(
-    f: dict[str, str], topics: str = "topics", run: str = "run", corpus: str = "corpus"
-) -> list[str]:
+def route(f: dict[str, str], topics: str = "topics", run: str = "run", corpus: str = "corpus") -> list[str]:
     return ["--topics", f[topics], "--run", f[run], "--corpus", f[corpus]]
 
 
@@ -293,13 +258,9 @@ BAD_INPUTS = {
         lambda f: route(f, run="run_malformed"),
         "run_malformed.txt:3: expected 'qid Q0 docid rank score tag', got 5",
     ),
-    "run query not in topics": (
-        lambda f: route(f, topics="topics_one"),
-        "query '104861' of the run is not in the topics",
-    ),
-    "topic not in run": (
-        lambda f: route(f, topics="topics_extra"),
-        "1 queries of the topics have no hits in the run",
+    "topics and run share no query": (
+        lambda f: route(f, topics="topics_foreign"),
+        "has hits in the run",
     ),
     "docid not in corpus": (
         lambda f: route(f, corpus="corpus_missing"),
@@ -378,9 +339,7 @@ def test_flag_values_are_checked_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_code:
         main([*DL19_INPUTS, "--depth", "0", "--output", "unused"])
     assert exit_code.value.code == 2
-    assert (
-        "argument --depth: must be a positive integer, got 0" in capsys.readouterr().err
-    )
+    assert "argument --depth: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_offline_errors_suggest_what_to_do(tmp_path, capsys):
@@ -400,35 +359,21 @@ def test_offline_errors_suggest_what_to_do(tmp_path, capsys):
     )
     assert (
         "offline pass a file instead (--qrels FILE)"
-        in rerank(
-            capsys, *route(f), "--qrels", "dl19", "--output", str(tmp_path / "o")
-        )[2]
+        in rerank(capsys, *route(f), "--qrels", "dl19", "--output", str(tmp_path / "o"))[2]
     )
 
 
-def test_an_output_written_by_someone_else_or_other_settings_is_kept(
-    dl19_args, tmp_path, capsys
-):
+def test_an_output_written_by_someone_else_or_other_settings_is_kept(dl19_args, tmp_path, capsys):
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("not ours\n")
     code, _, stderr = rerank(capsys, *dl19_args, "--output", str(foreign))
-    assert (
-        code == 1 and "has no journal" in stderr and foreign.read_text() == "not ours\n"
-    )
+    assert code == 1 and "has no journal" in stderr and foreign.read_text() == "not ours\n"
 
     out = tmp_path / "ours.txt"
-    assert (
-        rerank(capsys, *dl19_args, "--max-queries", "1", "--output", str(out))[0] == 0
-    )
+    assert rerank(capsys, *dl19_args, "--max-queries", "1", "--output", str(out))[0] == 0
     before = out.read_bytes()
-    code, _, stderr = rerank(
-        capsys, *dl19_args, "--max-queries", "1", "--depth", "3", "--output", str(out)
-    )
-    assert (
-        code == 1
-        and "other settings (depth: 100 → 3)" in stderr
-        and out.read_bytes() == before
-    )
+    code, _, stderr = rerank(capsys, *dl19_args, "--max-queries", "1", "--depth", "3", "--output", str(out))
+    assert code == 1 and "other settings (depth: 100 → 3)" in stderr and out.read_bytes() == before
     code, _, _ = rerank(
         capsys,
         *dl19_args,

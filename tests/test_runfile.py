@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from headrank_ir.inputs import InputError
+from headrank_ir.pipeline.errors import InputError
+from headrank_ir.pipeline.runfile import RunWriter, format_jsonl, format_trec, read_results_jsonl
 from headrank_ir.records import Candidate, Query, Result
-from headrank_ir.runfile import RunWriter, format_jsonl, format_trec, read_results_jsonl
 
 HEADER = {"model": "m", "depth": 3}
 
@@ -28,9 +28,7 @@ RESULTS = [
 
 
 def test_trec_lines_are_pyserini_format_with_ties_by_docid():
-    assert format_trec(RESULTS[0], "tag") == (
-        "1 Q0 b 1 2.000000 tag\n1 Q0 a 2 0.500000 tag\n1 Q0 c 3 0.500000 tag\n"
-    )
+    assert format_trec(RESULTS[0], "tag") == ("1 Q0 b 1 2.000000 tag\n1 Q0 a 2 0.500000 tag\n1 Q0 c 3 0.500000 tag\n")
 
 
 def test_trec_rejects_whitespace_and_non_finite_scores():
@@ -60,9 +58,7 @@ def test_jsonl_is_rank_llm_result_shape_best_first(tmp_path):
 
 def test_bad_jsonl_result_names_the_line(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text(
-        format_jsonl(RESULTS[0]) + '{"query": {"text": "x"}}\n', encoding="utf-8"
-    )
+    path.write_text(format_jsonl(RESULTS[0]) + '{"query": {"text": "x"}}\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"r\.jsonl:2: not a rank_llm Result line"):
         read_results_jsonl(path)
 
@@ -90,9 +86,7 @@ def test_output_appears_only_when_complete(tmp_path):
         assert writer.partial.read_text().startswith("1 Q0 b 1")
         writer.finish()
     assert path.exists() and not writer.partial.exists()
-    journal = [
-        json.loads(line) for line in writer.journal_path.read_text().splitlines()
-    ]
+    journal = [json.loads(line) for line in writer.journal_path.read_text().splitlines()]
     assert journal[0]["header"] == {
         **HEADER,
         "output_format": "trec",
@@ -104,9 +98,7 @@ def test_output_appears_only_when_complete(tmp_path):
 
 @pytest.mark.parametrize("output_format", ["trec", "jsonl"])
 def test_resume_after_a_crash_mid_query_is_byte_identical(tmp_path, output_format):
-    uninterrupted = write_all(
-        tmp_path / "a" / "run", RESULTS, output_format=output_format
-    ).path.read_bytes()
+    uninterrupted = write_all(tmp_path / "a" / "run", RESULTS, output_format=output_format).path.read_bytes()
     path = tmp_path / "b" / "run"
     writer = RunWriter(path, HEADER, output_format=output_format)
     writer.write(RESULTS[0])
@@ -118,9 +110,7 @@ def test_resume_after_a_crash_mid_query_is_byte_identical(tmp_path, output_forma
         journal.write(b'{"end": 9')
     resumed = write_all(path, RESULTS, output_format=output_format)
     assert resumed.path.read_bytes() == uninterrupted
-    journal = [
-        json.loads(line) for line in resumed.journal_path.read_text().splitlines()
-    ]
+    journal = [json.loads(line) for line in resumed.journal_path.read_text().splitlines()]
     assert [entry.get("qid") for entry in journal[1:-1]] == ["1", "2", "3"]
 
 
@@ -150,9 +140,7 @@ def test_finished_run_with_same_header_has_nothing_to_do(tmp_path, reference):
 def test_other_settings_refuse_to_resume_and_name_the_difference(tmp_path):
     path = tmp_path / "run.txt"
     write_all(path, RESULTS[:1])
-    with pytest.raises(
-        InputError, match=r"other settings \(depth: 3 → 5\).*--no-resume"
-    ):
+    with pytest.raises(InputError, match=r"other settings \(depth: 3 → 5\).*--no-resume"):
         RunWriter(path, {**HEADER, "depth": 5})
 
 

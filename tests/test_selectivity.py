@@ -1,7 +1,7 @@
 import math
 
-from headrank_ir.profile import PromptSettings
-from headrank_ir.selectivity import middle_zone, relevance_kind, selectivity
+from headrank_ir.bench.selectivity import middle_zone, relevance_kind, selectivity
+from headrank_ir.engine.profile import PromptSettings
 
 FIRST = [f"d{i}" for i in range(8)]  # first-stage order
 
@@ -19,8 +19,13 @@ def test_shares_count_middle_passages_reaching_the_top_quartile():
     result = selectivity({"q": FIRST}, reranked, qrels, PromptSettings(passage_order="forward"))
     assert (result.relevant, result.irrelevant) == (0.5, 0.5)  # d3 of {d2, d3}; d4 of {d4, d5}
     assert (result.relevant_count, result.irrelevant_count) == (2, 2) and result.gap == 0.0
-    binary = selectivity({"q": FIRST}, {"q": ["d2", "d3", *FIRST[4:], "d0", "d1"]}, qrels,
-                         PromptSettings(passage_order="forward"), relevant_grade=1)
+    binary = selectivity(
+        {"q": FIRST},
+        {"q": ["d2", "d3", *FIRST[4:], "d0", "d1"]},
+        qrels,
+        PromptSettings(passage_order="forward"),
+        relevant_grade=1,
+    )
     assert (binary.relevant, binary.irrelevant, binary.gap) == (1.0, 0.0, 1.0)
 
 

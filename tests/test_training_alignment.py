@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from headrank_ir.profile import HeadProfile, PromptSettings
-from headrank_ir.reranker import HeadRanker
-from headrank_ir.training import alignment
-from headrank_ir.training.alignment import AlignConfig, align
-from headrank_ir.training.examples import TrainingQuery
-from headrank_ir.training.objective import Regularizer, objective
-from headrank_ir.training.pairs import Pair
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.train import alignment
+from headrank_ir.train.alignment import AlignConfig, align
+from headrank_ir.train.examples import TrainingQuery
+from headrank_ir.train.objective import Regularizer, objective
+from headrank_ir.train.pairs import Pair
 
 PASSAGES = (
     "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",

@@ -7,17 +7,17 @@ import json
 import pytest
 import torch
 
-from headrank_ir import train
-from headrank_ir.adapter import (
+from headrank_ir.engine.adapter import (
     AdapterSpec,
     add_lora,
     apply_adapter,
     load_adapter,
     load_lora_state,
 )
-from headrank_ir.models import load_model
-from headrank_ir.profile import HeadProfile
-from headrank_ir.reranker import HeadRanker
+from headrank_ir.engine.models import load_model
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.train import cli as train
 
 TEXTS = {
     "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",

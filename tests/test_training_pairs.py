@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headrank_ir.training.pairs import adjacent_pairs, choose_pairs
+from headrank_ir.train.pairs import adjacent_pairs, choose_pairs
 
 GRADES = [3, 2, 0, None, 1, 2, 0, 3]
 

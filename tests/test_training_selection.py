@@ -6,15 +6,15 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from headrank_ir.profile import HeadProfile
-from headrank_ir.reranker import HeadRanker
-from headrank_ir.training.examples import (
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.train.examples import (
     HeadFeatures,
     TrainingQuery,
     attention_entropy,
     collect_features,
 )
-from headrank_ir.training.selection import head_ndcg, head_quality, select_heads
+from headrank_ir.train.selection import head_ndcg, head_quality, select_heads
 
 QUERIES = [
     TrainingQuery(

@@ -58,15 +58,19 @@ def load(args):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
 
-    from headrank_ir.models import load_model, resolve_model_folder
+    from headrank_ir.engine.models import load_model, resolve_model_folder
 
     dtype = getattr(torch, args.dtype)
     attn = "eager" if args.child == "naive" else "sdpa"
     if args.config:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or resolve_model_folder("smollm2-135m"))
         config = Qwen3Config(
-            **QWEN3_SHAPES[args.config], num_key_value_heads=8, head_dim=128, vocab_size=151936,
-            max_position_embeddings=40960, tie_word_embeddings=True,
+            **QWEN3_SHAPES[args.config],
+            num_key_value_heads=8,
+            head_dim=128,
+            vocab_size=151936,
+            max_position_embeddings=40960,
+            tie_word_embeddings=True,
         )
         config._attn_implementation = attn
         with torch.device(args.device):  # initialise in place: billions of random weights
@@ -78,7 +82,8 @@ def load(args):
 
 
 def first_query(data: Path, count: int):
-    from headrank_ir.inputs import read_topics_file, read_trec_run, requests_from_run
+    from headrank_ir.pipeline.firststage import requests_from_run
+    from headrank_ir.pipeline.readers import read_topics_file, read_trec_run
 
     run = read_trec_run(data / "run.bm25.txt")
     qid = next(q for q in sorted(run.hits) if len(run.hits[q]) >= count)
@@ -91,8 +96,8 @@ def naive_scores(model, tokenizer, profile, query, passages):
     """The route the engine replaces: full-depth eager maps, real and N/A prompts each whole."""
     import torch
 
-    from headrank_ir.prompt import build_layout
-    from headrank_ir.reranker import passage_mass
+    from headrank_ir.engine.prompt import build_layout
+    from headrank_ir.engine.ranker import passage_mass
 
     masses = []
     for text in (query, profile.prompt.calibration_query):
@@ -141,9 +146,9 @@ def peak_mb(device: str) -> float:
 def run_child(args) -> dict:
     import torch
 
-    from headrank_ir.profile import HeadProfile, PromptSettings
-    from headrank_ir.prompt import build_layout
-    from headrank_ir.reranker import HeadRanker
+    from headrank_ir.engine.profile import HeadProfile, PromptSettings
+    from headrank_ir.engine.prompt import build_layout
+    from headrank_ir.engine.ranker import HeadRanker
 
     torch.set_grad_enabled(False)
     model, tokenizer = load(args)
@@ -151,7 +156,8 @@ def run_child(args) -> dict:
     query, passages = first_query(Path(args.data), count)
     heads = model.config.num_attention_heads
     profile = HeadProfile(
-        args.model, tuple((l, h, 1.0) for l in range(args.layers) for h in range(heads)),
+        args.model,
+        tuple((l, h, 1.0) for l in range(args.layers) for h in range(heads)),
         PromptSettings(max_context_tokens=10**6),  # one window: the point is one forward
     )
     tokens = len(build_layout(tokenizer, query, passages, profile.prompt).input_ids)
@@ -215,7 +221,7 @@ def default_layers(args) -> int:
     else:
         from transformers import AutoConfig
 
-        from headrank_ir.models import resolve_model_folder
+        from headrank_ir.engine.models import resolve_model_folder
 
         total = AutoConfig.from_pretrained(resolve_model_folder(args.model)).num_hidden_layers
     return max(1, round(total * 4 / 5))

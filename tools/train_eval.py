@@ -32,14 +32,16 @@ from pathlib import Path
 
 import torch
 
-from headrank_ir.evaluate import evaluate
-from headrank_ir.inputs import read_qrels, read_topics, read_trec_run, requests_from_run
-from headrank_ir.models import cache_dir, load_model
-from headrank_ir.profile import HeadProfile, PromptSettings
-from headrank_ir.selectivity import selectivity
-from headrank_ir.train import add_training_args, config_from_args
-from headrank_ir.training.examples import HeadFeatures, TrainingQuery, judged_queries
-from headrank_ir.training.pipeline import TrainingConfig, all_head_features, train
+from headrank_ir.bench.selectivity import selectivity
+from headrank_ir.engine.models import cache_dir, load_model
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.pipeline.firststage import requests_from_run
+from headrank_ir.pipeline.metrics import evaluate
+from headrank_ir.pipeline.names import read_qrels, read_topics
+from headrank_ir.pipeline.readers import read_trec_run
+from headrank_ir.train.cli import add_training_args, config_from_args
+from headrank_ir.train.examples import HeadFeatures, TrainingQuery, judged_queries
+from headrank_ir.train.recipe import TrainingConfig, all_head_features, train
 
 logger = logging.getLogger("train_eval")
 
@@ -168,7 +170,7 @@ def feature_scorer(dataset: Dataset, profile: HeadProfile) -> Scorer:
 
 
 def model_scorer(args: argparse.Namespace, profile_path: Path) -> Scorer:
-    from headrank_ir.reranker import HeadRanker
+    from headrank_ir.engine.ranker import HeadRanker
 
     ranker = HeadRanker.from_pretrained(args.model, profile=str(profile_path))
     return lambda query: ranker.score(query.text, list(query.passages))

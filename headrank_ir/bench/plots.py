@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .selectivity import relevance_kind
+from headrank_ir.bench.selectivity import relevance_kind
 
 MIDDLE_COLOUR = "#eeeeee"
 
@@ -23,7 +23,7 @@ def _pyplot():
 
 def _method_index(method: str) -> int | None:
     """The method's place in the bench registry: the same colour and marker in every panel."""
-    from .benchmark.methods import METHODS
+    from headrank_ir.bench.methods import METHODS
 
     return list(METHODS).index(method) if method in METHODS else None
 
@@ -110,7 +110,7 @@ def position_profile(
     record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int, unjudged_irrelevant: bool = False
 ):
     """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs
-    irrelevant (as :func:`headrank_ir.selectivity.relevance_kind` sorts them)."""
+    irrelevant (as :func:`headrank_ir.bench.selectivity.relevance_kind` sorts them)."""
     depth = max(len(q["positions"]) for q in record["scores"].values())
     groups: dict[str, list[list[float]]] = {
         "relevant": [[] for _ in range(depth)],

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence
 
-from .profile import PromptSettings
-from .prompt import display_order
+from headrank_ir.engine.profile import PromptSettings
+from headrank_ir.engine.prompt import display_order
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .pairs import Pair
+from headrank_ir.train.pairs import Pair
 
 EPS = 1e-6
 

@@ -1,9 +1,10 @@
-"""Training a HeadRank profile on a few hundred judged queries.
+"""Training a HeadRank profile on a few hundred judged queries (``python -m headrank_ir.train``).
 
 - ``examples``: judged queries with their first-stage candidates; every head's attention on them.
 - ``selection``: head quality (nDCG of each head's ranking) penalised by attention entropy; top k.
 - ``pairs``: adjacent-level preference pairs (3>2, 2>1, 1>0), hard and middle-of-context first.
 - ``objective``: pairwise Bradley–Terry loss on attention scores plus the distribution regulariser.
 - ``alignment``: optimises head weights and LoRA on q/k projections; checkpoints and resumes.
-- ``pipeline``: the three stages end to end, writing a profile and its adapter.
+- ``recipe``: the three stages end to end, writing a profile and its adapter.
+- ``cli``: the command.
 """

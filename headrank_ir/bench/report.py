@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
-from ..significance import compare
+from headrank_ir.bench.significance import compare
 
 COLUMNS = [
     "method",

@@ -10,7 +10,7 @@ import bisect
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
-from .profile import PromptSettings
+from headrank_ir.engine.profile import PromptSettings
 
 INTRO = "Here are some passages:\n\n"
 INSTRUCTION = "\nPlease find information that is relevant to the following query in the passages above.\n\nQuery: "

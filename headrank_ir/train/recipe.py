@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..profile import HeadProfile, PromptSettings
-from ..records import Request
-from .alignment import AlignConfig, Aligned, align
-from .examples import (
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.records import Request
+from headrank_ir.train.alignment import AlignConfig, Aligned, align
+from headrank_ir.train.examples import (
     HeadFeatures,
     Qrels,
     TrainingQuery,
     collect_features,
     training_queries,
 )
-from .selection import DEFAULT_ENTROPY_WEIGHT, HeadQuality, head_quality, select_heads
+from headrank_ir.train.selection import DEFAULT_ENTROPY_WEIGHT, HeadQuality, head_quality, select_heads
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def train(
     ``features`` (all heads, same queries, depth and prompt) skips the feature pass; the
     evaluation tool shares one pass between training and testing.
     """
-    from ..models import load_model
+    from headrank_ir.engine.models import load_model
 
     output = Path(output)
     queries = training_queries(requests, qrels, config.train_depth)
@@ -116,7 +116,7 @@ def all_head_features(
     progress: bool = True,
 ) -> HeadFeatures:
     """Every head's scores and entropy on ``queries``: one forward each, ``max_depth`` layers deep."""
-    from ..reranker import HeadRanker
+    from headrank_ir.engine.ranker import HeadRanker
 
     config = model.config.get_text_config()
     layers = min(config.num_hidden_layers, max_depth or config.num_hidden_layers)
@@ -166,7 +166,7 @@ def finish(
     output: Path,
 ) -> HeadProfile:
     """Write the adapter and the profile (with how it was made in ``meta``); drop the checkpoint."""
-    from ..adapter import save_adapter
+    from headrank_ir.engine.adapter import save_adapter
 
     if aligned is not None:
         save_adapter(aligned.adapter, aligned.spec, output / ADAPTER_FILE)

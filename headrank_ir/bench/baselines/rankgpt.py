@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..prompt import normalise, truncate_passages
+from headrank_ir.engine.prompt import normalise, truncate_passages
 
 logger = logging.getLogger(__name__)
 

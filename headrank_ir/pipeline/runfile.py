@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .inputs import InputError, iter_lines
-from .records import Candidate, Query, Result
+from headrank_ir.pipeline.errors import InputError
+from headrank_ir.pipeline.readers import iter_lines
+from headrank_ir.records import Candidate, Query, Result, best_first
 
 if TYPE_CHECKING:
     from typing import Self
@@ -35,21 +35,9 @@ FORMATS = ("trec", "jsonl")
 JOURNAL_VERSION = "headrank_ir.journal/1"
 
 
-def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Best first; ties broken by docid so that equal scores always come out in the same order."""
-    for candidate in candidates:
-        if not math.isfinite(candidate.score):
-            raise ValueError(
-                f"candidate {candidate.docid!r} has a non-finite score {candidate.score!r}"
-            )
-    return sorted(candidates, key=lambda c: (-c.score, str(c.docid)))
-
-
 def _no_whitespace(value: str, what: str) -> str:
     if not value or any(ch.isspace() for ch in value):
-        raise ValueError(
-            f"{what} {value!r} cannot be written to a TREC run: it is empty or has whitespace"
-        )
+        raise ValueError(f"{what} {value!r} cannot be written to a TREC run: it is empty or has whitespace")
     return value
 
 
@@ -58,7 +46,7 @@ def format_trec(result: Result, tag: str) -> str:
     qid = _no_whitespace(str(result.query.qid), "query id")
     return "".join(
         f"{qid} Q0 {_no_whitespace(str(c.docid), 'docid')} {rank} {c.score:.6f} {tag}\n"
-        for rank, c in enumerate(ranked(result.candidates), start=1)
+        for rank, c in enumerate(best_first(result.candidates), start=1)
     )
 
 
@@ -66,10 +54,7 @@ def format_jsonl(result: Result) -> str:
     """One line in rank_llm's ``Result`` shape: ``{"query": {...}, "candidates": [...]}``."""
     record = {
         "query": {"text": result.query.text, "qid": result.query.qid},
-        "candidates": [
-            {"docid": c.docid, "score": c.score, "doc": c.doc}
-            for c in ranked(result.candidates)
-        ],
+        "candidates": [{"docid": c.docid, "score": c.score, "doc": c.doc} for c in best_first(result.candidates)],
     }
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -83,10 +68,7 @@ def read_results_jsonl(path: os.PathLike | str) -> list[Result]:
         try:
             record = json.loads(line)
             query = Query(record["query"]["text"], str(record["query"]["qid"]))
-            candidates = [
-                Candidate(str(c["docid"]), float(c["score"]), c.get("doc", {}))
-                for c in record["candidates"]
-            ]
+            candidates = [Candidate(str(c["docid"]), float(c["score"]), c.get("doc", {})) for c in record["candidates"]]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise InputError(
                 f"not a rank_llm Result line ({type(error).__name__}: {error})",
@@ -112,9 +94,7 @@ def _append_synced(handle: IO[bytes], data: bytes) -> None:
 
 
 def _json_line(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode(
-        "utf-8"
-    )
+    return (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 @dataclass
@@ -139,9 +119,7 @@ def _read_journal(path: Path) -> _Journal | None:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            raise InputError(
-                "run journal is corrupt; pass --no-resume to start over", path
-            ) from None
+            raise InputError("run journal is corrupt; pass --no-resume to start over", path) from None
         if journal is None:
             if entry.get("journal") != JOURNAL_VERSION:
                 raise InputError(
@@ -180,21 +158,15 @@ class RunWriter:
         resume: bool = True,
     ):
         if output_format not in FORMATS:
-            raise ValueError(
-                f"output format {output_format!r} is not one of {', '.join(FORMATS)}"
-            )
+            raise ValueError(f"output format {output_format!r} is not one of {', '.join(FORMATS)}")
         _no_whitespace(run_tag, "run tag")
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.journal_path = self.path.with_name(self.path.name + ".journal")
         # Round-tripped through JSON so that it compares equal to the copy read from the journal.
-        self.header = json.loads(
-            json.dumps({**header, "output_format": output_format, "run_tag": run_tag})
-        )
+        self.header = json.loads(json.dumps({**header, "output_format": output_format, "run_tag": run_tag}))
         self._format: Callable[[Result], str] = (
-            (lambda r: format_trec(r, run_tag))
-            if output_format == "trec"
-            else format_jsonl
+            (lambda r: format_trec(r, run_tag)) if output_format == "trec" else format_jsonl
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         journal = _read_journal(self.journal_path) if resume else None
@@ -241,9 +213,7 @@ class RunWriter:
                 f"{self.partial} is missing or shorter than its journal says; pass --no-resume to start over"
             )
         if journal.done:
-            logger.info(
-                "resuming %s after %d finished queries", self.path, len(journal.done)
-            )
+            logger.info("resuming %s after %d finished queries", self.path, len(journal.done))
         # Cut back to what the journal committed: drops a query half-written at a crash.
         os.truncate(self.partial, journal.end)
         os.truncate(self.journal_path, journal.valid_bytes)
@@ -256,9 +226,7 @@ class RunWriter:
             os.replace(self.partial, self.path)
             _fsync_dir(self.path.parent)
         if not self.path.exists():
-            raise InputError(
-                f"{self.journal_path} says the run is complete but {self.path} is gone; pass --no-resume"
-            )
+            raise InputError(f"{self.journal_path} says the run is complete but {self.path} is gone; pass --no-resume")
 
     def is_done(self, qid: str) -> bool:
         return str(qid) in self.done
@@ -283,9 +251,7 @@ class RunWriter:
                 raise ValueError(f"{self.path} is closed")
             _append_synced(
                 self._journal,
-                _json_line(
-                    {"complete": True, "queries": len(self.done), "bytes": self._end}
-                ),
+                _json_line({"complete": True, "queries": len(self.done), "bytes": self._end}),
             )
             self.complete = True
             self.close()

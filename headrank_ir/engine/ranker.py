@@ -10,14 +10,26 @@ tokens, minus the same with the content-free query; the profile's weights combin
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .attention import RowRecorder, TruncatedModel, rewind
-from .profile import HeadProfile
-from .prompt import PromptLayout, build_layout, build_layouts, normalise, truncate_passages
-from .records import Candidate, RankedPassage, Request, Result
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.prompt import PromptLayout, build_layout, build_layouts, normalise, truncate_passages
+from headrank_ir.records import (
+    Candidate,
+    DocId,
+    Document,
+    RankedResults,
+    Request,
+    Result,
+    ScoredDocument,
+    as_request,
+    best_first,
+    tie_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +38,8 @@ class HeadRanker:
     """Rerank passages with the attention of a profile's heads, in one truncated forward.
 
     >>> ranker = HeadRanker.from_pretrained("smollm2-135m")
-    >>> ranked = ranker.rerank("what is a lobster roll", ["passage one ...", "passage two ..."])
-    >>> ranked[0].index, ranked[0].score
+    >>> ranked = ranker.rank("what is a lobster roll", ["passage one ...", "passage two ..."])
+    >>> ranked[0].doc_id, ranked[0].score
     """
 
     def __init__(self, model, tokenizer, profile: Optional[HeadProfile] = None, name: str = ""):
@@ -36,7 +48,7 @@ class HeadRanker:
         self.profile = profile or HeadProfile.icr(self.name, config.num_hidden_layers, config.num_attention_heads)
         check_profile(self.profile, config.num_hidden_layers, config.num_attention_heads)
         if self.profile.adapter:
-            from .adapter import apply_adapter
+            from headrank_ir.engine.adapter import apply_adapter
 
             apply_adapter(model, self.profile.adapter)
         self.model = model
@@ -50,7 +62,7 @@ class HeadRanker:
     @classmethod
     def from_pretrained(cls, model: str = "smollm2-135m", profile: Union[None, str, HeadProfile] = None):
         """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object)."""
-        from .models import load_model
+        from headrank_ir.engine.models import load_model
 
         if isinstance(profile, str):
             profile = HeadProfile.load(profile)
@@ -96,9 +108,7 @@ class HeadRanker:
         rows = torch.cat([recorder.rows[layer] for layer in self._heads])  # (heads, T)
         return passage_mass(rows, layout.passage_spans)
 
-    def windowed_head_scores(
-        self, query: str, passages: Sequence[str]
-    ) -> Tuple[List[List[int]], List[torch.Tensor]]:
+    def windowed_head_scores(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[torch.Tensor]]:
         """The passages split into windows that fit (``plan_windows``), and each window's
         ``head_scores``; what ``score`` merges, kept apart for callers that want every head."""
         texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
@@ -118,37 +128,92 @@ class HeadRanker:
         """Weighted sum over the profile's heads: ``(heads, passages)`` → ``(passages,)``."""
         return self._weights.to(head_scores.device) @ head_scores
 
-    # -- public ranking API --------------------------------------------------------------------
+    def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
+        """``score`` for several queries, each with its own passages: what the verbs below call."""
+        return [self.score(query, passages) for query, passages in zip(queries, passage_lists)]
 
-    def rerank(
-        self, query: str, passages: Sequence[str], docids: Optional[Sequence[str]] = None
-    ) -> List[RankedPassage]:
-        """Rank ``passages`` for ``query``; ties keep input order. An empty list gives ``[]``."""
-        check_inputs(query, passages, docids)
-        if not passages:
-            return []
-        scores = self.score(query, passages)
-        order = sorted(range(len(passages)), key=lambda i: (-scores[i], i))
-        return [
-            RankedPassage(rank, i, scores[i], passages[i], docids[i] if docids is not None else None)
-            for rank, i in enumerate(order, start=1)
-        ]
+    # -- public verbs: rerankers' ``rank`` and rank_llm's coordinator surface ----------------------
 
-    def rerank_request(self, request: Request) -> Result:
-        """rank_llm's shape: candidates come back reordered, each with its HeadRank score."""
-        candidates = list(request.candidates)
-        ranked = self.rerank(request.query.text, [c.text for c in candidates])
-        reordered = [Candidate(candidates[p.index].docid, p.score, candidates[p.index].doc) for p in ranked]
-        return Result(request.query, reordered)
+    def rank(self, query: str, docs: Sequence[str], doc_ids: Optional[Sequence[DocId]] = None) -> RankedResults:
+        """rerankers' verb: ``docs`` ranked for ``query``, best first (ties by doc id).
 
-    def rerank_batch(self, requests: Sequence[Request]) -> List[Result]:
-        return [self.rerank_request(r) for r in requests]
+        Without ``doc_ids`` a document's id is its position in ``docs``. An empty list gives no results.
+        """
+        check_inputs(query, docs, doc_ids)
+        ids = list(range(len(docs))) if doc_ids is None else list(doc_ids)
+        scores = self.score(query, docs) if docs else []
+        order = sorted(range(len(docs)), key=lambda i: (-scores[i], tie_key(ids[i])))
+        results = [ScoredDocument(Document(docs[i], ids[i]), scores[i], rank) for rank, i in enumerate(order, start=1)]
+        return RankedResults(results, query)
+
+    def rerank_batch(
+        self,
+        requests: Sequence[Any],
+        rank_start: int = 0,
+        rank_end: int = 100,
+        shuffle_candidates: bool = False,
+        logging: bool = False,
+        **kwargs: Any,
+    ) -> List[Result]:
+        """rank_llm's verb: in each request, the candidates from ``rank_start`` to ``rank_end``
+        are reranked; those before keep their places above, those after theirs below.
+
+        The reranked candidates carry their HeadRank scores; those above are rescored just above
+        the best of them and those below just under the worst, counting by one in their given
+        order, so that sorting by score (as run files do) keeps the order. ``requests`` may be
+        rank_llm's own ``Request`` objects. ``logging`` and rank_llm's other keyword arguments
+        change nothing here (there is no prompt to log and no window to slide).
+        """
+        if shuffle_candidates:
+            raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
+        if not 0 <= rank_start < rank_end:
+            raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
+        ours = [as_request(r) for r in requests]
+        for request in ours:
+            check_inputs(request.query.text, [c.text for c in request.candidates], None, what="candidate")
+        todo = [r for r in ours if r.candidates[rank_start:rank_end]]
+        scores = self.score_batch(
+            [r.query.text for r in todo], [[c.text for c in r.candidates[rank_start:rank_end]] for r in todo]
+        )
+        by_request = {id(r): s for r, s in zip(todo, scores)}
+        return [place(r, by_request.get(id(r), []), rank_start, rank_end) for r in ours]
+
+    def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
+        """rank_llm's verb for one request: :meth:`rerank_batch` of one."""
+        return self.rerank_batch([request], rank_start, rank_end, **kwargs)[0]
+
+    def get_name(self) -> str:
+        return f"headrank_{Path(self.name.rstrip('/')).name}"
+
+    def get_output_filename(
+        self, top_k_candidates: int, dataset_name: Optional[str], shuffle_candidates: bool = False, **kwargs: Any
+    ) -> str:
+        """rank_llm's run file name: model, profile, depth and dataset; no timestamp, so a rerun
+        with the same settings names the same file."""
+        parts = [self.get_name(), self.profile.label(), f"top{top_k_candidates}"]
+        return "_".join(parts + ([dataset_name] if dataset_name else []))
 
     def _check_fits(self, layout: PromptLayout) -> None:
         if len(layout.input_ids) > self.context_tokens:
             raise ValueError(
                 f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
             )
+
+
+def place(request: Request, scores: Sequence[float], rank_start: int, rank_end: int) -> Result:
+    """The request's candidates with ``rank_start:rank_end`` reordered by ``scores`` (see
+    ``HeadRanker.rerank_batch`` for how the others are rescored)."""
+    before, window, after = (
+        request.candidates[:rank_start],
+        request.candidates[rank_start:rank_end],
+        request.candidates[rank_end:],
+    )
+    reranked = best_first([Candidate(c.docid, s, c.doc) for c, s in zip(window, scores)])
+    top = max(scores, default=0.0)
+    bottom = min(scores, default=0.0)
+    above = [Candidate(c.docid, top + len(before) - i, c.doc) for i, c in enumerate(before)]
+    below = [Candidate(c.docid, bottom - 1 - i, c.doc) for i, c in enumerate(after)]
+    return Result(request.query, above + reranked + below)
 
 
 def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
@@ -219,20 +284,24 @@ def merge_windows(windows: List[List[int]], scores: List[List[float]], count: in
 # -- input checks --------------------------------------------------------------------------------
 
 
-def check_inputs(query, passages, docids) -> None:
+def check_inputs(query, passages, doc_ids, what: str = "passage") -> None:
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
     if not normalise(query):
         raise ValueError("query is empty")
     if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
-        raise TypeError(f"passages must be a list of str, got {type(passages).__name__}")
+        raise TypeError(f"{what}s must be a list of str, got {type(passages).__name__}")
     for i, passage in enumerate(passages):
         if not isinstance(passage, str):
-            raise TypeError(f"passage {i} must be a str, got {type(passage).__name__}")
+            raise TypeError(f"{what} {i} must be a str, got {type(passage).__name__}")
         if not normalise(passage):
-            raise ValueError(f"passage {i} is empty or whitespace only")
-    if docids is not None and len(docids) != len(passages):
-        raise ValueError(f"{len(docids)} docids for {len(passages)} passages")
+            raise ValueError(f"{what} {i} is empty or whitespace only")
+    if doc_ids is None:
+        return
+    if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Sequence):
+        raise TypeError(f"doc_ids must be a list of str or int, got {type(doc_ids).__name__}")
+    if len(doc_ids) != len(passages):
+        raise ValueError(f"{len(doc_ids)} doc_ids for {len(passages)} {what}s")
 
 
 def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..records import Request
+from headrank_ir.records import Request
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ..adapter import AdapterSpec, add_lora, load_lora_state, lora_state
-from ..profile import HeadProfile
-from ..selectivity import middle_zone
-from .examples import TrainingQuery
-from .objective import Regularizer, objective, standardise
-from .pairs import adjacent_pairs, choose_pairs
+from headrank_ir.bench.selectivity import middle_zone
+from headrank_ir.engine.adapter import AdapterSpec, add_lora, load_lora_state, lora_state
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.train.examples import TrainingQuery
+from headrank_ir.train.objective import Regularizer, objective, standardise
+from headrank_ir.train.pairs import adjacent_pairs, choose_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Trainer:
     """The state of one alignment run: adapter, head weights, optimiser, steps taken."""
 
     def __init__(self, model, tokenizer, profile, queries, references, config: AlignConfig):
-        from ..reranker import HeadRanker
+        from headrank_ir.engine.ranker import HeadRanker
 
         self.queries = [q for q in queries if adjacent_pairs(q.grades)]
         if not self.queries:

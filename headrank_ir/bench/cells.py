@@ -18,13 +18,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..inputs import read_trec_run
-from ..records import Candidate, Result
-from ..runfile import format_trec
-from ..selectivity import selectivity
-from .datasets import Collection, Dataset, Loaded, load
-from .methods import TRAIN_SET, Context, Ranking, Skip, get_method, reorder_top
-from .store import CellKey, read_json, write_atomic, write_json
+from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load
+from headrank_ir.bench.methods import TRAIN_SET, Context, Ranking, Skip, get_method, reorder_top
+from headrank_ir.bench.selectivity import selectivity
+from headrank_ir.bench.store import CellKey, read_json, write_atomic, write_json
+from headrank_ir.pipeline.readers import read_trec_run
+from headrank_ir.pipeline.runfile import format_trec
+from headrank_ir.records import Candidate, Result
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import plots
-from .benchmark import report
-from .benchmark.cells import Cell, is_finished, run_cell, run_isolated, run_selectivity
-from .benchmark.datasets import DATASETS, default_data_root, first_stage_run, get_dataset, prepare
-from .benchmark.methods import METHODS, TRAIN_SET, get_method
-from .benchmark.store import CellKey, model_label, read_json
-from .models import DEFAULT_MODEL, cache_dir
+from headrank_ir.bench import plots, report
+from headrank_ir.bench.cells import Cell, is_finished, run_cell, run_isolated, run_selectivity
+from headrank_ir.bench.datasets import DATASETS, default_data_root, first_stage_run, get_dataset, prepare
+from headrank_ir.bench.methods import METHODS, TRAIN_SET, get_method
+from headrank_ir.bench.store import CellKey, model_label, read_json
+from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
 
 logger = logging.getLogger("headrank_ir.bench")
 
@@ -187,7 +186,7 @@ def _run_cells(args, datasets, limits, bench_dir: Path, data: Path, cache: Path)
 
 def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None]) -> None:
     """Table and plots from every finished cell of this model, depth and query counts."""
-    from .inputs import read_qrels_file, read_trec_run
+    from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
     keys = [CellKey(args.model, d, m, args.depth, limits[d]) for d in DATASETS for m in METHODS]
     records = report.order_records(

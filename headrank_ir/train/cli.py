@@ -14,18 +14,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli import run_command
-from .inputs import (
-    add_first_stage_args,
-    read_qrels,
-    requests_from_args,
-)
-from .models import DEFAULT_MODEL
-from .profile import PromptSettings
-from .training.alignment import AlignConfig
-from .training.objective import Regularizer
-from .training.pipeline import SELECTIONS, TrainingConfig, train
-from .training.selection import DEFAULT_ENTROPY_WEIGHT
+from headrank_ir.cli import add_first_stage_args, requests_from_args, run_command
+from headrank_ir.engine.models import DEFAULT_MODEL
+from headrank_ir.engine.profile import PromptSettings
+from headrank_ir.pipeline.names import read_qrels
+from headrank_ir.train.alignment import AlignConfig
+from headrank_ir.train.objective import Regularizer
+from headrank_ir.train.recipe import SELECTIONS, TrainingConfig, train
+from headrank_ir.train.selection import DEFAULT_ENTROPY_WEIGHT
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .examples import HeadFeatures, TrainingQuery
+from headrank_ir.train.examples import HeadFeatures, TrainingQuery
 
 SELECTION_METHODS = ("entropy", "ndcg")
 DEFAULT_ENTROPY_WEIGHT = 0.1

@@ -16,16 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..inputs import (
-    InputError,
-    Topics,
-    read_qrels_file,
-    read_topics_file,
-    read_trec_run,
-    requests_from_run,
-)
-from ..records import Request
-from .store import write_atomic
+from headrank_ir.bench.store import write_atomic
+from headrank_ir.pipeline.errors import InputError
+from headrank_ir.pipeline.firststage import requests_from_run
+from headrank_ir.pipeline.readers import Topics, read_qrels_file, read_topics_file, read_trec_run
+from headrank_ir.records import Request
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +109,10 @@ def _in_child(target, *args) -> None:
 def _search_bm25(folder: Path, index: Path, run: Path) -> None:
     """Child process: index the corpus if needed, then write the BM25 top-100 of every topic."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from ..firststage import open_searcher
-    from ..java import ensure_java
-    from ..records import Candidate, Query, Result
-    from ..runfile import format_trec
+    from headrank_ir.pipeline.firststage import open_searcher
+    from headrank_ir.pipeline.jvm import ensure_java
+    from headrank_ir.pipeline.runfile import format_trec
+    from headrank_ir.records import Candidate, Query, Result
 
     ensure_java()
     if not index.exists():

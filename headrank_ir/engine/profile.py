@@ -54,6 +54,10 @@ class HeadProfile:
         """Layers to run: up to and including the deepest selected layer."""
         return max(layer for layer, _, _ in self.heads) + 1
 
+    def label(self) -> str:
+        """A short name for file names: how it was made, head count and depth (``icr-270h-d30``)."""
+        return f"{self.meta.get('method', 'profile')}-{len(self.heads)}h-d{self.depth}"
+
     @classmethod
     def icr(cls, model: str, num_layers: int, num_heads: int, **prompt) -> HeadProfile:
         weight = 1.0 / (num_layers * num_heads)

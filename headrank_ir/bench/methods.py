@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..profile import HeadProfile
-from ..records import Request
-from .datasets import HITS, Collection
+from headrank_ir.bench.datasets import HITS, Collection
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.records import Request
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ class AttentionMethod:
         ranker.truncated.forward = self.forwards
 
     def rank(self, request: Request) -> Ranking:
-        from ..prompt import display_order
-        from ..reranker import merge_windows
+        from headrank_ir.engine.prompt import display_order
+        from headrank_ir.engine.ranker import merge_windows
 
         passages = [c.text for c in request.candidates[: self.depth]]
         before = self.forwards.calls
@@ -130,13 +130,13 @@ class AttentionMethod:
 
 
 def _load_lm(ctx: Context):
-    from ..models import load_model
+    from headrank_ir.engine.models import load_model
 
     return load_model(ctx.model)
 
 
 def _attention(ctx: Context, profile: HeadProfile | None, about: str) -> AttentionMethod:
-    from ..reranker import HeadRanker
+    from headrank_ir.engine.ranker import HeadRanker
 
     model, tokenizer = _load_lm(ctx)
     return AttentionMethod(HeadRanker(model, tokenizer, profile, name=ctx.model), ctx.depth, about)
@@ -152,7 +152,7 @@ PROFILE_SLUGS = {"qrhead": "ndcg", "headrank-select": "entropy", "headrank": "he
 
 
 def profile_path(ctx: Context, method: str) -> Path:
-    from .store import model_label
+    from headrank_ir.bench.store import model_label
 
     folder = f"{model_label(ctx.model)}.{TRAIN_SET[ctx.dataset]}.{PROFILE_SLUGS[method]}"
     return ctx.profiles / folder / "profile.json"
@@ -220,7 +220,7 @@ class ListwiseMethod:
 
 
 def build_rankgpt(ctx: Context) -> ListwiseMethod:
-    from ..baselines.rankgpt import RankGPT
+    from headrank_ir.bench.baselines.rankgpt import RankGPT
 
     model, tokenizer = _load_lm(ctx)
     return ListwiseMethod(RankGPT(model, tokenizer), ctx.depth)
@@ -233,7 +233,7 @@ class DenseReranker:
     about = "all-MiniLM-L6-v2 bi-encoder, cosine, mean pooling"
 
     def __init__(self, depth: int):
-        from ..baselines.dense import MiniLM
+        from headrank_ir.bench.baselines.dense import MiniLM
 
         self.encoder = MiniLM()
         self.depth = depth
@@ -255,8 +255,8 @@ class DenseFirstStage:
     about = "all-MiniLM-L6-v2 over the full corpus, faiss IndexFlatIP, top 100"
 
     def __init__(self, ctx: Context):
-        from ..baselines.dense import DenseIndex, MiniLM, corpus_vectors
-        from ..inputs import read_corpus
+        from headrank_ir.bench.baselines.dense import DenseIndex, MiniLM, corpus_vectors
+        from headrank_ir.pipeline.readers import read_corpus
 
         if ctx.collection.dataset.bm25_run:
             raise Skip("its corpus file holds only the BM25 pool, not the full collection")

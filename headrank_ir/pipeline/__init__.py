@@ -1,0 +1,10 @@
+"""Pipeline I/O around the engine, in the order data flows through a run.
+
+- ``names``: Pyserini's names and our short aliases for indexes, topics and qrels.
+- ``readers``: topics, qrels, TREC runs and corpora from files, validated line by line.
+- ``firststage``: BM25 through Pyserini, or a given run and corpus, as ``Request`` records.
+- ``jvm``: the Java 21 set-up Pyserini needs, before its first import.
+- ``runfile``: TREC and rank_llm JSONL run files, written resumably.
+- ``metrics``: ir_measures over runs and qrels.
+- ``errors``: the one-line errors the commands report.
+"""

@@ -1,0 +1,71 @@
+"""Measures of runs against qrels, by ir_measures: the names users already know (``nDCG@10``,
+``AP@100``, ``R@100``, ``RR@10``; trec_eval's ``ndcg_cut_10`` too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import ir_measures
+
+from headrank_ir.pipeline.errors import InputError
+from headrank_ir.pipeline.readers import read_trec_run
+from headrank_ir.pipeline.runfile import read_results_jsonl
+
+DEFAULT_MEASURES = ("nDCG@10", "AP@100", "R@100", "RR@10")
+
+RunScores = dict[str, dict[str, float]]
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+def parse_measures(names: Iterable[str]) -> list[ir_measures.Measure]:
+    measures: list[ir_measures.Measure] = []
+    for name in names:
+        try:
+            measures.append(ir_measures.parse_measure(name))
+        except (ValueError, NameError):
+            try:
+                measures.extend(ir_measures.parse_trec_measure(name))
+            except (ValueError, NameError, KeyError):
+                raise InputError(
+                    f"unknown measure {name!r}; use ir_measures names such as {', '.join(DEFAULT_MEASURES)}"
+                ) from None
+    return measures
+
+
+def scores_of(results: Iterable) -> RunScores:
+    """``{qid: {docid: score}}`` from ``Result``/``Request``-shaped objects."""
+    return {str(r.query.qid): {str(c.docid): float(c.score) for c in r.candidates} for r in results}
+
+
+def read_run_scores(path: str, output_format: str | None = None) -> RunScores:
+    """A run as ir_measures reads it: ``trec`` or ``jsonl`` (rank_llm-style results); by default
+    ``.jsonl`` files are JSONL and anything else TREC."""
+    if (output_format or ("jsonl" if Path(path).suffix == ".jsonl" else "trec")) == "jsonl":
+        return scores_of(read_results_jsonl(path))
+    run = read_trec_run(path)
+    return {qid: {hit.docid: hit.score for hit in hits} for qid, hits in run.hits.items()}
+
+
+def evaluate(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Qrels,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+) -> dict[str, float]:
+    """Mean of each measure, in the order asked, over every judged query (a judged query missing
+    from the run counts as zero, as ir_measures does)."""
+    if not set(run) & set(qrels):
+        raise InputError("no query of the run has judgements in the qrels: are they for the same topics?")
+    parsed = parse_measures(measures)
+    values = ir_measures.calc_aggregate(parsed, qrels, run)
+    return {str(measure): float(values[measure]) for measure in parsed}
+
+
+def format_table(columns: Mapping[str, Mapping[str, float]]) -> str:
+    """Measures down, runs across, four decimals."""
+    names = list(next(iter(columns.values())))
+    width = max(len("measure"), *(len(n) for n in names))
+    lines = ["measure".ljust(width) + "".join(f"  {title:>10}" for title in columns)]
+    for name in names:
+        lines.append(name.ljust(width) + "".join(f"  {column[name]:>10.4f}" for column in columns.values()))
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""Reading what a reranking run starts from: topics, qrels, first-stage runs and corpora, as files.
+
+Every reader validates as it goes and raises :class:`InputError` whose message names the file
+and line, so that the command line can report bad input in one line. Names of Pyserini's
+topics and qrels (``dl19`` …) are resolved in :mod:`headrank_ir.pipeline.names`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from headrank_ir.pipeline.errors import InputError
+
+# ---------------------------------------------------------------------------------------------
+# Lines of text files, decoded strictly so that bad bytes are reported with their line.
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"file not found: {path}" if not path.exists() else f"not a file: {path}")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    _require_file(path)
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
+    """``(line number, text without the newline)`` for each line; non-UTF-8 bytes are an error."""
+    path = Path(path)
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(
+                    f"bytes that are not UTF-8 at column {error.start + 1} ({raw[error.start : error.end]!r})",
+                    path,
+                    number,
+                ) from None
+            yield number, text.rstrip("\r\n")
+
+
+def _json_line(path: Path, number: int, line: str) -> dict:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error.msg} at column {error.colno}", path, number) from None
+    if not isinstance(value, dict):
+        raise InputError(f"expected a JSON object, got {type(value).__name__}", path, number)
+    return value
+
+
+def _first_key(record: Mapping, keys: tuple[str, ...], what: str, path: Path, number: int) -> str:
+    for key in keys:
+        if key in record:
+            value = record[key]
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise InputError(
+                    f"{what} field {key!r} must be a string, got {type(value).__name__}",
+                    path,
+                    number,
+                )
+            return str(value)
+    raise InputError(f"no {what} field (looked for {', '.join(keys)})", path, number)
+
+
+# ---------------------------------------------------------------------------------------------
+# Topics
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Queries in their processing order, and where they came from (for error messages)."""
+
+    source: str
+    queries: dict[str, str]
+
+
+TOPIC_SUFFIXES = {".tsv", ".txt", ".jsonl", ".json", ".trec"}
+_TOPIC_ID_KEYS = ("qid", "query_id", "_id", "id")
+_TOPIC_TEXT_KEYS = ("query", "text", "title")
+
+
+def add_topic(queries: dict[str, str], qid: str, text: str, path: Path, number: int | None) -> None:
+    if not qid.strip():
+        raise InputError("empty query id", path, number)
+    if not text.strip():
+        raise InputError(f"query {qid!r} is empty", path, number)
+    if qid in queries:
+        raise InputError(f"query id {qid!r} appears twice", path, number)
+    queries[qid] = text.strip()
+
+
+def _read_tsv_topics(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise InputError(
+                f"expected 'qid<TAB>query text', got {len(fields)} tab-separated fields",
+                path,
+                number,
+            )
+        add_topic(queries, fields[0].strip(), fields[1], path, number)
+    return queries
+
+
+def _read_jsonl_topics(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for number, line in iter_lines(path):
+        if line.strip():
+            record = _json_line(path, number, line)
+            qid = _first_key(record, _TOPIC_ID_KEYS, "query id", path, number)
+            add_topic(
+                queries,
+                qid,
+                _first_key(record, _TOPIC_TEXT_KEYS, "query text", path, number),
+                path,
+                number,
+            )
+    return queries
+
+
+def _read_json_topics(path: Path) -> dict[str, str]:
+    """Pyserini's JSON topics: ``{qid: {"title": text}}`` (a bare ``{qid: text}`` is accepted too)."""
+    text = "\n".join(line for _, line in iter_lines(path))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON: {error.msg}", path, error.lineno) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object mapping query ids to topics", path)
+    queries: dict[str, str] = {}
+    for qid, topic in data.items():
+        query = topic.get("title") if isinstance(topic, dict) else topic
+        if not isinstance(query, str):
+            raise InputError(f"topic {qid!r} has no string 'title'", path)
+        add_topic(queries, qid, query, path, None)
+    return queries
+
+
+_TREC_TOPIC = re.compile(
+    r"<num>\s*(?:Number:)?\s*(?P<qid>\S+)(?P<body>.*?)(?=<num>|</top>|\Z)",
+    re.DOTALL | re.IGNORECASE,
+)
+_TREC_TITLE = re.compile(r"<title>\s*(?:Topic:)?(?P<title>.*?)(?=<\w+>|</top>|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def _read_trec_topics(path: Path) -> dict[str, str]:
+    """Classic TREC topics (``<top><num> Number: 301 <title> …``); the title is the query."""
+    text = "\n".join(line for _, line in iter_lines(path))
+    queries: dict[str, str] = {}
+    for match in _TREC_TOPIC.finditer(text):
+        title = _TREC_TITLE.search(match.group("body"))
+        number = text.count("\n", 0, match.start()) + 1
+        if title is None:
+            raise InputError(f"topic {match.group('qid')!r} has no <title>", path, number)
+        add_topic(
+            queries,
+            match.group("qid"),
+            " ".join(title.group("title").split()),
+            path,
+            number,
+        )
+    if not queries:
+        raise InputError("no <num>/<title> topics found in this TREC topics file", path)
+    return queries
+
+
+_TOPIC_READERS = {
+    ".tsv": _read_tsv_topics,
+    ".txt": _read_tsv_topics,
+    ".jsonl": _read_jsonl_topics,
+    ".json": _read_json_topics,
+    ".trec": _read_trec_topics,
+}
+
+
+def _topic_suffix(path: Path) -> str:
+    """``.tsv`` for both ``topics.tsv`` and ``topics.tsv.gz``."""
+    return Path(path.name.lower().removesuffix(".gz")).suffix
+
+
+def read_topics_file(path: os.PathLike | str) -> Topics:
+    path = Path(path)
+    _require_file(path)
+    reader = _TOPIC_READERS.get(_topic_suffix(path))
+    if reader is None:
+        allowed = ", ".join(sorted(_TOPIC_READERS))
+        raise InputError(
+            f"cannot tell the topics format from the file name; use one of: {allowed} (optionally .gz)",
+            path,
+        )
+    queries = reader(path)
+    if not queries:
+        raise InputError("no queries in this file", path)
+    return Topics(str(path), queries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Qrels
+
+
+def read_qrels_file(path: os.PathLike | str) -> dict[str, dict[str, int]]:
+    """TREC qrels ``qid iteration docid grade`` as ``{qid: {docid: grade}}`` (ir_measures' dict form)."""
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in iter_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise InputError(f"expected 'qid 0 docid grade', got {len(fields)} fields", path, number)
+        qid, _, docid, grade = fields
+        try:
+            qrels.setdefault(qid, {})[docid] = int(grade)
+        except ValueError:
+            raise InputError(f"relevance grade {grade!r} is not an integer", path, number) from None
+    if not qrels:
+        raise InputError("no judgements in this qrels file", path)
+    return qrels
+
+
+# ---------------------------------------------------------------------------------------------
+# First-stage runs
+
+
+@dataclass(frozen=True)
+class RunHit:
+    docid: str
+    score: float
+    rank: int
+    line: int
+
+
+@dataclass(frozen=True)
+class TrecRun:
+    """A TREC run: hits per query, best first, in the order queries first appear in the file."""
+
+    path: str
+    hits: dict[str, list[RunHit]]
+
+
+def read_trec_run(path: os.PathLike | str) -> TrecRun:
+    """Read and validate ``qid Q0 docid rank score tag`` lines.
+
+    Hits are ordered by score (as trec_eval does), then by the file's rank, then by docid.
+    """
+    path = Path(path)
+    hits: dict[str, list[RunHit]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in iter_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise InputError(
+                f"expected 'qid Q0 docid rank score tag', got {len(fields)} fields",
+                path,
+                number,
+            )
+        qid, _, docid, rank, score, _ = fields
+        try:
+            hit = RunHit(docid, float(score), int(rank), number)
+        except ValueError:
+            raise InputError(
+                f"rank {rank!r} must be an integer and score {score!r} a number",
+                path,
+                number,
+            ) from None
+        if not math.isfinite(hit.score):
+            raise InputError(f"score {score!r} is not finite", path, number)
+        if (qid, docid) in seen:
+            raise InputError(
+                f"docid {docid!r} appears twice for query {qid!r} (first on line {seen[qid, docid]})",
+                path,
+                number,
+            )
+        seen[qid, docid] = number
+        hits.setdefault(qid, []).append(hit)
+    if not hits:
+        raise InputError("no hits in this run file", path)
+    for qid_hits in hits.values():
+        qid_hits.sort(key=lambda h: (-h.score, h.rank, h.docid))
+    return TrecRun(str(path), hits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus
+
+
+_DOC_ID_KEYS = ("id", "docid", "_id")
+_DOC_TEXT_KEYS = ("contents", "text")
+
+
+def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict[str, str]:
+    """Passage texts from Pyserini JSONL (``{"id", "contents"}``; ``docid``/``text`` accepted too).
+
+    Every line is validated (duplicate docids included), but only the ``wanted`` texts are kept
+    when given, so that a large corpus can stand behind a small run.
+    """
+    path = Path(path)
+    texts: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        record = _json_line(path, number, line)
+        docid = _first_key(record, _DOC_ID_KEYS, "docid", path, number)
+        if docid in first_line:
+            raise InputError(
+                f"docid {docid!r} appears twice (first on line {first_line[docid]})",
+                path,
+                number,
+            )
+        first_line[docid] = number
+        text = _first_key(record, _DOC_TEXT_KEYS, "text", path, number)
+        if wanted is None or docid in wanted:
+            texts[docid] = text
+    if not first_line:
+        raise InputError("no documents in this corpus file", path)
+    return texts
