@@ -47,10 +47,22 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """One window of a query as the engine read it, in rank_llm's ``invocations_history`` slot:
+    where rank_llm logs a prompt and a response, HeadRank logs the per-head scores it read."""
+
+    docids: List[str]  # the window's candidates, in first-stage order
+    positions: List[int]  # each one's place in the prompt (0 = shown first)
+    head_scores: List[List[float]]  # the profile's heads (``heads_by_layer`` order) × the window's candidates
+    forward_passes: int  # truncated forwards: the query's, and the calibration query's on the reused cache
+
+
+@dataclass(frozen=True)
 class Result:
     query: Query
     candidates: List[Candidate] = field(default_factory=list)
-    invocations_history: List[Any] = field(default_factory=list)  # rank_llm's field; no prompts to log here
+    # rank_llm's field; filled when rerank_batch is asked to populate_invocations_history
+    invocations_history: List[Invocation] = field(default_factory=list)
 
 
 def tie_key(docid: DocId) -> tuple:

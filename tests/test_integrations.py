@@ -135,3 +135,14 @@ def test_rank_llm_shaped_requests_in_results_out_in_its_jsonl_shape(ranker):
 def test_not_a_request_is_a_clear_type_error(ranker):
     with pytest.raises(TypeError, match=r"rank_llm-style Request: \.query\.text"):
         ranker.rerank_batch([{"query": "x"}])
+
+
+def test_invocations_history_holds_every_heads_scores(ranker):
+    (result,) = ranker.rerank_batch([request()], rank_end=4, populate_invocations_history=True)
+    (window,) = result.invocations_history
+    assert window.docids == ["d1", "d2", "d3", "d4"] and window.positions == [3, 2, 1, 0]  # reversed prompt
+    assert len(window.head_scores) == len(ranker.profile.heads) and window.forward_passes == 2
+    combined = [sum(w * row[j] for w, row in zip(ranker._weights.tolist(), window.head_scores)) for j in range(4)]
+    by_docid = {c.docid: c.score for c in result.candidates}
+    assert combined == pytest.approx([by_docid[d] for d in window.docids], abs=1e-6)
+    assert ranker.rerank(request()).invocations_history == []

@@ -56,6 +56,14 @@ def display_order(count: int, settings: PromptSettings) -> List[int]:
     return order[::-1] if settings.passage_order == "reverse" else order
 
 
+def prompt_positions(count: int, settings: PromptSettings) -> List[int]:
+    """For each input index, its place in the prompt (0 = shown first): ``display_order`` inverted."""
+    positions = [0] * count
+    for position, index in enumerate(display_order(count, settings)):
+        positions[index] = position
+    return positions
+
+
 def build_layout(
     tokenizer, query: str, passages: Sequence[str], settings: PromptSettings, truncated: bool = False
 ) -> PromptLayout:

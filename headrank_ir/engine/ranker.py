@@ -10,6 +10,7 @@ tokens, minus the same with the content-free query; the profile's weights combin
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -17,11 +18,19 @@ import torch
 
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
 from headrank_ir.engine.profile import HeadProfile
-from headrank_ir.engine.prompt import PromptLayout, build_layout, build_layouts, normalise, truncate_passages
+from headrank_ir.engine.prompt import (
+    PromptLayout,
+    build_layout,
+    build_layouts,
+    normalise,
+    prompt_positions,
+    truncate_passages,
+)
 from headrank_ir.records import (
     Candidate,
     DocId,
     Document,
+    Invocation,
     RankedResults,
     Request,
     Result,
@@ -32,6 +41,15 @@ from headrank_ir.records import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the engine read for one query: the windows (passage indices, first-stage order) and
+    each window's calibrated ``(heads, passages)`` scores."""
+
+    windows: List[List[int]]
+    head_scores: List[torch.Tensor]
 
 
 class HeadRanker:
@@ -119,18 +137,39 @@ class HeadRanker:
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
         """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
-        windows, per_window = self.windowed_head_scores(query, passages)
-        with torch.inference_mode():
-            scores = [self.combine(s).tolist() for s in per_window]
-        return merge_windows(windows, scores, len(passages))
+        return self.score_batch([query], [passages])[0]
 
     def combine(self, head_scores: torch.Tensor) -> torch.Tensor:
         """Weighted sum over the profile's heads: ``(heads, passages)`` → ``(passages,)``."""
         return self._weights.to(head_scores.device) @ head_scores
 
+    def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
+        """Every window's per-head scores for several queries, each with its own passages: the one
+        place the verbs below reach the model."""
+        return [Reading(*self.windowed_head_scores(q, passages)) for q, passages in zip(queries, passage_lists)]
+
     def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
-        """``score`` for several queries, each with its own passages: what the verbs below call."""
-        return [self.score(query, passages) for query, passages in zip(queries, passage_lists)]
+        """``score`` for several queries, each with its own passages."""
+        return [self.merged(reading) for reading in self.read_batch(queries, passage_lists)]
+
+    def merged(self, reading: Reading) -> List[float]:
+        """A reading's per-passage scores: heads combined, windows merged."""
+        with torch.inference_mode():
+            scores = [self.combine(s).tolist() for s in reading.head_scores]
+        return merge_windows(reading.windows, scores, sum(len(w) for w in reading.windows))
+
+    def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
+        """A reading as rank_llm-style invocation records, one per window."""
+        forwards = 2 if self.profile.prompt.calibrate else 1
+        return [
+            Invocation(
+                [docids[i] for i in window],
+                prompt_positions(len(window), self.profile.prompt),
+                scores.tolist(),
+                forwards,
+            )
+            for window, scores in zip(reading.windows, reading.head_scores)
+        ]
 
     # -- public verbs: rerankers' ``rank`` and rank_llm's coordinator surface ----------------------
 
@@ -153,6 +192,7 @@ class HeadRanker:
         rank_end: int = 100,
         shuffle_candidates: bool = False,
         logging: bool = False,
+        populate_invocations_history: bool = False,
         **kwargs: Any,
     ) -> List[Result]:
         """rank_llm's verb: in each request, the candidates from ``rank_start`` to ``rank_end``
@@ -161,7 +201,9 @@ class HeadRanker:
         The reranked candidates carry their HeadRank scores; those above are rescored just above
         the best of them and those below just under the worst, counting by one in their given
         order, so that sorting by score (as run files do) keeps the order. ``requests`` may be
-        rank_llm's own ``Request`` objects. ``logging`` and rank_llm's other keyword arguments
+        rank_llm's own ``Request`` objects. ``populate_invocations_history`` (rank_llm's
+        keyword) fills each result's ``invocations_history`` with one :class:`Invocation` per
+        window: every profile head's scores. ``logging`` and rank_llm's other keyword arguments
         change nothing here (there is no prompt to log and no window to slide).
         """
         if shuffle_candidates:
@@ -171,12 +213,14 @@ class HeadRanker:
         ours = [as_request(r) for r in requests]
         for request in ours:
             check_inputs(request.query.text, [c.text for c in request.candidates], None, what="candidate")
-        todo = [r for r in ours if r.candidates[rank_start:rank_end]]
-        scores = self.score_batch(
-            [r.query.text for r in todo], [[c.text for c in r.candidates[rank_start:rank_end]] for r in todo]
-        )
-        by_request = {id(r): s for r, s in zip(todo, scores)}
-        return [place(r, by_request.get(id(r), []), rank_start, rank_end) for r in ours]
+        windows = [r.candidates[rank_start:rank_end] for r in ours]
+        todo = [i for i, window in enumerate(windows) if window]
+        readings = self.read_batch([ours[i].query.text for i in todo], [[c.text for c in windows[i]] for i in todo])
+        results = [Result(r.query, list(r.candidates)) for r in ours]
+        for i, reading in zip(todo, readings):
+            history = self.invocations(reading, [c.docid for c in windows[i]]) if populate_invocations_history else []
+            results[i] = place(ours[i], self.merged(reading), rank_start, rank_end, history)
+        return results
 
     def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
         """rank_llm's verb for one request: :meth:`rerank_batch` of one."""
@@ -200,7 +244,9 @@ class HeadRanker:
             )
 
 
-def place(request: Request, scores: Sequence[float], rank_start: int, rank_end: int) -> Result:
+def place(
+    request: Request, scores: Sequence[float], rank_start: int, rank_end: int, history: Sequence[Invocation] = ()
+) -> Result:
     """The request's candidates with ``rank_start:rank_end`` reordered by ``scores`` (see
     ``HeadRanker.rerank_batch`` for how the others are rescored)."""
     before, window, after = (
@@ -213,7 +259,7 @@ def place(request: Request, scores: Sequence[float], rank_start: int, rank_end: 
     bottom = min(scores, default=0.0)
     above = [Candidate(c.docid, top + len(before) - i, c.doc) for i, c in enumerate(before)]
     below = [Candidate(c.docid, bottom - 1 - i, c.doc) for i, c in enumerate(after)]
-    return Result(request.query, above + reranked + below)
+    return Result(request.query, above + reranked + below, list(history))
 
 
 def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
