@@ -19,11 +19,11 @@ from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_jsonl, read_results_jsonl
 
 PASSAGES = {
-    "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
-    "d2": "Bananas are rich in potassium and fibre.",
-    "d3": "Lobster rolls are a New England dish: lobster meat on a grilled bun.",
-    "d4": "Gustave Eiffel's company designed and built the tower.",
-    "d5": "The 2019 TREC Deep Learning track judged passages on a four-level scale.",
+    "p1": "A lobster roll is lobster meat served on a grilled hot dog-style bun, with butter or mayonnaise.",
+    "p2": "The Eiffel Tower was built from 1887 to 1889 as the entrance arch of the 1889 World's Fair.",
+    "p3": "Potassium helps muscles contract; bananas and potatoes are good sources.",
+    "p4": "Maine and Connecticut disagree on whether the roll is served cold with mayonnaise or warm with butter.",
+    "p5": "Wrought iron lattice towers need repainting every seven years to prevent rust.",
 }
 QUERIES = {101: "when was the eiffel tower built?", 102: "what is in a lobster roll"}
 DEPTH = 4
