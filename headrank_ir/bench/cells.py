@@ -1,12 +1,11 @@
 """One cell of the grid: one method on one dataset, run, written and evaluated.
 
 A cell writes its TREC run with the CLI's formatter (tag: the method's name), then a JSON record
-(measures read back from that run file by ``pipeline.metrics``, per-query nDCG@10, cost, and the
-raw scores the plots need). Selectivity is read
-from the run file by the report (``run_selectivity``), so every row uses the current definition. The
-JSON is written last and atomically, so its presence means the cell is finished. By default
-each cell runs in a fresh process: peak RSS is then that method's alone, and timings do not
-inherit another method's warm caches.
+(measures read back from that run file by ``pipeline.metrics``, per-query nDCG@10, cost, and the raw
+scores the plots need). Selectivity is read from the run file by the report (``run_selectivity``),
+so every row uses the current definition. The JSON is written last and atomically, so its presence
+means the cell is finished. By default each cell runs in a fresh process: peak RSS is then that
+method's alone, and timings do not inherit another method's warm caches.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from headrank_ir.bench.store import CellKey, read_json, write_atomic, write_json
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, per_query, read_run_scores, scores_of
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_trec
+from headrank_ir.records import Result
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _head_ndcg(labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]
     }
 
 
-def head_results(loaded: Loaded, rankings: list[Ranking], head: int) -> list:
+def head_results(loaded: Loaded, rankings: list[Ranking], head: int) -> list[Result]:
     """Each query reranked by one head's scores alone (windows merged as the ranker merges them)."""
     from headrank_ir.engine.ranker import merge_windows
 
