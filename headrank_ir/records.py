@@ -103,6 +103,10 @@ class ScoredDocument:
     def doc_id(self) -> DocId:
         return self.document.doc_id
 
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        return self.document.metadata
+
 
 @dataclass(frozen=True)
 class RankedResults:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config, Qwen3Config
@@ -11,6 +13,14 @@ from headrank_ir.engine.models import resolve_model_folder
 SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 
 FAMILIES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}
+
+# One thread: the suite's tensors are tiny, and on a shared machine extra threads only contend.
+# Measured here, the suite at 3e7410a back to back under a load average of 5-8: 113 s and 205 s
+# with torch's default thread count, 60 s and 63 s with one. The variables reach the processes
+# tests start (bench cells, CLI runs), which read them at start-up.
+torch.set_num_threads(1)
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 
 @pytest.fixture(scope="session")

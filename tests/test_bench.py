@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import ir_measures
 import pytest
 
-from headrank_ir.bench.cells import MEASURES, Cell, run_isolated
+from headrank_ir import rerank
+from headrank_ir.bench.cells import Cell, run_isolated
 from headrank_ir.bench.cli import main
-from headrank_ir.bench.datasets import DATASETS, default_data_root, prepare
+from headrank_ir.bench.datasets import DATASETS, default_data_root, load, prepare
+from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey
+from headrank_ir.pipeline.metrics import DEFAULT_MEASURES
 from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
 METHODS = ["bm25", "icr", "qrhead", "rankgpt", "minilm"]
@@ -75,22 +79,53 @@ def test_numbers_are_what_ir_measures_computes_from_the_written_runs(bench, tiny
         qids = {r.query_id for r in run}
         assert len(qids) == QUERIES and len(run) == 100 * QUERIES
         judged = {q: qrels[row["dataset"]][q] for q in qids}
-        values = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in MEASURES.values()], judged, run)
-        for column, measure in MEASURES.items():
+        values = ir_measures.calc_aggregate([ir_measures.parse_measure(m) for m in DEFAULT_MEASURES], judged, run)
+        for measure in DEFAULT_MEASURES:
+            column = MEASURE_COLUMNS[measure]
             assert float(row[column]) == pytest.approx(values[ir_measures.parse_measure(measure)], abs=5e-5), column
 
 
 def test_rerankers_only_reorder_the_top_depth(bench, tiny_model_dir):
     out, _ = bench
-    key = CellKey(tiny_model_dir, "dl19", "bm25", DEPTH, QUERIES)
-    bm25 = [line.split()[:3] for line in key.run(out / "bench").read_text().splitlines()]
+    given = read_trec_run(default_data_root() / DATASETS["dl19"].folder / DATASETS["dl19"].bm25_run).hits
     for method in METHODS[1:]:
-        lines = CellKey(tiny_model_dir, "dl19", method, DEPTH, QUERIES).run(out / "bench").read_text().splitlines()
-        ranked = [line.split()[:3] for line in lines]
-        for start in range(0, len(bm25), 100):
-            head, tail = slice(start, start + DEPTH), slice(start + DEPTH, start + 100)
-            assert sorted(d for _, _, d in ranked[head]) == sorted(d for _, _, d in bm25[head]), method
-            assert ranked[tail] == bm25[tail], method
+        run = read_trec_run(CellKey(tiny_model_dir, "dl19", method, DEPTH, QUERIES).run(out / "bench")).hits
+        assert len(run) == QUERIES
+        for qid, hits in run.items():
+            first_stage = [h.docid for h in given[qid]]
+            ranked = [h.docid for h in hits]
+            assert sorted(ranked[:DEPTH]) == sorted(first_stage[:DEPTH]), method
+            assert ranked[DEPTH:] == first_stage[DEPTH:], method  # the rest in first-stage order
+
+
+def test_the_icr_cell_is_the_clis_run_byte_for_byte(bench, tiny_model_dir, tmp_path):
+    out, _ = bench
+    collection = prepare(DATASETS["dl19"], default_data_root(), tmp_path, tmp_path)
+    requests = load(collection, QUERIES).requests  # the bench's queries, in its order
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"{r.query.qid}\t{r.query.text}\n" for r in requests))
+    cli_run = tmp_path / "cli.trec"
+    argv = ["--run", str(collection.run), "--corpus", str(collection.corpus), "--topics", str(topics)]
+    argv += ["--model", tiny_model_dir, "--depth", str(DEPTH), "--run-tag", "icr", "--output", str(cli_run)]
+    assert rerank.main(argv) == 0
+    bench_run = CellKey(tiny_model_dir, "dl19", "icr", DEPTH, QUERIES).run(out / "bench")
+    assert bench_run.read_bytes() == cli_run.read_bytes()
+
+
+def test_the_icr_record_holds_what_the_ranker_read(bench, tiny_model_dir):
+    out, _ = bench
+    key = CellKey(tiny_model_dir, "dl19", "icr", DEPTH, QUERIES)
+    record = json.loads(key.result(out / "bench").read_text())
+    run = read_trec_run(key.run(out / "bench")).hits
+    assert len(record["heads"]) == len(record["head_ndcg"]) == 3 * 4  # tiny model: 3 layers x 4 heads
+    assert all(0.0 <= v <= 1.0 for v in record["head_ndcg"].values())
+    given = read_trec_run(default_data_root() / DATASETS["dl19"].folder / DATASETS["dl19"].bm25_run).hits
+    assert len(record["scores"]) == QUERIES
+    for qid, scores in record["scores"].items():
+        written = {h.docid: h.score for h in run[qid]}
+        assert scores["docids"] == [h.docid for h in given[qid][:DEPTH]]  # first-stage order
+        assert scores["scores"] == pytest.approx([written[d] for d in scores["docids"]], abs=1e-6)
+        assert scores["positions"] == list(range(DEPTH - 1, -1, -1))  # reversed prompt: best BM25 last
 
 
 def test_plots_and_markdown_are_written_and_linked(bench):
@@ -146,3 +181,12 @@ def test_selectivity_columns_are_computed_from_the_written_runs(bench, tiny_mode
         assert float(row["sel_rel"]) == pytest.approx(expected.relevant, abs=5e-5), row["method"]
         assert float(row["sel_irr"]) == pytest.approx(expected.irrelevant, abs=5e-5), row["method"]
         assert float(row["sel_gap"]) == pytest.approx(expected.gap, abs=5e-5), row["method"]
+
+
+def test_the_committed_cells_still_make_the_committed_table(tmp_path):
+    """Cells written before the bench took the CLI's path stay readable: ``--report-only`` over
+    ``runs/bench`` gives ``runs/results.csv`` as committed."""
+    runs = Path(__file__).resolve().parents[1] / "runs"
+    (tmp_path / "bench").symlink_to(runs / "bench")  # the report only reads there
+    assert main(["--depth", "20", "--report-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results.csv").read_text() == (runs / "results.csv").read_text()

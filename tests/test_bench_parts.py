@@ -91,3 +91,35 @@ def test_csv_has_exactly_the_agreed_columns_and_blanks_for_missing_values():
         "s_per_query,passages_per_s,forward_passes,peak_rss_mb,format_success"
     )
     assert line == "bm25,dl19,43,0.5058" + "," * 11
+
+
+def test_a_heads_own_ranking_merges_windows_as_the_ranker_does():
+    from headrank_ir.bench.cells import head_results
+    from headrank_ir.bench.datasets import Loaded
+    from headrank_ir.bench.methods import Ranking
+    from headrank_ir.records import Candidate, Invocation, Query, Request, Result
+
+    request = Request(Query("q", "1"), [Candidate(f"d{i}", 10.0 - i, {"contents": "x"}) for i in range(6)])
+    history = [  # two windows of the top 4; two heads each
+        Invocation(["d0", "d1", "d2"], [2, 1, 0], [[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]], 2),
+        Invocation(["d3"], [0], [[5.0], [0.0]], 2),
+    ]
+    loaded = Loaded([request], {"1": {}})
+    rankings = [Ranking(Result(request.query, [], history))]
+
+    def order(head):
+        (result,) = head_results(loaded, rankings, head)
+        return [c.docid for c in sorted(result.candidates, key=lambda c: -c.score)]
+
+    # a later window never outranks an earlier one, however high its score; the rest stays below
+    assert order(0) == ["d1", "d2", "d0", "d3", "d4", "d5"]
+    assert order(1) == ["d0", "d1", "d2", "d3", "d4", "d5"]
+
+
+def test_head_labels_round_trip_and_bad_ones_are_named():
+    from headrank_ir.engine.profile import head_label, parse_head_label
+
+    assert parse_head_label(head_label(12, 3)) == (12, 3) and head_label(0, 7) == "0.7"
+    for bad in ("12", "12.x", "1.2.3", ""):
+        with pytest.raises(ValueError, match=f"got {bad!r}"):
+            parse_head_label(bad)

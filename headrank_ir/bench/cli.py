@@ -23,6 +23,7 @@ from headrank_ir.bench.datasets import DATASETS, default_data_root, first_stage_
 from headrank_ir.bench.methods import METHODS, TRAIN_SET, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
+from headrank_ir.engine.profile import parse_head_label
 
 logger = logging.getLogger("headrank_ir.bench")
 
@@ -258,7 +259,7 @@ def _head_maps(by_cell, model: str, out: Path) -> list[Path]:
             record = next((by_cell[method, d] for d in tests if (method, d) in by_cell), None)
             if record and record.get("heads"):
                 selected[method] = set(record["heads"])
-        labels = [tuple(int(x) for x in h.split(".")) for h in icr["head_ndcg"]]
+        labels = [parse_head_label(h) for h in icr["head_ndcg"]]
         layers, heads = max(l for l, _ in labels) + 1, max(h for _, h in labels) + 1
         title = (
             f"{model_label(model)}: nDCG@10 of each head alone on {train} "

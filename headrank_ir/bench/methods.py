@@ -1,8 +1,12 @@
 """The rankers under comparison, one registry entry each, all behind ``rank(request) -> Ranking``.
 
-Rerankers reorder the first stage's top ``depth`` and leave the rest of its top 100 in place
-below them. Trained profiles are always taken from the *other* DL set (``TRAIN_SET``), so no
-method is tested on the queries it was selected or trained on.
+Every method hands back a ``records.Result`` (each candidate with a score), which the cell writes
+with the CLI's run formatter. Rerankers reorder the first stage's top ``depth`` and leave the rest
+of its top 100 in place below them (``engine.ranker.place``, the CLI's rule). The attention
+methods are ``HeadRanker.rerank_batch``, the CLI's call; their per-head scores, prompt positions
+and forward count come back in the result's ``invocations_history``. Trained profiles are always
+taken from the *other* DL set (``TRAIN_SET``), so no method is tested on the queries it was
+selected or trained on.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from headrank_ir.bench.datasets import HITS, Collection
-from headrank_ir.engine.profile import HeadProfile
-from headrank_ir.records import Request
+from headrank_ir.bench.datasets import BM25_B, BM25_K1, HITS, Collection
+from headrank_ir.engine.profile import HeadProfile, head_label, parse_head_label
+from headrank_ir.records import Candidate, Request, Result
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +37,10 @@ class Skip(Exception):
 class Ranking:
     """One query's ranked list and what it cost."""
 
-    docids: list[str]  # the whole list, best first
+    # every candidate with its score, as the run file gets it; attention methods also fill
+    # ``invocations_history`` (per window: docids, prompt positions, every profile head's scores)
+    result: Result
     forward_passes: int = 0
-    # Attention methods: per top-``depth`` candidate (first-stage order) its combined score,
-    # its position in the prompt (0 = shown first) and each profile head's score.
-    scores: list[float] | None = None
-    positions: list[int] | None = None
-    head_scores: list[list[float]] | None = None
     # Generative methods: windows asked, windows answered with a full permutation, ids appended.
     windows: int = 0
     full_windows: int = 0
@@ -63,70 +64,39 @@ class Context:
     train_head_ndcg: dict[str, float] | None = None  # ICR's per-head nDCG@10 on TRAIN_SET[dataset]
 
 
-def reorder_top(request: Request, order: Sequence[int], depth: int) -> list[str]:
-    """The top ``depth`` in ``order`` (indices into it), then the rest in first-stage order."""
-    docids = [c.docid for c in request.candidates]
-    return [docids[i] for i in order] + docids[depth:]
+def rescored_top(request: Request, top_scores: Sequence[float], depth: int) -> Result:
+    """The top ``depth`` by ``top_scores`` (one per candidate there), the rest below in first-stage order."""
+    from headrank_ir.engine.ranker import place
 
-
-class _Counted:
-    """Wraps a callable to count its calls (forward passes)."""
-
-    def __init__(self, function: Callable):
-        self.function = function
-        self.calls = 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self.function(*args, **kwargs)
+    return place(request, top_scores, 0, depth)
 
 
 # -- first stage as is ------------------------------------------------------------------------
 
 
 class FirstStage:
-    about = "Pyserini BM25 (k1=0.9, b=0.4), top 100 as retrieved"
+    about = f"Pyserini BM25 (k1={BM25_K1}, b={BM25_B}), top {HITS} as retrieved"
 
     def rank(self, request: Request) -> Ranking:
-        return Ranking([c.docid for c in request.candidates])
+        return Ranking(Result(request.query, list(request.candidates)))
 
 
 # -- attention heads ---------------------------------------------------------------------------
 
 
 class AttentionMethod:
-    """A ``HeadRanker`` under a profile; keeps every profile head's scores for the head map."""
+    """A ``HeadRanker`` under a profile, called as the CLI calls it, every head's scores kept."""
 
     def __init__(self, ranker, depth: int, about: str):
         self.ranker = ranker
         self.depth = depth
         self.about = about
-        self.head_labels = [f"{layer}.{h}" for layer, hs, _ in ranker.profile.heads_by_layer() for h in hs]
-        self.forwards = _Counted(ranker.truncated.forward)
-        ranker.truncated.forward = self.forwards
+        # the order of each invocation's ``head_scores`` rows
+        self.head_labels = [head_label(layer, h) for layer, hs, _ in ranker.profile.heads_by_layer() for h in hs]
 
     def rank(self, request: Request) -> Ranking:
-        from headrank_ir.engine.prompt import display_order
-        from headrank_ir.engine.ranker import merge_windows
-
-        passages = [c.text for c in request.candidates[: self.depth]]
-        before = self.forwards.calls
-        plan, per_window = self.ranker.windowed_head_scores(request.query.text, passages)
-        count = len(passages)
-        combined = merge_windows(plan, [self.ranker.combine(s).tolist() for s in per_window], count)
-        heads = [merge_windows(plan, [s[k].tolist() for s in per_window], count) for k in range(len(self.head_labels))]
-        positions = [0] * count
-        for window in plan:
-            for position, local in enumerate(display_order(len(window), self.ranker.profile.prompt)):
-                positions[window[local]] = position
-        order = sorted(range(count), key=lambda i: (-combined[i], i))
-        return Ranking(
-            reorder_top(request, order, self.depth),
-            forward_passes=self.forwards.calls - before,
-            scores=combined,
-            positions=positions,
-            head_scores=heads,
-        )
+        (result,) = self.ranker.rerank_batch([request], rank_end=self.depth, populate_invocations_history=True)
+        return Ranking(result, forward_passes=sum(i.forward_passes for i in result.invocations_history))
 
 
 def _load_lm(ctx: Context):
@@ -147,7 +117,7 @@ def build_icr(ctx: Context) -> AttentionMethod:
     return _attention(ctx, None, "ICR: all heads, equal weights, N/A-calibrated, engine defaults")
 
 
-# tools/train_eval.py writes ``<profiles>/<model>.<train set>.<slug>/profile.json``, per method.
+# Trained profiles live at ``<profiles>/<model>.<train set>.<slug>/profile.json``, one slug per method.
 PROFILE_SLUGS = {"qrhead": "ndcg", "headrank-select": "entropy", "headrank": "headrank"}
 
 
@@ -180,7 +150,7 @@ def _profiled(method: str) -> Callable[[Context], AttentionMethod]:
 def qrhead_profile(model: str, head_ndcg: dict[str, float], k: int = QRHEAD_HEADS) -> HeadProfile:
     """QRHead's choice: the ``k`` heads with the best nDCG@10 on training queries, equal weights."""
     best = sorted(head_ndcg, key=lambda head: (-head_ndcg[head], head))[:k]
-    heads = tuple((int(h.split(".")[0]), int(h.split(".")[1]), 1.0 / len(best)) for h in best)
+    heads = tuple((*parse_head_label(h), 1.0 / len(best)) for h in best)
     return HeadProfile(model=model, heads=heads, meta={"method": "qrhead", "k": k})
 
 
@@ -210,8 +180,9 @@ class ListwiseMethod:
     def rank(self, request: Request) -> Ranking:
         texts = [c.text for c in request.candidates[: self.depth]]
         result = self.ranker.rank(request.query.text, texts)
+        place_in_order = {i: len(texts) - rank for rank, i in enumerate(result.order)}  # best: len(texts)
         return Ranking(
-            reorder_top(request, result.order, self.depth),
+            rescored_top(request, [place_in_order[i] for i in range(len(texts))], self.depth),
             forward_passes=sum(a.generated_tokens for a in result.answers),
             windows=len(result.answers),
             full_windows=sum(a.permutation.full for a in result.answers),
@@ -242,11 +213,7 @@ class DenseReranker:
         before = self.encoder.forward_passes
         top = request.candidates[: self.depth]
         scores = self.encoder.scores(request.query.text, [c.text for c in top])
-        order = sorted(range(len(top)), key=lambda i: (-scores[i], i))
-        return Ranking(
-            reorder_top(request, order, self.depth),
-            self.encoder.forward_passes - before,
-        )
+        return Ranking(rescored_top(request, scores, self.depth), self.encoder.forward_passes - before)
 
 
 class DenseFirstStage:
@@ -268,7 +235,8 @@ class DenseFirstStage:
     def rank(self, request: Request) -> Ranking:
         before = self.encoder.forward_passes
         hits = self.index.search(self.encoder.encode([request.query.text])[0], HITS)
-        return Ranking([docid for docid, _ in hits], self.encoder.forward_passes - before)
+        result = Result(request.query, [Candidate(docid, score) for docid, score in hits])
+        return Ranking(result, self.encoder.forward_passes - before)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from headrank_ir.bench.selectivity import relevance_kind
+from headrank_ir.engine.profile import parse_head_label
 
 MIDDLE_COLOUR = "#eeeeee"
 
@@ -180,14 +181,14 @@ def head_map(
     plt = _pyplot()
     grid = np.full((layers, heads), np.nan)
     for label, value in quality.items():
-        layer, head = (int(x) for x in label.split("."))
+        layer, head = parse_head_label(label)
         grid[layer, head] = value
     fig, ax = plt.subplots(figsize=(max(7.0, heads * 0.6 + 2), max(5.0, layers * 0.25 + 2)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", origin="lower")
     fig.colorbar(image, ax=ax, label="nDCG@10 of the head alone")
     styles = (("o", "red"), ("x", "white"), ("+", "orange"))
     for (name, labels), (marker, colour) in zip(selected.items(), styles):
-        points = [tuple(int(x) for x in label.split(".")) for label in labels]
+        points = [parse_head_label(label) for label in labels]
         if points:
             ys, xs = zip(*points)
             # a hollow ring for the first selection, so that a second one shows inside it

@@ -8,15 +8,17 @@ import math
 from collections.abc import Mapping, Sequence
 
 from headrank_ir.bench.significance import compare
+from headrank_ir.pipeline.metrics import DEFAULT_MEASURES
+
+# The table's name for each of the CLI's measures (``pipeline.metrics.DEFAULT_MEASURES``), as the
+# committed results.csv and cell records spell them.
+MEASURE_COLUMNS = {"nDCG@10": "ndcg_cut_10", "AP@100": "map_100", "R@100": "recall_100", "RR@10": "rr_10"}
 
 COLUMNS = [
     "method",
     "dataset",
     "queries",
-    "ndcg_cut_10",
-    "map_100",
-    "recall_100",
-    "rr_10",
+    *(MEASURE_COLUMNS[m] for m in DEFAULT_MEASURES),
     "sel_rel",
     "sel_irr",
     "sel_gap",

@@ -114,3 +114,16 @@ class HeadProfile:
             layers[layer][0].append(head)
             layers[layer][1].append(weight)
         return [(layer, *layers[layer]) for layer in sorted(layers)]
+
+
+def head_label(layer: int, head: int) -> str:
+    """A head as the bench's records and plots name it: ``"layer.head"``, e.g. ``"12.3"``."""
+    return f"{layer}.{head}"
+
+
+def parse_head_label(label: str) -> Tuple[int, int]:
+    """``"12.3"`` → ``(12, 3)``; the inverse of :func:`head_label`."""
+    layer, dot, head = label.partition(".")
+    if not (dot and layer.isdigit() and head.isdigit()):
+        raise ValueError(f"a head label is 'layer.head' with two whole numbers, got {label!r}")
+    return int(layer), int(head)

@@ -173,16 +173,29 @@ class HeadRanker:
 
     # -- public verbs: rerankers' ``rank`` and rank_llm's coordinator surface ----------------------
 
-    def rank(self, query: str, docs: Sequence[str], doc_ids: Optional[Sequence[DocId]] = None) -> RankedResults:
+    def rank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        doc_ids: Optional[Sequence[DocId]] = None,
+        metadata: Optional[Sequence[dict]] = None,
+    ) -> RankedResults:
         """rerankers' verb: ``docs`` ranked for ``query``, best first (ties by doc id).
 
-        Without ``doc_ids`` a document's id is its position in ``docs``. An empty list gives no results.
+        Without ``doc_ids`` a document's id is its position in ``docs``; ``metadata`` (one dict per
+        document) rides along, as in rerankers. An empty list gives no results.
         """
         check_inputs(query, docs, doc_ids)
+        if metadata is not None and len(metadata) != len(docs):
+            raise ValueError(f"{len(metadata)} metadata for {len(docs)} passages")
         ids = list(range(len(docs))) if doc_ids is None else list(doc_ids)
+        extra = [{} for _ in docs] if metadata is None else [dict(m) for m in metadata]
         scores = self.score(query, docs) if docs else []
         order = sorted(range(len(docs)), key=lambda i: (-scores[i], tie_key(ids[i])))
-        results = [ScoredDocument(Document(docs[i], ids[i]), scores[i], rank) for rank, i in enumerate(order, start=1)]
+        results = [
+            ScoredDocument(Document(docs[i], ids[i], extra[i]), scores[i], rank)
+            for rank, i in enumerate(order, start=1)
+        ]
         return RankedResults(results, query)
 
     def rerank_batch(

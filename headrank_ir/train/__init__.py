@@ -1,4 +1,5 @@
-"""Training a HeadRank profile on a few hundred judged queries (``python -m headrank_ir.train``).
+"""Training a HeadRank profile on judged queries (``python -m headrank_ir.train``); the committed
+profiles each took one TREC DL year, 43 or 54 queries.
 
 - ``examples``: judged queries with their first-stage candidates; every head's attention on them.
 - ``selection``: head quality (nDCG of each head's ranking) penalised by attention entropy; top k.

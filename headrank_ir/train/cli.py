@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -> None:
-    """The training settings, shared with ``tools/train_eval.py``. That tool trains every ablation
-    itself, so it takes the settings without the switches (``ablations=False``)."""
+    """The training settings, shared with scripts that train every ablation themselves: those
+    take the settings without the switches (``ablations=False``)."""
     parser.set_defaults(selection="entropy", no_align=False, no_regularizer=False)
     parser.add_argument(
         "--max-passage-tokens",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from headrank_ir.pipeline.metrics import Qrels
 from headrank_ir.records import Request
 
 logger = logging.getLogger(__name__)
-
-Qrels = Mapping[str, Mapping[str, int]]
 
 
 @dataclass(frozen=True)
