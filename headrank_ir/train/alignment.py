@@ -145,10 +145,10 @@ class Trainer:
         }
 
     def run(self, checkpoint: Path | None, progress: bool = True) -> None:
-        from tqdm import tqdm
+        from headrank_ir.progress import progress as progress_bar
 
         total = len(self.schedule)
-        with tqdm(
+        with progress_bar(
             total=total,
             initial=len(self.history),
             desc="aligning",

@@ -106,7 +106,7 @@ def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = 
     heads = tuple((layer, head) for layer, layer_heads, _ in ranker.profile.heads_by_layer() for head in layer_heads)
     scores, entropy = {}, {}
     with torch.inference_mode():
-        for query in tqdm(
+        for query in progress_bar(
             queries,
             desc="head features",
             unit="query",
