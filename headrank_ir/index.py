@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("corpus", help='JSONL file, or a folder of JSONL files, with {"id", "contents"} per line')
     parser.add_argument("--index", required=True, help="index folder to create (its parent folders are created)")
     parser.add_argument("--threads", type=positive_int, default=1, help="indexing threads (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing index (once the new one is built)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing index (once the new one is built)"
+    )
     return parser
 
 

@@ -193,14 +193,20 @@ def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result],
     into a temporary file beside ``path``, renamed over it once complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as tmp:
         tmp.write("".join(format_trec(r, tag) for r in results))
     os.replace(tmp.name, path)
     return path
 
 
 def write_bm25_run(
-    index: os.PathLike | str, topics_path: os.PathLike | str, run_path: os.PathLike | str, hits: int = 100, threads: int = 1
+    index: os.PathLike | str,
+    topics_path: os.PathLike | str,
+    run_path: os.PathLike | str,
+    hits: int = 100,
+    threads: int = 1,
 ) -> list[Request]:
     """Search every topic of a topics file with BM25 (the index's Pyserini defaults) and write the
     top ``hits`` as a TREC run tagged ``bm25``; returns the requests, passage texts included."""

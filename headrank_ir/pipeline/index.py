@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headrank_ir.pipeline.errors import InputError
+from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def _check_first_document(path: Path) -> None:
         )
 
 
-def build_index(corpus: os.PathLike | str, index: os.PathLike | str, threads: int = 1, overwrite: bool = False) -> IndexSummary:
+def build_index(
+    corpus: os.PathLike | str, index: os.PathLike | str, threads: int = 1, overwrite: bool = False
+) -> IndexSummary:
     """Index ``corpus`` (a JSONL file or a folder of JSONL files) into the folder ``index``.
 
     Raises :class:`InputError` when the corpus is unusable, when ``index`` exists and
@@ -84,7 +87,9 @@ def build_index(corpus: os.PathLike | str, index: os.PathLike | str, threads: in
         _run_indexer(_input_folder(corpus, files, source), staging, threads)
         documents = count_documents(staging)
         if documents == 0:
-            raise InputError(f"Anserini indexed no document of {corpus}: are its lines JSON objects with id and contents?")
+            raise InputError(
+                f"Anserini indexed no document of {corpus}: are its lines JSON objects with id and contents?"
+            )
         _move_into_place(staging, index)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -134,3 +139,23 @@ def _move_into_place(staging: Path, index: Path) -> None:
         os.replace(index, old)
     os.replace(staging, index)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def export_corpus(index: os.PathLike | str, corpus: os.PathLike | str) -> int:
+    """Write every document's stored raw text of ``index`` as ``{"id", "contents"}`` JSONL (for a
+    collection given by its index only); atomic like the index itself. Returns the count."""
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(Path(index).resolve()))
+    corpus = Path(corpus)
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    partial = corpus.with_name(f".{corpus.name}.partial-{os.getpid()}")
+    with partial.open("w", encoding="utf-8") as out:
+        for number in range(searcher.num_docs):
+            document = searcher.doc(number)
+            docid = document.docid()
+            record = {"id": docid, "contents": passage_text(document.raw(), docid)}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(partial, corpus)
+    logger.info("wrote the %d stored documents of %s to %s", searcher.num_docs, index, corpus)
+    return searcher.num_docs
