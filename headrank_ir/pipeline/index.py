@@ -127,6 +127,7 @@ def _run_indexer(source: Path, staging: Path, threads: int) -> None:
 
 
 def count_documents(index: Path) -> int:
+    ensure_java()
     from pyserini.index.lucene import LuceneIndexReader
 
     return int(LuceneIndexReader(str(index.resolve())).stats()["documents"])
@@ -144,6 +145,7 @@ def _move_into_place(staging: Path, index: Path) -> None:
 def export_corpus(index: os.PathLike | str, corpus: os.PathLike | str) -> int:
     """Write every document's stored raw text of ``index`` as ``{"id", "contents"}`` JSONL (for a
     collection given by its index only); atomic like the index itself. Returns the count."""
+    ensure_java()
     from pyserini.search.lucene import LuceneSearcher
 
     searcher = LuceneSearcher(str(Path(index).resolve()))
