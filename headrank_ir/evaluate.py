@@ -9,7 +9,8 @@ Means are over every judged query; a judged query missing from a run scores zero
     python -m headrank_ir.evaluate run.headrank.txt qrels.txt --compare run.bm25.txt
 
 ``--compare BASELINE`` tests RUN (and each ``--also`` run) against the baseline, query by
-query: mean difference, two-sided paired randomisation and t-test p-values, wins/losses/ties.
+query, on the judged queries that any of the runs holds: mean difference, two-sided paired
+randomisation and t-test p-values, wins/losses/ties.
 """
 
 from __future__ import annotations
@@ -99,18 +100,25 @@ def run(args: argparse.Namespace) -> None:
     qrels = read_qrels(args.qrels)
     scores = read_run_scores(args.run)
     values = per_query(scores, qrels, args.measures)
-    in_run = len(set(scores) & set(qrels))
-    print(f"queries: {len(qrels)} judged, {in_run} of them in {args.run}")
+    print(f"queries: {len(qrels)} judged, {len(set(scores) & set(qrels))} of them in {args.run}")
     if args.per_query:
         print(format_per_query(values))
     print(format_table({"value": {m: sum(v.values()) / len(v) for m, v in values.items()}}))
     if args.compare:
-        baseline = per_query(read_run_scores(args.compare), qrels, args.measures)
-        others = {path: per_query(read_run_scores(path), qrels, args.measures) for path in args.also}
-        labels = _labels([args.run, *args.also])
-        runs = {labels[args.run]: values, **{labels[p]: v for p, v in others.items()}}
-        print(f"\nagainst {args.compare} on the same {len(qrels)} judged queries (two-sided tests):")
-        print(comparison_table(runs, baseline, args.resamples))
+        _print_comparison(args, qrels, {args.run: scores})
+
+
+def _print_comparison(args: argparse.Namespace, qrels, scores: dict) -> None:
+    """The comparison table over the judged queries that at least one run holds: a query no run
+    was asked (a --max-queries trial) would only add ties at zero."""
+    scores |= {path: read_run_scores(path) for path in [*args.also, args.compare]}
+    asked = set(qrels) & set().union(*scores.values())
+    judged = {qid: qrels[qid] for qid in asked}
+    values = {path: per_query(run, judged, args.measures) for path, run in scores.items()}
+    labels = _labels([args.run, *args.also])
+    runs = {labels[path]: values[path] for path in [args.run, *args.also]}
+    print(f"\nagainst {args.compare} on the {len(judged)} judged queries the runs hold (two-sided tests):")
+    print(comparison_table(runs, values[args.compare], args.resamples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,7 @@ class PlainProgress:
         self.postfix = ""
         self.file = file or sys.stderr
         self._last = time.monotonic()
+        self._printed: int | None = None
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -44,13 +45,14 @@ class PlainProgress:
         self.postfix = postfix
 
     def close(self) -> None:
-        self._print()
+        if self.n != self._printed:  # the final count, unless the last periodic line showed it
+            self._print()
 
     def _print(self) -> None:
         total = f"/{self.total}" if self.total is not None else ""
         postfix = f" [{self.postfix}]" if self.postfix else ""
         print(f"{self.desc}: {self.n}{total} {self.unit}{postfix}", file=self.file, flush=True)
-        self._last = time.monotonic()
+        self._last, self._printed = time.monotonic(), self.n
 
     def __iter__(self) -> Iterator:
         for item in self.iterable or ():

@@ -157,8 +157,8 @@ def rerank_into(
                 writer.write(result)
             progress.queries += len(batch)
             progress.passages += sum(min(depth, len(r.candidates)) for r in batch)
+            bar.set_postfix_str(f"{progress.rate:.1f} passages/s")  # first: a plain line shows it with the count
             bar.update(len(batch))
-            bar.set_postfix_str(f"{progress.rate:.1f} passages/s")
     return progress
 
 

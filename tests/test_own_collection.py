@@ -259,6 +259,17 @@ def test_compare_gives_mean_difference_both_p_values_and_wins(toy, capsys):
     assert rows["base.txt"][4:] == ["+0.0000", "1.0000", "1.0000", "0/0/4"]
 
 
+def test_compare_leaves_out_queries_no_run_holds(toy, capsys, tmp_path):
+    qrels, better, base = toy
+    trial = [tmp_path / "trial.better.txt", tmp_path / "trial.base.txt"]
+    for source, target in zip((better, base), trial):
+        target.write_text("".join(line + "\n" for line in source.read_text().splitlines() if line[0] in "12"))
+    code, out, _ = run_evaluate(capsys, trial[0], qrels, "RR@10", "--compare", trial[1])
+    assert code == 0 and out.splitlines()[0] == f"queries: 4 judged, 2 of them in {trial[0]}"
+    assert "on the 2 judged queries the runs hold" in out
+    assert out.splitlines()[-1].split()[1:5] == ["RR@10", "1.0000", "0.5000", "+0.5000"]
+
+
 def test_evaluate_errors_are_one_line(toy, capsys, tmp_path):
     qrels, better, _ = toy
     assert run_evaluate(capsys, better, qrels, "--also", better)[2].strip() == (
@@ -376,10 +387,10 @@ def test_progress_is_plain_lines_off_a_terminal(monkeypatch):
     assert isinstance(bar, progress.PlainProgress)
     with bar:
         for _ in range(3):
-            bar.update(1)
             bar.set_postfix_str("2.0 passages/s")
+            bar.update(1)
     assert "\r" not in stream.getvalue()
-    assert stream.getvalue().splitlines()[-1] == "reranking: 3/3 query [2.0 passages/s]"
+    assert stream.getvalue().splitlines() == [f"reranking: {n}/3 query [2.0 passages/s]" for n in (1, 2, 3)]
     assert list(progress.progress(["a", "b"], desc="x")) == ["a", "b"]
 
 
