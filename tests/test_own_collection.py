@@ -404,3 +404,15 @@ def test_progress_is_tqdm_on_a_terminal(monkeypatch):
 
     with progress.progress(total=2, desc="x") as bar:
         assert isinstance(bar, tqdm)
+
+
+def test_the_bench_first_stage_reproduces_the_committed_cranfield_run(tmp_path_factory, tmp_path):
+    """One indexer and one BM25 run writer: the bench's Cranfield run, byte for byte."""
+    from pipeline_support import cranfield_index
+
+    from headrank_ir.pipeline.firststage import write_bm25_run
+
+    index = cranfield_index(tmp_path_factory.getbasetemp())
+    write_bm25_run(index, CRANFIELD / "topics.tsv", tmp_path / "cranfield.bm25.trec")
+    committed = REPO / "runs" / "bench" / "firststage" / "cranfield.bm25.trec"
+    assert (tmp_path / "cranfield.bm25.trec").read_bytes() == committed.read_bytes()
