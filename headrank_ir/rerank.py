@@ -17,12 +17,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrank_ir import __version__
 from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
@@ -182,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     profile = HeadProfile.load(args.profile) if args.profile else None
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
+    if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
+        raise InputError("--first-stage-output must name another file than --output")
     requests = requests_from_args(args)
     if args.first_stage_output:
         from headrank_ir.pipeline.firststage import write_trec_run

@@ -296,6 +296,9 @@ def test_rerank_writes_a_given_first_stage_run_too(tmp_path, tiny_model_dir, cap
     for qid in qids:
         assert [h.docid for h in written.hits[qid]] == [h.docid for h in given.hits[qid][:6]]
     assert {line.split()[-1] for line in first.read_text().splitlines()} == {"firststage"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.txt", "run.txt", "run.txt.journal"]
+    assert rerank.main([*argv[:-1], str(tmp_path / "run.txt")]) == 1
+    assert "error: --first-stage-output must name another file than --output" in capsys.readouterr().err
 
 
 def test_collection_flags_are_read_with_clear_errors(tmp_path):

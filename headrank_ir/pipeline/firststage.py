@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,14 +189,15 @@ def requests_from_run(
 
 def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
     """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically:
-    into a temporary file beside ``path``, renamed over it once complete."""
+    into a partial file beside ``path``, renamed over it once complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        tmp.write("".join(format_trec(r, tag) for r in results))
-    os.replace(tmp.name, path)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text("".join(format_trec(r, tag) for r in results), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
