@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -419,3 +420,16 @@ def test_the_bench_first_stage_reproduces_the_committed_cranfield_run(tmp_path_f
     write_bm25_run(index, CRANFIELD / "topics.tsv", tmp_path / "cranfield.bm25.trec")
     committed = REPO / "runs" / "bench" / "firststage" / "cranfield.bm25.trec"
     assert (tmp_path / "cranfield.bm25.trec").read_bytes() == committed.read_bytes()
+
+
+def test_an_isolated_cell_knows_a_collection_given_as_files(benched, tiny_model_dir, tmp_path):
+    """A cell's own (spawned) process starts with only the built-in datasets registered."""
+    from headrank_ir.bench.cells import Cell, run_isolated
+    from headrank_ir.bench.store import CellKey
+
+    work, out = benched
+    collection = datasets.prepare(datasets.DATASETS["mine"], None, out / "bench", out / "cache")
+    cell = Cell(CellKey(tiny_model_dir, "mine", "icr", 3, 1), collection, tmp_path, tmp_path, tmp_path)
+    run_isolated(cell)
+    record = json.loads(cell.key.result(tmp_path).read_text())
+    assert record["cost"]["isolated"] and record["queries"] == 1 and record["dataset"] == "mine"
