@@ -17,15 +17,18 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrank_ir import __version__
 from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
+from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request
 
 if TYPE_CHECKING:
@@ -79,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run with the same settings (default); --no-resume starts over",
     )
     output.add_argument(
+        "--first-stage-output",
+        metavar="FILE",
+        help="also write the first-stage run (the --hits candidates reranked) to FILE in TREC format, "
+        "for per-query comparison with `python -m headrank_ir.evaluate --compare`",
+    )
+    output.add_argument(
         "--qrels",
         help="qrels file or Pyserini name: print " + ", ".join(DEFAULT_MEASURES) + " before and after",
     )
@@ -130,10 +139,8 @@ def rerank_into(
     total: int,
 ) -> Progress:
     """Rerank ``todo`` batch by batch, writing each query as it finishes, under a progress bar."""
-    from tqdm import tqdm
-
     progress = Progress()
-    with tqdm(
+    with progress_bar(
         total=total,
         initial=total - len(todo),
         unit="query",
@@ -152,8 +159,8 @@ def rerank_into(
                 writer.write(result)
             progress.queries += len(batch)
             progress.passages += sum(min(depth, len(r.candidates)) for r in batch)
+            bar.set_postfix_str(f"{progress.rate:.1f} passages/s")  # first: a plain line shows it with the count
             bar.update(len(batch))
-            bar.set_postfix_str(f"{progress.rate:.1f} passages/s")
     return progress
 
 
@@ -177,7 +184,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     profile = HeadProfile.load(args.profile) if args.profile else None
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
+    if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
+        raise InputError("--first-stage-output must name another file than --output")
     requests = requests_from_args(args)
+    if args.first_stage_output:
+        from headrank_ir.pipeline.firststage import write_trec_run
+
+        write_trec_run(args.first_stage_output, requests, "bm25" if args.index else "firststage")
+        print(f"wrote the first stage ({len(requests)} queries) to {args.first_stage_output}")
     header = run_header(args, profile, requests)
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]

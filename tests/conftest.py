@@ -11,6 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2
 from headrank_ir.engine.models import resolve_model_folder
 
 SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+# The bench's built-in datasets are found through $HEADRANK_DATA (the package never guesses a checkout layout).
+__import__("os").environ.setdefault("HEADRANK_DATA", str(SHARED_DATA))
 
 FAMILIES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}
 

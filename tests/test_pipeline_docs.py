@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
-from pipeline_support import REPO
+from pipeline_support import REPO, doc_blocks, doc_lines, run_doc_line
 
-from headrank_ir import evaluate, rerank
+from headrank_ir import rerank
 
 DOC = REPO / "docs" / "pipeline.md"
-BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 # Keep the examples quick: the tiny model, two queries, ten hits, five reranked.
 QUICK = ["--max-queries", "2", "--hits", "10", "--depth", "5"]
 
 
 def blocks(language: str, online: bool = False) -> list[str]:
-    return [
-        body for lang, tags, body in BLOCK.findall(DOC.read_text()) if lang == language and ("online" in tags) == online
-    ]
+    return doc_blocks(DOC, language, online)
 
 
 def lines(online: bool = False) -> list[str]:
-    return [line for block in blocks("sh", online) for line in block.splitlines() if line.strip()]
+    return doc_lines(DOC, online)
 
 
 def commands(online: bool = False) -> list[list[str]]:
@@ -38,21 +31,7 @@ def commands(online: bool = False) -> list[list[str]]:
 
 
 def run_line(line: str, model: str) -> tuple[int, str]:
-    """A documented command: ours in-process (with the tiny model), anything else in a shell."""
-    argv = shlex.split(line)
-    if argv[:2] == ["python", "-m"] and argv[2] in (
-        "headrank_ir.rerank",
-        "headrank_ir.evaluate",
-    ):
-        extra = ["--model", model, *QUICK] if argv[2] == "headrank_ir.rerank" else []
-        main = rerank.main if argv[2] == "headrank_ir.rerank" else evaluate.main
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main([*argv[3:], *extra])
-        return code, out.getvalue()
-    command = re.sub(r"^python ", f"{shlex.quote(sys.executable)} ", line)
-    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300, check=False)
-    return done.returncode, done.stdout + done.stderr[-2000:]
+    return run_doc_line(line, model, QUICK)
 
 
 @pytest.fixture(scope="module")

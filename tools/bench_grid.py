@@ -13,8 +13,13 @@ itself, so the script can be stopped and started again at will.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+# The data beside this checkout (the project's layout), unless $HEADRANK_DATA or --data says otherwise.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 ORDER = [
     ("bm25", ("dl19", "dl20", "cranfield", "vaswani")),
@@ -60,7 +65,10 @@ def main(argv=None) -> int:
                 *bench_args,
             ]
             print("+", " ".join(command), flush=True)
-            failed += subprocess.run(command, check=False).returncode != 0  # one failed cell must not stop the rest
+            env = {"HEADRANK_DATA": str(SHARED_DATA), **os.environ}
+            failed += (
+                subprocess.run(command, check=False, env=env).returncode != 0
+            )  # one failed cell must not stop the rest
     return 1 if failed else 0
 
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from headrank_ir.bench import plots, report
 from headrank_ir.bench.cells import Cell, is_finished, run_cell, run_isolated, run_selectivity
-from headrank_ir.bench.datasets import DATASETS, default_data_root, first_stage_run, get_dataset, prepare
+from headrank_ir.bench.datasets import (
+    BUILT_IN,
+    DATA_VARIABLE,
+    DATASETS,
+    first_stage_run,
+    get_dataset,
+    parse_collection,
+    prepare,
+    register,
+)
 from headrank_ir.bench.methods import METHODS, TRAIN_SET, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
@@ -51,9 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--datasets",
         nargs="+",
-        default=list(DATASETS),
         metavar="DATASET",
-        help=f"subset of: {', '.join(DATASETS)}",
+        help=f"subset of: {', '.join(DATASETS)} and the --collection names (default: all built-in ones, "
+        "or only the --collection ones when given)",
+    )
+    parser.add_argument(
+        "--collection",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME|KEY=PATH",
+        help="a collection of your own, benched like the built-in ones (repeatable): NAME topics=FILE "
+        "qrels=FILE corpus=FILE.jsonl (BM25 over an index built once into --cache), or index=DIR, "
+        "optionally run=FILE (its first stage instead of BM25) and grade=N (lowest relevant grade, default 1)",
     )
     parser.add_argument(
         "--depth",
@@ -84,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=None,
-        help="the shared data folder (default $HEADRANK_DATA or ../shared/data)",
+        help=f"the built-in datasets' data folder (default ${DATA_VARIABLE}; not needed for --collection)",
     )
     parser.add_argument(
         "--cache",
@@ -141,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.methods:
             get_method(name)
-        datasets = [get_dataset(d).name for d in args.datasets]
+        own = [register(parse_collection(values)).name for values in args.collection]
+        datasets = [get_dataset(d).name for d in args.datasets or ([] if own else BUILT_IN)]
+        datasets += [name for name in own if name not in datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
         return _bench(args, datasets, limits)
     except (ValueError, RuntimeError) as error:
@@ -151,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bench(args, datasets: list[str], limits: dict[str, int | None]) -> int:
     bench_dir = args.out / "bench"
-    data = args.data or default_data_root()
+    data = args.data  # None: $HEADRANK_DATA, looked up only if a built-in dataset is used
     cache = args.cache or cache_dir()
     failures: list[str] = []
     if not args.report_only:
@@ -162,7 +183,7 @@ def _bench(args, datasets: list[str], limits: dict[str, int | None]) -> int:
     return 1 if failures else 0
 
 
-def _run_cells(args, datasets, limits, bench_dir: Path, data: Path, cache: Path) -> list[str]:
+def _run_cells(args, datasets, limits, bench_dir: Path, data: Path | None, cache: Path) -> list[str]:
     collections = {d: prepare(DATASETS[d], data, bench_dir, cache) for d in datasets}
     failures = []
     for method in [m for m in METHODS if m in args.methods]:  # registry order: ICR before the QRHead it feeds
@@ -185,7 +206,7 @@ def _run_cells(args, datasets, limits, bench_dir: Path, data: Path, cache: Path)
     return failures
 
 
-def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None]) -> None:
+def write_report(args, bench_dir: Path, data: Path | None, limits: dict[str, int | None]) -> None:
     """Table and plots from every finished cell of this model, depth and query counts."""
     from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
@@ -201,7 +222,7 @@ def write_report(args, bench_dir: Path, data: Path, limits: dict[str, int | None
         return
     present = [d for d in DATASETS if any(r["dataset"] == d for r in records)]
     by_cell = {(r["method"], r["dataset"]): r for r in records}
-    qrels = {d: read_qrels_file(data / DATASETS[d].folder / "qrels.txt") for d in present}
+    qrels = {d: read_qrels_file(DATASETS[d].path(data, DATASETS[d].qrels)) for d in present}
     first_stages = {d: read_trec_run(first_stage_run(DATASETS[d], data, bench_dir)).hits for d in present}
     for r in records:
         r["selectivity"] = _selectivity(r, bench_dir, first_stages[r["dataset"]], qrels[r["dataset"]])

@@ -13,14 +13,15 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 from headrank_ir.pipeline.names import resolve_name
-from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus
+from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus, read_topics_file
+from headrank_ir.pipeline.runfile import format_trec
 from headrank_ir.records import Candidate, Query, Request, Result
 
 logger = logging.getLogger(__name__)
@@ -184,3 +185,32 @@ def requests_from_run(
         for qid in chosen
     ]
     return _without_empty(requests, f"not in the run {run.path}")
+
+
+def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
+    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically:
+    into a partial file beside ``path``, renamed over it once complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text("".join(format_trec(r, tag) for r in results), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def write_bm25_run(
+    index: os.PathLike | str,
+    topics_path: os.PathLike | str,
+    run_path: os.PathLike | str,
+    hits: int = 100,
+    threads: int = 1,
+) -> list[Request]:
+    """Search every topic of a topics file with BM25 (the index's Pyserini defaults) and write the
+    top ``hits`` as a TREC run tagged ``bm25``; returns the requests, passage texts included."""
+    requests = bm25_requests(open_searcher(str(index)), read_topics_file(topics_path), hits, threads)
+    write_trec_run(run_path, requests, "bm25")
+    logger.info("BM25 run of %d queries written to %s", len(requests), run_path)
+    return requests

@@ -14,17 +14,24 @@ process by the first ``jnius`` import, so everything here must happen before it:
 Nothing here starts the JVM: :func:`ensure_java` only prepares the environment.
 
 ``python -m headrank_ir.java MODULE [ARGS…]`` (:func:`main`) runs a Pyserini command
-(``pyserini.index.lucene``, ``pyserini.search.lucene`` …) with this set-up.
+(``pyserini.index.lucene``, ``pyserini.search.lucene`` …) with this set-up, and turns Pyserini's
+known traps into one line of guidance before they happen (:func:`sidestep_traps`): a corpus
+*file* given to the indexer, which wants a folder; a topics path containing ``cacm`` or
+``beir``, which Pyserini reads with a special reader picked by that substring (the file is
+handed over under a neutral name instead).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
 import re
 import runpy
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +44,17 @@ _VECTOR_OPTION = f"--add-modules={VECTOR_MODULE}"
 _OPENAI_PLACEHOLDER = "unused-by-headrank-ir"
 
 _configured: Path | None = None
+# Pyserini picks a topic reader by these substrings of a topics *path* before its extension
+# (pyserini.query_iterator.DefaultQueryIterator); .json files are read before the check.
+_TOPICS_PATH_TRAPS = ("beir", "cacm")
 
 
 class JavaNotFoundError(RuntimeError):
     """No Java runtime recent enough for Pyserini was found."""
+
+
+class LauncherError(ValueError):
+    """Arguments a Pyserini command would fail on, with what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,50 @@ def java_exception() -> type[Exception]:
     return importlib.import_module("jnius").JavaException
 
 
+def _option_value(args: list[str], name: str) -> int | None:
+    """Index of the value of ``--name``/``-name`` in ``args`` (Pyserini accepts both), or None."""
+    for i, arg in enumerate(args[:-1]):
+        if arg in (f"-{name}", f"--{name}"):
+            return i + 1
+    return None
+
+
+def sidestep_traps(module: str, args: list[str]) -> list[str]:
+    """``args`` for ``module`` with Pyserini's known traps avoided; raises :class:`LauncherError`
+    for those that cannot be avoided here."""
+    args = list(args)
+    if module.startswith("pyserini.index"):
+        at = _option_value(args, "input")
+        if at is not None and os.path.isfile(args[at]):
+            raise LauncherError(
+                f"{module} -input wants a folder of JSONL files, and {args[at]} is a file: "
+                f"build the index with `python -m headrank_ir.index {args[at]} --index DIR` instead"
+            )
+    if module.startswith("pyserini.search"):
+        at = _option_value(args, "topics")
+        if at is not None and _is_trapped_topics_path(args[at]):
+            given, args[at] = args[at], _neutral_link(Path(args[at]))
+            print(
+                f"note: Pyserini would read {given} with a special reader because its path contains "
+                f"{' or '.join(repr(t) for t in _TOPICS_PATH_TRAPS)}; handing it over as {args[at]}",
+                file=sys.stderr,
+            )
+    return args
+
+
+def _is_trapped_topics_path(value: str) -> bool:
+    return os.path.isfile(value) and not value.endswith(".json") and any(t in value for t in _TOPICS_PATH_TRAPS)
+
+
+def _neutral_link(path: Path) -> str:
+    """A link to ``path`` in a fresh temporary folder, named ``topics`` with the same suffixes."""
+    folder = tempfile.mkdtemp(prefix="headrank-topics-")
+    atexit.register(shutil.rmtree, folder, True)
+    link = Path(folder) / ("topics" + "".join(path.suffixes))
+    link.symlink_to(path.resolve())
+    return str(link)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m headrank_ir.java MODULE [ARGS…]``: run a Pyserini module with Java set up."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -162,10 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
+        sys.argv = [args[0], *sidestep_traps(args[0], args[1:])]
         ensure_java()
-    except JavaNotFoundError as error:
+    except (JavaNotFoundError, LauncherError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    sys.argv = args
     runpy.run_module(args[0], run_name="__main__", alter_sys=True)
     return 0

@@ -75,3 +75,29 @@ def format_table(columns: Mapping[str, Mapping[str, float]]) -> str:
     for name in names:
         lines.append(name.ljust(width) + "".join(f"  {column[name]:>10.4f}" for column in columns.values()))
     return "\n".join(lines)
+
+
+def per_query(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Qrels,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+) -> dict[str, dict[str, float]]:
+    """``{measure: {qid: value}}`` for every judged query, by ir_measures (a judged query missing
+    from the run scores zero, so the values average to :func:`evaluate`'s means)."""
+    if not set(run) & set(qrels):
+        raise InputError("no query of the run has judgements in the qrels: are they for the same topics?")
+    parsed = parse_measures(measures)
+    values: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
+    for metric in ir_measures.iter_calc(parsed, qrels, run):
+        values[str(metric.measure)][metric.query_id] = float(metric.value)
+    return values
+
+
+def format_per_query(values: Mapping[str, Mapping[str, float]]) -> str:
+    """trec_eval ``-q`` style: ``measure<TAB>qid<TAB>value`` per query, then the ``all`` line."""
+    lines = []
+    for name, by_qid in values.items():
+        ordered = sorted(by_qid, key=lambda q: (not q.isdigit(), int(q) if q.isdigit() else 0, q))
+        lines += [f"{name}\t{qid}\t{by_qid[qid]:.4f}" for qid in ordered]
+        lines.append(f"{name}\tall\t{sum(by_qid.values()) / len(by_qid):.4f}")
+    return "\n".join(lines)

@@ -145,10 +145,10 @@ class Trainer:
         }
 
     def run(self, checkpoint: Path | None, progress: bool = True) -> None:
-        from tqdm import tqdm
+        from headrank_ir.progress import progress as progress_bar
 
         total = len(self.schedule)
-        with tqdm(
+        with progress_bar(
             total=total,
             initial=len(self.history),
             desc="aligning",
@@ -159,8 +159,8 @@ class Trainer:
             for step in range(len(self.history), total):
                 self.step(self.queries[self.schedule[step]])
                 recent = self.history[-10:]
-                bar.update(1)
                 bar.set_postfix_str(f"loss {sum(h['loss'] for h in recent) / len(recent):.3f}")
+                bar.update(1)
                 if checkpoint is not None and (step + 1) % self.config.checkpoint_every == 0:
                     self.save(checkpoint)
 

@@ -100,12 +100,12 @@ def attention_entropy(masses: torch.Tensor) -> torch.Tensor:
 
 def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = True) -> HeadFeatures:
     """One forward per query with ``ranker``'s profile (use an all-heads one for selection)."""
-    from tqdm import tqdm
+    from headrank_ir.progress import progress as progress_bar
 
     heads = tuple((layer, head) for layer, layer_heads, _ in ranker.profile.heads_by_layer() for head in layer_heads)
     scores, entropy = {}, {}
     with torch.inference_mode():
-        for query in tqdm(
+        for query in progress_bar(
             queries,
             desc="head features",
             unit="query",

@@ -1,0 +1,86 @@
+"""Progress for long loops: tqdm's bar on a terminal, plain periodic lines anywhere else.
+
+A bar redraws itself with carriage returns, which turn a log file into one very long line; when
+stderr is not a terminal (a log, a pipe, a batch job) the same calls print one line every
+``every`` seconds and one at the end instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+
+class PlainProgress:
+    """The part of tqdm's interface the package uses (``update``, ``set_postfix_str``, iteration,
+    ``with``), written as whole lines: ``desc: done/total unit [postfix]``."""
+
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        initial: int = 0,
+        every: float = 30.0,
+        file: TextIO | None = None,
+    ):
+        self.iterable = iterable
+        self.total = total if total is not None or iterable is None else _length(iterable)
+        self.desc, self.unit, self.every = desc, unit, every
+        self.n = initial
+        self.postfix = ""
+        self.file = file or sys.stderr
+        self._last = time.monotonic()
+        self._printed: int | None = None
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self._last >= self.every:
+            self._print()
+
+    def set_postfix_str(self, postfix: str) -> None:
+        self.postfix = postfix
+
+    def close(self) -> None:
+        if self.n != self._printed:  # the final count, unless the last periodic line showed it
+            self._print()
+
+    def _print(self) -> None:
+        total = f"/{self.total}" if self.total is not None else ""
+        postfix = f" [{self.postfix}]" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{total} {self.unit}{postfix}", file=self.file, flush=True)
+        self._last, self._printed = time.monotonic(), self.n
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable or ():
+            yield item
+            self.update()
+        self.close()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _length(iterable: Iterable) -> int | None:
+    try:
+        return len(iterable)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def progress(iterable: Iterable | None = None, *, every: float = 30.0, **options: Any) -> Any:
+    """``tqdm(iterable, **options)`` when stderr is a terminal, else :class:`PlainProgress` with
+    the options it knows (``total``, ``desc``, ``unit``, ``initial``), a line every ``every`` s.
+    ``disable=True`` (tqdm's) stays silent either way."""
+    if sys.stderr.isatty() or options.get("disable"):
+        from tqdm import tqdm
+
+        return tqdm(iterable, file=sys.stderr, **options)
+    known = {k: options[k] for k in ("total", "desc", "unit", "initial") if k in options}
+    return PlainProgress(iterable, every=every, **known)
