@@ -102,7 +102,7 @@ def _check_hub_id(name: str) -> None:
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 
-    unknown = f"model {name!r} is not a short name ({', '.join(OFFLINE_MODELS)}), not a local folder"
+    unknown = f"model {name!r} did not resolve: not a short name ({', '.join(OFFLINE_MODELS)}), not a local folder"
     close = difflib.get_close_matches(name, OFFLINE_MODELS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     try:
@@ -111,7 +111,7 @@ def _check_hub_id(name: str) -> None:
     except HFValidationError:
         raise ValueError(f"{unknown}, and not a Hugging Face id (namespace/name){hint}") from None
     if constants.HF_HUB_OFFLINE:
-        raise ValueError(f"{unknown}, and not in the Hugging Face cache while HF_HUB_OFFLINE is set{hint}")
+        raise ValueError(f"{unknown}, and as a Hugging Face id not in the cache while HF_HUB_OFFLINE is set{hint}")
     if not _reachable(constants.ENDPOINT):
         raise ValueError(
             f"{unknown}, and not in the Hugging Face cache, and {constants.ENDPOINT} cannot be reached{hint}"
