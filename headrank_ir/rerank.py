@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--profile", help="head profile JSON (default: every head, equal weights)")
     model.add_argument(
+        "--allow-profile-model-mismatch",
+        action="store_true",
+        help="run a --profile made for another model than --model (refused by default: its heads were chosen there)",
+    )
+    model.add_argument(
         "--depth",
         type=positive_int,
         default=100,
@@ -160,7 +165,20 @@ def rerank_into(
 def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
     from headrank_ir.engine.ranker import HeadRanker
 
-    return HeadRanker.from_pretrained(args.model, profile=profile)
+    return HeadRanker.from_pretrained(args.model, profile, allow_profile_model_mismatch=True)  # checked up front
+
+
+def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:
+    """What would stop the run part-way is checked before the output is touched: the profile
+    against --model, that --model resolves, and every query and passage of the run."""
+    from headrank_ir.engine.models import resolve_model_folder
+    from headrank_ir.engine.profile import PromptSettings
+    from headrank_ir.engine.ranker import check_profile_model, check_requests
+
+    if profile is not None and not args.allow_profile_model_mismatch:
+        check_profile_model(profile, [args.model])
+    resolve_model_folder(args.model)
+    check_requests(requests, profile.prompt if profile else PromptSettings())
 
 
 def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]) -> str:
@@ -179,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     requests = requests_from_args(args)
     header = run_header(args, profile, requests)
+    _check_before_writing(args, profile, requests)
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]
         if todo:

@@ -164,7 +164,7 @@ def test_output_not_written_by_us_is_not_overwritten(tmp_path):
     path = tmp_path / "run.txt"
     path.write_text("someone else's run\n")
     for resume in (True, False):
-        with pytest.raises(InputError, match="does not show that this command wrote it.*left alone"):
+        with pytest.raises(InputError, match="has no journal run.txt.journal that shows.*missing.*left alone"):
             RunWriter(path, HEADER, resume=resume)
     assert path.read_text() == "someone else's run\n"
 
@@ -271,7 +271,7 @@ def test_no_resume_replaces_only_a_regular_file_this_command_wrote(tmp_path):
     journal = tmp_path / "ours.txt.journal"
     journal.write_text("not a journal\n")
     (tmp_path / "ours.txt").write_text("whose?\n")
-    with pytest.raises(InputError, match="does not show that this command wrote it"):
+    with pytest.raises(InputError, match="the journal does not show that this command wrote it"):
         RunWriter(tmp_path / "ours.txt", HEADER, resume=False)
     assert (tmp_path / "ours.txt").read_text() == "whose?\n"
 

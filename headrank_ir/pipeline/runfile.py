@@ -305,9 +305,10 @@ class RunWriter:
                 raise
             journal = None  # an output beside a broken journal is refused below; without one, --no-resume starts over
         if self.path.exists() and not (journal and journal.complete):
+            why = "does not show that this command wrote it" if self.journal_path.exists() else "is missing"
             raise InputError(
-                f"{self.path} exists and {self.journal_path.name} does not show that this command wrote it; "
-                "it is left alone: remove it yourself or choose another --output"
+                f"{self.path} exists and has no journal {self.journal_path.name} that shows this command wrote it "
+                f"(the journal {why}); it is left alone: remove it yourself or choose another --output"
             )
         return journal
 
