@@ -23,6 +23,7 @@ from headrank_ir import __version__
 from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
@@ -202,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     profile = HeadProfile.load(args.profile) if args.profile else None
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     requests = requests_from_args(args)
+    if qrels is not None and not any(r.query.qid in qrels for r in requests):
+        raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
     header = run_header(args, profile, requests)
     _check_before_writing(args, profile, requests)
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:

@@ -72,6 +72,7 @@ CLI_CASES = {
     "qrels three fields": case({"qrels.txt": "q1 0 d1\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:", "fields"),
     "qrels grade": case({"qrels.txt": "q1 0 d1 high\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:", "'high'"),
     "qrels empty": case({"qrels.txt": "\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:", "no judgements"),
+    "qrels other topics": case({"qrels.txt": "z1 0 d1 1\n"}, ("--qrels", "{d}/qrels.txt"), "no query of the run has"),
     "qrels not utf-8": case({"qrels.txt": b"q1 0 d\xfe1 1\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:"),
     # first-stage run
     "run five fields": case({"run.txt": "q1 Q0 d1 1 3.0\n"}, (), "run.txt:1:", "got 5 fields"),
@@ -151,7 +152,9 @@ CLI_CASES = {
     # output
     "output is a folder": case({}, ("--output", "{d}"), "is a folder"),
     "output parent is a file": case({}, ("--output", "{d}/topics.tsv/run.txt"), "topics.tsv is a file"),
-    "output is a device": case({}, ("--output", "/dev/null", "--no-resume"), "/dev/null is a device"),
+    # A named pipe stands for every non-regular file (never the real /dev/null: a build that lost
+    # this check would replace it for the whole machine).
+    "output is a pipe": case({}, ("--output", "{d}/pipe", "--no-resume"), "pipe is a device, pipe or socket"),
     "output foreign file": case({"out.txt": "mine\n"}, (), "out.txt exists", "left alone"),
     # model
     "model typo": case({}, ("--model", "smollm2-135"), "'smollm2-135' did not resolve", "did you mean"),
@@ -161,6 +164,9 @@ CLI_CASES = {
 
 
 def write_files(folder: Path, files: dict, model: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "pipe").exists():
+        os.mkfifo(folder / "pipe")
     for name, content in {**GOOD_FILES, **files}.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)

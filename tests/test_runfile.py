@@ -264,7 +264,9 @@ def test_no_resume_replaces_only_a_regular_file_this_command_wrote(tmp_path):
     target.write_text("keep me\n")
     link = tmp_path / "link.txt"
     link.symlink_to(target)
-    for path, kind in ((link, "a symbolic link"), (Path("/dev/null"), "a device"), (tmp_path, "a folder")):
+    pipe = tmp_path / "pipe"  # stands for any device; never the real /dev/null, which a regression would replace
+    os.mkfifo(pipe)
+    for path, kind in ((link, "a symbolic link"), (pipe, "a device, pipe or socket"), (tmp_path, "a folder")):
         with pytest.raises(InputError, match=f"is {kind}.*choose another --output"):
             RunWriter(path, HEADER, resume=False)
     assert target.read_text() == "keep me\n" and link.is_symlink()

@@ -158,12 +158,14 @@ def _gguf_file(name: str) -> Path:
 
 
 def _atomic_concat(parts, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+    from headrank_ir.pipeline.atomic import write_atomic_with
+
+    def concatenate(out) -> None:
         for part in parts:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out)
-    os.replace(out.name, target)
+
+    write_atomic_with(target, concatenate)
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:

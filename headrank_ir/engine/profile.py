@@ -156,6 +156,8 @@ class HeadProfile:
             raise InputError(f"invalid profile: {err}", path) from None
         if profile.adapter and not Path(profile.adapter).is_absolute():
             profile = replace(profile, adapter=str(path.parent / profile.adapter))
+        if profile.adapter and not Path(profile.adapter).is_file():
+            raise InputError(f"invalid profile: adapter file {profile.adapter} does not exist", path)
         return profile
 
     def heads_by_layer(self) -> List[Tuple[int, List[int], List[float]]]:

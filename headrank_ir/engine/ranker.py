@@ -109,7 +109,7 @@ class HeadRanker:
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
         lm, tokenizer = load_model(model)
-        return cls(lm, tokenizer, profile, name=model, allow_profile_model_mismatch=True)
+        return cls(lm, tokenizer, profile, name=os.fspath(model), allow_profile_model_mismatch=True)
 
     # -- scoring -------------------------------------------------------------------------------
 
