@@ -173,15 +173,16 @@ def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None,
     """What would stop the run part-way is checked before the output is touched: the profile
     against --model (its name, its layers and heads), that --model resolves, and every query and
     passage of the run."""
-    from transformers import AutoConfig
-
     from headrank_ir.engine.models import resolve_model_folder
-    from headrank_ir.engine.profile import PromptSettings
-    from headrank_ir.engine.ranker import check_profile, check_profile_model, check_requests
+    from headrank_ir.engine.profile import PromptSettings, check_profile_model
 
     if profile is not None and not args.allow_profile_model_mismatch:
         check_profile_model(profile, [args.model])
-    folder = resolve_model_folder(args.model)
+    folder = resolve_model_folder(args.model)  # before the heavy imports below: a wrong name fails at once
+    from transformers import AutoConfig
+
+    from headrank_ir.engine.ranker import check_profile, check_requests
+
     if profile is not None:
         config = AutoConfig.from_pretrained(folder).get_text_config()
         check_profile(profile, config.num_hidden_layers, config.num_attention_heads)

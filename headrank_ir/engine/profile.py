@@ -11,7 +11,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from headrank_ir.pipeline.atomic import write_atomic
 from headrank_ir.pipeline.errors import InputError
@@ -168,6 +168,22 @@ class HeadProfile:
             layers[layer][0].append(head)
             layers[layer][1].append(weight)
         return [(layer, *layers[layer]) for layer in sorted(layers)]
+
+
+def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
+    """A profile's heads were chosen on one model: refuse one made for a model that is not among
+    ``names`` (the loaded model's id, folder or short name; compared by last path part)."""
+    known = {_model_key(n) for n in names if n}
+    if known and _model_key(profile.model) not in known:
+        raise ValueError(
+            f"the profile was made for model {profile.model!r}, not {next(n for n in names if n)!r}: its heads "
+            "mean nothing on another model; use a profile made for this model, or pass "
+            "allow_profile_model_mismatch=True (--allow-profile-model-mismatch) to run it anyway"
+        )
+
+
+def _model_key(name: str) -> str:
+    return Path(str(name).rstrip("/")).name.lower()
 
 
 def _head(value: Any, what: str) -> Tuple[int, int, float]:

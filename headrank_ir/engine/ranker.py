@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
-from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import (
     PromptLayout,
     build_layout,
@@ -396,22 +396,6 @@ def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptS
             raise ValueError(f"query {request.query.qid!r}: {error.args[0]}") from None
         except (TypeError, ValueError) as error:
             raise type(error)(f"query {request.query.qid!r}: {error}") from None
-
-
-def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
-    """A profile's heads were chosen on one model: refuse one made for a model that is not among
-    ``names`` (the loaded model's id, folder or short name; compared by last path part)."""
-    known = {_model_key(n) for n in names if n}
-    if known and _model_key(profile.model) not in known:
-        raise ValueError(
-            f"the profile was made for model {profile.model!r}, not {next(n for n in names if n)!r}: its heads "
-            "mean nothing on another model; use a profile made for this model, or pass "
-            "allow_profile_model_mismatch=True (--allow-profile-model-mismatch) to run it anyway"
-        )
-
-
-def _model_key(name: str) -> str:
-    return Path(str(name).rstrip("/")).name.lower()
 
 
 def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None:
