@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--profile", help="head profile JSON (default: every head, equal weights)")
     model.add_argument(
+        "--allow-profile-model-mismatch",
+        action="store_true",
+        help="run a --profile made for another model than --model (refused by default: its heads were chosen there)",
+    )
+    model.add_argument(
         "--depth",
         type=positive_int,
         default=100,
@@ -167,7 +172,27 @@ def rerank_into(
 def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
     from headrank_ir.engine.ranker import HeadRanker
 
-    return HeadRanker.from_pretrained(args.model, profile=profile)
+    return HeadRanker.from_pretrained(args.model, profile, allow_profile_model_mismatch=True)  # checked up front
+
+
+def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:
+    """What would stop the run part-way is checked before the output is touched: the profile
+    against --model (its name, its layers and heads), that --model resolves, and every query and
+    passage of the run."""
+    from headrank_ir.engine.models import resolve_model_folder
+    from headrank_ir.engine.profile import PromptSettings, check_profile_model
+
+    if profile is not None and not args.allow_profile_model_mismatch:
+        check_profile_model(profile, [args.model])
+    folder = resolve_model_folder(args.model)  # before the heavy imports below: a wrong name fails at once
+    from transformers import AutoConfig
+
+    from headrank_ir.engine.ranker import check_profile, check_requests
+
+    if profile is not None:
+        config = AutoConfig.from_pretrained(folder).get_text_config()
+        check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
+    check_requests(requests, profile.prompt if profile else PromptSettings())
 
 
 def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]) -> str:
@@ -187,12 +212,15 @@ def run(args: argparse.Namespace) -> int:
     if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
         raise InputError("--first-stage-output must name another file than --output")
     requests = requests_from_args(args)
+    if qrels is not None and not any(r.query.qid in qrels for r in requests):
+        raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
+    header = run_header(args, profile, requests)
+    _check_before_writing(args, profile, requests)
     if args.first_stage_output:
         from headrank_ir.pipeline.firststage import write_trec_run
 
         write_trec_run(args.first_stage_output, requests, "bm25" if args.index else "firststage")
         print(f"wrote the first stage ({len(requests)} queries) to {args.first_stage_output}")
-    header = run_header(args, profile, requests)
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]
         if todo:

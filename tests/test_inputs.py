@@ -318,3 +318,71 @@ def test_hits_and_max_queries_cut_the_requests(small):
 def test_first_stage_flags_must_pick_one_route(argv, message):
     with pytest.raises(InputError, match=message):
         requests_from_args(first_stage(["--topics", str(DL19 / "topics.tsv"), *argv]))
+
+
+# -- inputs read the way users write them ------------------------------------------------------------
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize(
+    "name, content, read, expected",
+    [
+        ("q.txt", "1 0 a 1\n1 0 b 0\n", read_qrels_file, {"1": {"a": 1, "b": 0}}),
+        ("t.tsv", "1\tone\n", lambda p: read_topics(str(p)).queries, {"1": "one"}),
+        ("t.jsonl", '{"qid": "1", "query": "one"}\n', lambda p: read_topics(str(p)).queries, {"1": "one"}),
+        ("t.json", '{"1": {"title": "one"}}', lambda p: read_topics(str(p)).queries, {"1": "one"}),
+        ("t.trec", "<top><num> 1 <title> one </top>", lambda p: read_topics(str(p)).queries, {"1": "one"}),
+        (
+            "r.txt",
+            "1 Q0 a 1 2.5 x\n",
+            lambda p: {q: [h.docid for h in hs] for q, hs in read_trec_run(p).hits.items()},
+            {"1": ["a"]},
+        ),
+        ("c.jsonl", '{"id": "a", "contents": "A"}\n', read_corpus, {"a": "A"}),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path, name, content, read, expected):
+    assert read(write(tmp_path / name, BOM + content)) == expected
+    gzipped = tmp_path / "gz" / (name + ".gz")
+    gzipped.parent.mkdir()
+    gzipped.write_bytes(gzip.compress((BOM + content).encode("utf-8")))
+    assert read(gzipped) == expected
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "c.jsonl",
+            '{"id": "a", "contents": "A"}\n{"id": "b", "contents": "x \\ud800 y"}\n',
+            r"c\.jsonl:2: text field 'contents' holds a lone surrogate '\\ud800' at character 3",
+        ),
+        ("c.jsonl", '{"id": "\\udfff", "contents": "A"}\n', r"c\.jsonl:1: docid field 'id' holds a lone surrogate"),
+        ("t.jsonl", '{"qid": "1", "query": "\\udc00"}\n', r"t\.jsonl:1: query text field 'query' holds a lone"),
+        (
+            "t.json",
+            '{"1": {"title": "a\\ud83d"}}',
+            r"t\.json: query '1' holds a lone surrogate '\\ud83d' at character 2",
+        ),
+    ],
+)
+def test_lone_surrogates_name_file_and_line(tmp_path, name, content, message):
+    path = write(tmp_path / name, content)
+    with pytest.raises(InputError, match=message):
+        read_corpus(path) if name.startswith("c") else read_topics(str(path))
+
+
+def test_paired_surrogate_escapes_are_one_character(tmp_path):
+    path = write(tmp_path / "c.jsonl", '{"id": "a", "contents": "smile \\ud83d\\ude00"}\n')
+    assert read_corpus(path) == {"a": "smile \U0001f600"}
+
+
+def test_an_empty_passage_of_the_run_is_an_error_before_any_query(small):
+    tmp_path, topics, _ = small
+    corpus = write(tmp_path / "c2.jsonl", '{"id": "a", "contents": "A"}\n{"id": "b", "contents": "  "}\n')
+    run = read_trec_run(write(tmp_path / "r.txt", "1 Q0 a 1 1 x\n2 Q0 b 1 1 x\n"))
+    with pytest.raises(InputError, match=r"c2\.jsonl:2: the text of docid 'b' is empty, and the run ranks it"):
+        requests_from_run(topics, run, corpus, hits=10)
+    # An empty passage the run does not rank is no reason to stop.
+    assert [r.query.qid for r in requests_from_run(topics, run, corpus, hits=10, max_queries=1)] == ["1"]

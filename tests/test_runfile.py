@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,7 +97,8 @@ def test_output_appears_only_when_complete(tmp_path):
         "output_format": "trec",
         "run_tag": "headrank",
     }
-    assert journal[1] == {"qid": "1", "end": len(format_trec(RESULTS[0], "headrank"))}
+    first = format_trec(RESULTS[0], "headrank").encode()
+    assert journal[1] == {"qid": "1", "end": len(first), "sha256": hashlib.sha256(first).hexdigest()}
     assert journal[-1]["complete"] is True
 
 
@@ -157,8 +163,9 @@ def test_no_resume_starts_over(tmp_path):
 def test_output_not_written_by_us_is_not_overwritten(tmp_path):
     path = tmp_path / "run.txt"
     path.write_text("someone else's run\n")
-    with pytest.raises(InputError, match="has no journal.*--no-resume"):
-        RunWriter(path, HEADER)
+    for resume in (True, False):
+        with pytest.raises(InputError, match="has no journal run.txt.journal that shows.*missing.*left alone"):
+            RunWriter(path, HEADER, resume=resume)
     assert path.read_text() == "someone else's run\n"
 
 
@@ -174,3 +181,104 @@ def test_bad_run_tag_and_format(tmp_path):
         RunWriter(tmp_path / "r", HEADER, run_tag="two words")
     with pytest.raises(ValueError, match="output format 'csv'"):
         RunWriter(tmp_path / "r", HEADER, output_format="csv")
+
+
+# -- one writer per output, outputs that cannot be corrupted silently ------------------------------
+
+HOLD_OUTPUT = """
+import sys, time
+from headrank_ir.pipeline.runfile import RunWriter
+writer = RunWriter(sys.argv[1], {"model": "m", "depth": 3})
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path):
+    path = tmp_path / "run.txt"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OUTPUT, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(InputError, match=rf"being written by another run \(pid {holder.pid} on .*started 20"):
+            RunWriter(path, HEADER)
+    finally:
+        holder.kill()
+        holder.wait()
+    # A killed holder leaves its lock file, but not its lock: the next run goes ahead.
+    assert write_all(path, RESULTS).path.read_text().count("\n") == 6
+
+
+def test_two_writers_in_one_process_and_the_lock_goes_with_the_writer(tmp_path):
+    path = tmp_path / "run.txt"
+    first = RunWriter(path, HEADER)
+    with pytest.raises(InputError, match="being written by another run"):
+        RunWriter(path, HEADER)
+    first.write(RESULTS[0])
+    first.close()
+    assert not (tmp_path / "run.txt.lock").exists()
+    assert write_all(path, RESULTS).path.read_text().count("\n") == 6
+
+
+@pytest.mark.parametrize(
+    "tamper, problem",
+    [
+        (lambda data: data[:-10], lambda n: f"it holds {n - 10} bytes where the finished run had {n}"),
+        (lambda data: data.replace(b"2.000000", b"9.000000"), lambda n: "its SHA-256 differs"),
+        (lambda data: data + data, lambda n: f"it holds {2 * n} bytes"),
+    ],
+    ids=["truncated", "edited", "appended"],
+)
+def test_a_finished_output_changed_later_is_not_trusted(tmp_path, reference, tamper, problem):
+    path = tmp_path / "run.txt"
+    write_all(path, RESULTS)
+    path.write_bytes(tamper(reference))
+    with pytest.raises(InputError, match=rf"changed after the run finished \({problem(len(reference))}.*--no-resume"):
+        RunWriter(path, HEADER)
+    assert write_all(path, RESULTS, resume=False).path.read_bytes() == reference
+
+
+def test_an_edited_partial_run_is_not_resumed(tmp_path):
+    path = tmp_path / "run.txt"
+    writer = RunWriter(path, HEADER)
+    writer.write(RESULTS[0])
+    writer.close()
+    writer.partial.write_bytes(writer.partial.read_bytes().replace(b"b 1", b"x 1"))
+    with pytest.raises(InputError, match=r"run\.txt\.partial was changed since its journal"):
+        RunWriter(path, HEADER)
+
+
+def test_a_run_that_wrote_no_query_does_not_block_other_settings(tmp_path):
+    path = tmp_path / "run.txt"
+    RunWriter(path, {**HEADER, "model": "typo"}).close()
+    resumed = write_all(path, RESULTS)
+    assert json.loads(resumed.journal_path.read_text().splitlines()[0])["header"]["model"] == "m"
+
+
+def test_no_resume_replaces_only_a_regular_file_this_command_wrote(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    pipe = tmp_path / "pipe"  # stands for any device; never the real /dev/null, which a regression would replace
+    os.mkfifo(pipe)
+    for path, kind in ((link, "a symbolic link"), (pipe, "a device, pipe or socket"), (tmp_path, "a folder")):
+        with pytest.raises(InputError, match=f"is {kind}.*choose another --output"):
+            RunWriter(path, HEADER, resume=False)
+    assert target.read_text() == "keep me\n" and link.is_symlink()
+    journal = tmp_path / "ours.txt.journal"
+    journal.write_text("not a journal\n")
+    (tmp_path / "ours.txt").write_text("whose?\n")
+    with pytest.raises(InputError, match="the journal does not show that this command wrote it"):
+        RunWriter(tmp_path / "ours.txt", HEADER, resume=False)
+    assert (tmp_path / "ours.txt").read_text() == "whose?\n"
+
+
+def test_output_whose_folder_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"cannot be written: .*file is a file, not a folder"):
+        RunWriter(tmp_path / "file" / "sub" / "run.txt", HEADER)

@@ -132,7 +132,7 @@ def evaluate_run(run_path: Path, qrels: Qrels) -> dict:
     aggregate = evaluate(run, qrels, DEFAULT_MEASURES)
     return {
         "measures": {MEASURE_COLUMNS[m]: aggregate[m] for m in DEFAULT_MEASURES},
-        "per_query_ndcg_cut_10": per_query(run, qrels, NDCG),
+        "per_query_ndcg_cut_10": per_query(run, qrels, [NDCG])[NDCG],
     }
 
 

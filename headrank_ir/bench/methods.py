@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from headrank_ir.bench.datasets import BM25_B, BM25_K1, HITS, Collection
+from headrank_ir.bench.datasets import HITS, Collection
 from headrank_ir.engine.profile import HeadProfile, head_label, parse_head_label
 from headrank_ir.records import Candidate, Request, Result
 
@@ -75,7 +75,7 @@ def rescored_top(request: Request, top_scores: Sequence[float], depth: int) -> R
 
 
 class FirstStage:
-    about = f"Pyserini BM25 (k1={BM25_K1}, b={BM25_B}), top {HITS} as retrieved"
+    about = f"Pyserini BM25 (its defaults for the index), top {HITS} as retrieved"
 
     def rank(self, request: Request) -> Ranking:
         return Ranking(Result(request.query, list(request.candidates)))

@@ -135,6 +135,24 @@ def apply_adapter(model: torch.nn.Module, path: str | Path) -> None:
     setattr(model, _APPLIED, str(Path(path).resolve()))
 
 
+def ensure_adapter(model: torch.nn.Module, path: str | Path | None) -> None:
+    """Make ``model`` hold exactly the adapter a profile asks for (``None``: none).
+
+    Merging changes the caller's weights, so what was merged is tracked on the model: a second
+    ranker on the same model object with another adapter, or with none, is refused rather than
+    silently scoring with the first one's weights.
+    """
+    if path is not None:
+        apply_adapter(model, path)
+        return
+    applied = getattr(model, _APPLIED, None)
+    if applied is not None:
+        raise ValueError(
+            f"the model already holds the merged LoRA adapter {applied} (from an earlier HeadRanker), "
+            "but this profile has no adapter; load a fresh model for it"
+        )
+
+
 def _factor_pairs(state: dict[str, torch.Tensor], path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module name: (A, B)}`` from peft keys ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``."""
     pairs = {}

@@ -7,14 +7,17 @@ once to a safetensors folder in the cache; later loads read that folder (4.5 s m
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "headrank_ir"))
 
 
-def load_model(name: str, dtype=None):
+def load_model(name: str | os.PathLike, dtype=None):
     """Return ``(model, tokenizer)`` for a short name, a local folder or a Hugging Face id.
 
     Raises ``ValueError`` with one line naming everything that was tried when nothing resolves.
@@ -72,13 +75,57 @@ def load_model(name: str, dtype=None):
     return model, tokenizer
 
 
-def resolve_model_folder(name: str) -> str:
-    """Short names become a cached safetensors folder; anything else is passed on as given."""
+def resolve_model_folder(name: str | os.PathLike) -> str:
+    """Short names become a cached safetensors folder; a folder or a Hugging Face id is passed on.
+
+    What cannot load fails here, in one line and at once: a missing folder, an id that is not in
+    the Hugging Face cache while the hub is off (``HF_HUB_OFFLINE``) or unreachable; so no
+    minute of download retries ends in a traceback.
+    """
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ValueError(
+            f"model must be a short name ({', '.join(OFFLINE_MODELS)}), a folder or a Hugging Face id, got {name!r}"
+        )
+    name = os.fspath(name)
     if name in OFFLINE_MODELS:
         return str(converted_folder(name))
-    if Path(name).exists() and not (Path(name) / "config.json").exists():
-        raise ValueError(f"model folder {name!r} has no config.json")
+    if Path(name).exists():
+        if not (Path(name) / "config.json").exists():
+            raise ValueError(f"model folder {name!r} has no config.json")
+        return name
+    _check_hub_id(name)
     return name
+
+
+def _check_hub_id(name: str) -> None:
+    """A name that is not local must be a Hugging Face id in the cache or on a reachable hub."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    unknown = f"model {name!r} did not resolve: not a short name ({', '.join(OFFLINE_MODELS)}), not a local folder"
+    close = difflib.get_close_matches(name, OFFLINE_MODELS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+    except HFValidationError:
+        raise ValueError(f"{unknown}, and not a Hugging Face id (namespace/name){hint}") from None
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(f"{unknown}, and as a Hugging Face id not in the cache while HF_HUB_OFFLINE is set{hint}")
+    if not _reachable(constants.ENDPOINT):
+        raise ValueError(
+            f"{unknown}, and not in the Hugging Face cache, and {constants.ENDPOINT} cannot be reached{hint}"
+        )
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def converted_folder(name: str) -> Path:
@@ -111,12 +158,14 @@ def _gguf_file(name: str) -> Path:
 
 
 def _atomic_concat(parts, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+    from headrank_ir.pipeline.atomic import write_atomic_with
+
+    def concatenate(out) -> None:
         for part in parts:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out)
-    os.replace(out.name, target)
+
+    write_atomic_with(target, concatenate)
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:

@@ -7,13 +7,44 @@ heads)`` is ICR's choice: every head of every layer, equal weights, N/A calibrat
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass, field, replace
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+from headrank_ir.pipeline.atomic import write_atomic
+from headrank_ir.pipeline.errors import InputError
 
 PROFILE_VERSION = 1
+
+
+def _whole(value: Any, what: str, minimum: int = 0) -> int:
+    """``value`` as an int when it is a whole number of at least ``minimum``; never truncated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _of_type(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{what} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _only_known(data: dict, known: Any, where: str) -> None:
+    names = [f.name for f in fields(known)]
+    unknown = sorted(set(data) - set(names) - ({"version"} if known is HeadProfile else set()))
+    if unknown:
+        raise ValueError(f"unknown field {where + unknown[0]!r} (allowed: {', '.join(names)})")
 
 
 @dataclass(frozen=True)
@@ -28,10 +59,15 @@ class PromptSettings:
     max_context_tokens: Optional[int] = None  # None: the model's max_position_embeddings
 
     def __post_init__(self):
+        _whole(self.max_passage_tokens, "prompt.max_passage_tokens", minimum=1)
         if self.passage_order not in ("reverse", "forward"):
-            raise ValueError(f"passage_order must be 'reverse' or 'forward', got {self.passage_order!r}")
-        if self.max_passage_tokens < 1:
-            raise ValueError(f"max_passage_tokens must be positive, got {self.max_passage_tokens}")
+            raise ValueError(f"prompt.passage_order must be 'reverse' or 'forward', got {self.passage_order!r}")
+        _of_type(self.calibrate, bool, "prompt.calibrate")
+        if not _of_type(self.calibration_query, str, "prompt.calibration_query").strip():
+            raise ValueError("prompt.calibration_query is empty")
+        _of_type(self.use_chat_template, bool, "prompt.use_chat_template")
+        if self.max_context_tokens is not None:
+            _whole(self.max_context_tokens, "prompt.max_context_tokens", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -45,9 +81,14 @@ class HeadProfile:
     meta: dict = field(default_factory=dict)  # free-form: how it was made
 
     def __post_init__(self):
-        if not self.heads:
-            raise ValueError("a head profile needs at least one (layer, head, weight)")
-        object.__setattr__(self, "heads", tuple((int(l), int(h), float(w)) for l, h, w in self.heads))
+        _of_type(self.model, str, "model")
+        if isinstance(self.heads, (str, bytes, dict)) or not isinstance(self.heads, (list, tuple)) or not self.heads:
+            raise ValueError(f"heads must be a non-empty list of [layer, head, weight], got {self.heads!r}")
+        object.__setattr__(self, "heads", tuple(_head(h, f"heads[{i}]") for i, h in enumerate(self.heads)))
+        _of_type(self.prompt, PromptSettings, "prompt")
+        if self.adapter is not None:
+            _of_type(self.adapter, str, "adapter")
+        _of_type(self.meta, dict, "meta")
 
     @property
     def depth(self) -> int:
@@ -74,36 +115,49 @@ class HeadProfile:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> HeadProfile:
+    def from_json(cls, data: Any) -> HeadProfile:
+        """A profile from its JSON form, every field checked: a ``ValueError`` names the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level must be a JSON object, got {type(data).__name__}")
+        _only_known(data, cls, "")
+        for required in ("model", "heads"):
+            if required not in data:
+                raise ValueError(f"no {required!r} field")
         data = dict(data)
         version = data.pop("version", PROFILE_VERSION)
         if version != PROFILE_VERSION:
-            raise ValueError(f"profile version {version} is not supported (this package reads {PROFILE_VERSION})")
-        prompt = PromptSettings(**data.pop("prompt", {}))
-        return cls(prompt=prompt, heads=tuple(tuple(h) for h in data.pop("heads")), **data)
+            raise ValueError(f"profile version {version!r} is not supported (this package reads {PROFILE_VERSION})")
+        prompt = data.pop("prompt", {})
+        if not isinstance(prompt, dict):
+            raise ValueError(f"prompt must be a JSON object, got {type(prompt).__name__}")
+        _only_known(prompt, PromptSettings, "prompt.")
+        return cls(prompt=PromptSettings(**prompt), **data)
 
     def save(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-            json.dump(self.to_json(), out, indent=1)
-        os.replace(out.name, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> HeadProfile:
+        """Read and validate a profile file (or a folder's ``profile.json``); every problem is
+        one ``InputError`` line naming the file and the field."""
         path = Path(path)
         if path.is_dir():
             path = path / "profile.json"
+        if not path.is_file():
+            raise InputError(f"profile file {path} does not exist")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"profile file {path} does not exist") from None
+            profile = cls.from_json(json.loads(path.read_bytes().decode("utf-8-sig")))
+        except UnicodeDecodeError as err:
+            byte = err.object[err.start]
+            raise InputError(f"profile is not UTF-8 text (byte {byte:#04x} at offset {err.start})", path) from None
         except json.JSONDecodeError as err:
-            raise ValueError(f"profile file {path} is not valid JSON: {err}") from None
-        profile = cls.from_json(data)
+            raise InputError(f"profile is not valid JSON: {err.msg}", path, err.lineno) from None
+        except ValueError as err:
+            raise InputError(f"invalid profile: {err}", path) from None
         if profile.adapter and not Path(profile.adapter).is_absolute():
             profile = replace(profile, adapter=str(path.parent / profile.adapter))
+        if profile.adapter and not Path(profile.adapter).is_file():
+            raise InputError(f"invalid profile: adapter file {profile.adapter} does not exist", path)
         return profile
 
     def heads_by_layer(self) -> List[Tuple[int, List[int], List[float]]]:
@@ -127,3 +181,25 @@ def parse_head_label(label: str) -> Tuple[int, int]:
     if not (dot and layer.isdigit() and head.isdigit()):
         raise ValueError(f"a head label is 'layer.head' with two whole numbers, got {label!r}")
     return int(layer), int(head)
+
+
+def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
+    """A profile's heads were chosen on one model: refuse one made for a model that is not among
+    ``names`` (the loaded model's id, folder or short name; compared by last path part)."""
+    known = {_model_key(n) for n in names if n}
+    if known and _model_key(profile.model) not in known:
+        raise ValueError(
+            f"the profile was made for model {profile.model!r}, not {next(n for n in names if n)!r}: its heads "
+            "mean nothing on another model; use a profile made for this model, or pass "
+            "allow_profile_model_mismatch=True (--allow-profile-model-mismatch) to run it anyway"
+        )
+
+
+def _model_key(name: str) -> str:
+    return Path(str(name).rstrip("/")).name.lower()
+
+
+def _head(value: Any, what: str) -> Tuple[int, int, float]:
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"{what} must be [layer, head, weight], got {value!r}")
+    return _whole(value[0], f"{what} layer"), _whole(value[1], f"{what} head"), _finite(value[2], f"{what} weight")

@@ -10,6 +10,7 @@ tokens, minus the same with the content-free query; the profile's weights combin
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -17,7 +18,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
-from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import (
     PromptLayout,
     build_layout,
@@ -26,6 +27,7 @@ from headrank_ir.engine.prompt import (
     prompt_positions,
     truncate_passages,
 )
+from headrank_ir.pipeline.readers import check_text
 from headrank_ir.records import (
     Candidate,
     DocId,
@@ -60,15 +62,27 @@ class HeadRanker:
     >>> ranked[0].doc_id, ranked[0].score
     """
 
-    def __init__(self, model, tokenizer, profile: Optional[HeadProfile] = None, name: str = ""):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        profile: Optional[HeadProfile] = None,
+        name: str = "",
+        allow_profile_model_mismatch: bool = False,
+    ):
         config = model.config.get_text_config()
         self.name = name or getattr(config, "_name_or_path", "") or "model"
+        if profile is not None and not isinstance(profile, HeadProfile):
+            raise TypeError(
+                f"profile must be a HeadProfile (or a path, in from_pretrained), got {type(profile).__name__}"
+            )
+        if profile is not None and not allow_profile_model_mismatch:
+            check_profile_model(profile, [name, getattr(config, "_name_or_path", "")])
         self.profile = profile or HeadProfile.icr(self.name, config.num_hidden_layers, config.num_attention_heads)
         check_profile(self.profile, config.num_hidden_layers, config.num_attention_heads)
-        if self.profile.adapter:
-            from headrank_ir.engine.adapter import apply_adapter
+        from headrank_ir.engine.adapter import ensure_adapter
 
-            apply_adapter(model, self.profile.adapter)
+        ensure_adapter(model, self.profile.adapter)
         self.model = model
         self.tokenizer = tokenizer
         self.truncated = TruncatedModel(model, self.profile.depth)
@@ -78,14 +92,24 @@ class HeadRanker:
         self._weights = torch.tensor([w for _, _, weights in layers for w in weights])
 
     @classmethod
-    def from_pretrained(cls, model: str = "smollm2-135m", profile: Union[None, str, HeadProfile] = None):
-        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object)."""
+    def from_pretrained(
+        cls,
+        model: str = "smollm2-135m",
+        profile: Union[None, str, os.PathLike, HeadProfile] = None,
+        allow_profile_model_mismatch: bool = False,
+    ):
+        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object).
+
+        A profile made for another model is refused unless ``allow_profile_model_mismatch``.
+        """
         from headrank_ir.engine.models import load_model
 
-        if isinstance(profile, str):
+        if isinstance(profile, (str, os.PathLike)):
             profile = HeadProfile.load(profile)
+        if profile is not None and not allow_profile_model_mismatch:
+            check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
         lm, tokenizer = load_model(model)
-        return cls(lm, tokenizer, profile, name=model)
+        return cls(lm, tokenizer, profile, name=os.fspath(model), allow_profile_model_mismatch=True)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -188,6 +212,7 @@ class HeadRanker:
         check_inputs(query, docs, doc_ids)
         if metadata is not None and len(metadata) != len(docs):
             raise ValueError(f"{len(metadata)} metadata for {len(docs)} passages")
+        check_not_calibration(query, self.profile.prompt)
         ids = list(range(len(docs))) if doc_ids is None else list(doc_ids)
         extra = [{} for _ in docs] if metadata is None else [dict(m) for m in metadata]
         scores = self.score(query, docs) if docs else []
@@ -224,8 +249,7 @@ class HeadRanker:
         if not 0 <= rank_start < rank_end:
             raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
         ours = [as_request(r) for r in requests]
-        for request in ours:
-            check_inputs(request.query.text, [c.text for c in request.candidates], None, what="candidate")
+        check_requests(ours, self.profile.prompt)
         windows = [r.candidates[rank_start:rank_end] for r in ours]
         todo = [i for i, window in enumerate(windows) if window]
         readings = self.read_batch([ours[i].query.text for i in todo], [[c.text for c in windows[i]] for i in todo])
@@ -346,21 +370,45 @@ def merge_windows(windows: List[List[int]], scores: List[List[float]], count: in
 def check_inputs(query, passages, doc_ids, what: str = "passage") -> None:
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if not normalise(query):
+    if not normalise(check_text(query, "the query")):
         raise ValueError("query is empty")
     if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
         raise TypeError(f"{what}s must be a list of str, got {type(passages).__name__}")
+    if doc_ids is not None:
+        if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Sequence):
+            raise TypeError(f"doc_ids must be a list of str or int, got {type(doc_ids).__name__}")
+        if len(doc_ids) != len(passages):
+            raise ValueError(f"{len(doc_ids)} doc_ids for {len(passages)} {what}s")
     for i, passage in enumerate(passages):
+        item = f"{what} {i}" + (f" (docid {doc_ids[i]!r})" if doc_ids is not None else "")
         if not isinstance(passage, str):
-            raise TypeError(f"{what} {i} must be a str, got {type(passage).__name__}")
-        if not normalise(passage):
-            raise ValueError(f"{what} {i} is empty or whitespace only")
-    if doc_ids is None:
-        return
-    if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Sequence):
-        raise TypeError(f"doc_ids must be a list of str or int, got {type(doc_ids).__name__}")
-    if len(doc_ids) != len(passages):
-        raise ValueError(f"{len(doc_ids)} doc_ids for {len(passages)} {what}s")
+            raise TypeError(f"{item} must be a str, got {type(passage).__name__}")
+        if not normalise(check_text(passage, item)):
+            raise ValueError(f"{item} is empty or whitespace only")
+
+
+def check_not_calibration(query: str, prompt: PromptSettings) -> None:
+    """The calibration query scored against itself gives 0.0 for every passage: refuse it."""
+    if prompt.calibrate and normalise(query) == normalise(prompt.calibration_query):
+        raise ValueError(
+            f"the query {query!r} is the calibration query, whose attention calibration subtracts, so every "
+            "passage would score 0.0; rephrase it, or use a profile with another prompt.calibration_query "
+            "or with calibrate false"
+        )
+
+
+def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptSettings()) -> None:
+    """Every query and candidate of ``requests`` checked before any is read, naming the query;
+    a command calls it before writing a run, so that bad input stops it before the first query."""
+    for request in requests:
+        try:
+            texts = [c.text for c in request.candidates]
+            check_inputs(request.query.text, texts, [c.docid for c in request.candidates], what="candidate")
+            check_not_calibration(request.query.text, prompt)
+        except KeyError as error:  # a candidate without a text field
+            raise ValueError(f"query {request.query.qid!r}: {error.args[0]}") from None
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"query {request.query.qid!r}: {error}") from None
 
 
 def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None:

@@ -61,12 +61,6 @@ def evaluate(
     return {str(measure): float(values[measure]) for measure in parsed}
 
 
-def per_query(run: Mapping[str, Mapping[str, float]], qrels: Qrels, measure: str) -> dict[str, float]:
-    """One measure for each query that is both in the run and judged."""
-    (parsed,) = parse_measures([measure])
-    return {m.query_id: float(m.value) for m in ir_measures.iter_calc([parsed], qrels, run)}
-
-
 def format_table(columns: Mapping[str, Mapping[str, float]]) -> str:
     """Measures down, runs across, four decimals."""
     names = list(next(iter(columns.values())))

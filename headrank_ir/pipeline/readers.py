@@ -7,6 +7,7 @@ topics and qrels (``dl19`` …) are resolved in :mod:`headrank_ir.pipeline.names
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import math
@@ -34,10 +35,16 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
-    """``(line number, text without the newline)`` for each line; non-UTF-8 bytes are an error."""
+    """``(line number, text without the newline)`` for each line; non-UTF-8 bytes are an error.
+
+    A UTF-8 byte-order mark (what some Windows editors put first) is dropped, as trec_eval does,
+    so that it does not become part of the first query id.
+    """
     path = Path(path)
     with _open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -47,6 +54,23 @@ def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
                     number,
                 ) from None
             yield number, text.rstrip("\r\n")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: str, what: str, path: os.PathLike | str | None = None, number: int | None = None) -> str:
+    """``value``, unless it holds a lone surrogate (a ``\\ud800`` JSON escape without its pair),
+    which no tokenizer or UTF-8 file can take."""
+    found = _LONE_SURROGATE.search(value)
+    if found:
+        raise InputError(
+            f"{what} holds a lone surrogate {found.group()!r} at character {found.start() + 1}; "
+            "\\ud800-\\udfff escapes are only valid in pairs",
+            path,
+            number,
+        )
+    return value
 
 
 def _json_line(path: Path, number: int, line: str) -> dict:
@@ -69,7 +93,7 @@ def _first_key(record: Mapping, keys: tuple[str, ...], what: str, path: Path, nu
                     path,
                     number,
                 )
-            return str(value)
+            return check_text(str(value), f"{what} field {key!r}", path, number)
     raise InputError(f"no {what} field (looked for {', '.join(keys)})", path, number)
 
 
@@ -91,6 +115,8 @@ _TOPIC_TEXT_KEYS = ("query", "text", "title")
 
 
 def add_topic(queries: dict[str, str], qid: str, text: str, path: Path, number: int | None) -> None:
+    check_text(qid, "query id", path, number)
+    check_text(text, f"query {qid!r}", path, number)
     if not qid.strip():
         raise InputError("empty query id", path, number)
     if not text.strip():
@@ -308,7 +334,8 @@ def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict
     """Passage texts from Pyserini JSONL (``{"id", "contents"}``; ``docid``/``text`` accepted too).
 
     Every line is validated (duplicate docids included), but only the ``wanted`` texts are kept
-    when given, so that a large corpus can stand behind a small run.
+    when given, so that a large corpus can stand behind a small run; a wanted text that is empty
+    is an error here, before any query of the run is reranked.
     """
     path = Path(path)
     texts: dict[str, str] = {}
@@ -326,7 +353,11 @@ def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict
             )
         first_line[docid] = number
         text = _first_key(record, _DOC_TEXT_KEYS, "text", path, number)
-        if wanted is None or docid in wanted:
+        if wanted is None:
+            texts[docid] = text
+        elif docid in wanted:
+            if not text.strip():
+                raise InputError(f"the text of docid {docid!r} is empty, and the run ranks it", path, number)
             texts[docid] = text
     if not first_line:
         raise InputError("no documents in this corpus file", path)

@@ -1,0 +1,360 @@
+"""Malformed inputs and faults, as a new user makes them: every one ends in one clear line that
+names the file and the field (or a documented result), never a traceback, and never leaves an
+output that looks complete. Then two writers on one output, and a finished output edited later."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from headrank_ir.engine.adapter import AdapterSpec, save_adapter
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.records import Candidate, Query, Request
+from headrank_ir.rerank import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD_FILES = {
+    "topics.tsv": "q1\twhat is a lobster roll\nq2\thow do bees fly\n",
+    "run.txt": "q1 Q0 d1 1 3.0 bm25\nq1 Q0 d2 2 2.0 bm25\nq2 Q0 d3 1 1.5 bm25\nq2 Q0 d1 2 1.0 bm25\n",
+    "corpus.jsonl": "".join(
+        json.dumps({"id": d, "contents": t}) + "\n"
+        for d, t in [("d1", "A lobster roll is a sandwich."), ("d2", "Bees fly by flapping."), ("d3", "Wings beat.")]
+    ),
+    "qrels.txt": "q1 0 d1 1\nq2 0 d3 1\n",
+}
+PROFILE = {"model": "{model}", "heads": [[0, 1, 0.5], [2, 3, 0.5]]}
+
+
+def profile_json(**changes) -> str:
+    return json.dumps({**PROFILE, **changes})
+
+
+@dataclass(frozen=True)
+class Case:
+    files: dict  # file name → text (str) or bytes, written over the good files
+    argv: tuple = ()  # appended to a good command line; a repeated flag wins
+    expect: tuple = ()  # each must appear in the one error line
+
+
+def case(files=None, argv=(), *expect) -> Case:
+    return Case(files or {}, tuple(argv), expect)
+
+
+BOM = "\ufeff"
+CLI_CASES = {
+    # topics
+    "topics three fields": case({"topics.tsv": "q1\ta\tb\n"}, (), "topics.tsv:1:", "3 tab-separated fields"),
+    "topics not utf-8": case({"topics.tsv": b"q1\twh\xffat\n"}, (), "topics.tsv:1:", "not UTF-8"),
+    "topics lone surrogate": case(
+        {"t.jsonl": '{"qid": "q1", "query": "x\\ud800"}\n'}, ("--topics", "{d}/t.jsonl"), "t.jsonl:1:", "surrogate"
+    ),
+    "topics json list": case({"t.json": "[1, 2]"}, ("--topics", "{d}/t.json"), "t.json:", "JSON object"),
+    "topics trec no title": case(
+        {"t.trec": "<top><num> 1 <desc> x </top>"}, ("--topics", "{d}/t.trec"), "t.trec:1:", "no <title>"
+    ),
+    "topics unknown suffix": case({"t.csv": "q1,a\n"}, ("--topics", "{d}/t.csv"), "t.csv:", "topics format"),
+    "topics empty": case({"topics.tsv": ""}, (), "topics.tsv:", "no queries"),
+    "topics duplicate": case({"topics.tsv": "q1\ta\nq1\tb\n"}, (), "topics.tsv:2:", "appears twice"),
+    "topics empty query": case({"topics.tsv": "q1\t  \n"}, (), "topics.tsv:1:", "is empty"),
+    "topics missing": case({}, ("--topics", "{d}/nope.tsv"), "nope.tsv", "not found"),
+    "calibration query": case({"topics.tsv": "q1\tN/A\n"}, (), "query 'q1'", "calibration query"),
+    # qrels
+    "qrels three fields": case({"qrels.txt": "q1 0 d1\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:", "fields"),
+    "qrels grade": case({"qrels.txt": "q1 0 d1 high\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:", "'high'"),
+    "qrels empty": case({"qrels.txt": "\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:", "no judgements"),
+    "qrels other topics": case({"qrels.txt": "z1 0 d1 1\n"}, ("--qrels", "{d}/qrels.txt"), "no query of the run has"),
+    "qrels not utf-8": case({"qrels.txt": b"q1 0 d\xfe1 1\n"}, ("--qrels", "{d}/qrels.txt"), "qrels.txt:1:"),
+    # first-stage run
+    "run five fields": case({"run.txt": "q1 Q0 d1 1 3.0\n"}, (), "run.txt:1:", "got 5 fields"),
+    "run score text": case({"run.txt": "q1 Q0 d1 1 high x\n"}, (), "run.txt:1:", "'high'"),
+    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "not finite"),
+    "run duplicate docid": case({"run.txt": "q1 Q0 d1 1 2 x\nq1 Q0 d1 2 1 x\n"}, (), "run.txt:2:", "twice"),
+    "run empty": case({"run.txt": ""}, (), "run.txt:", "no hits"),
+    "run docid not in corpus": case({"run.txt": "q1 Q0 d9 1 2 x\n"}, (), "run.txt:1:", "'d9' is not in the corpus"),
+    "run other collection": case({"run.txt": "x9 Q0 d1 1 2 x\n"}, (), "no query of the topics"),
+    # corpus
+    "corpus bad json": case({"corpus.jsonl": '{"id": "d1", \n'}, (), "corpus.jsonl:1:", "not valid JSON"),
+    "corpus no id": case({"corpus.jsonl": '{"contents": "x"}\n'}, (), "corpus.jsonl:1:", "no docid field"),
+    "corpus empty passage": case(
+        {"corpus.jsonl": GOOD_FILES["corpus.jsonl"].replace("Wings beat.", " ")},
+        (),
+        "corpus.jsonl:3:",
+        "docid 'd3' is empty",
+    ),
+    "corpus lone surrogate": case(
+        {"corpus.jsonl": GOOD_FILES["corpus.jsonl"].replace("Wings", "\\udc00Wings")},
+        (),
+        "corpus.jsonl:3:",
+        "'contents' holds a lone surrogate",
+    ),
+    "corpus duplicate": case({"corpus.jsonl": GOOD_FILES["corpus.jsonl"] * 2}, (), "corpus.jsonl:4:", "twice"),
+    "corpus list line": case({"corpus.jsonl": "[1]\n"}, (), "corpus.jsonl:1:", "JSON object"),
+    "corpus list text": case(
+        {"corpus.jsonl": GOOD_FILES["corpus.jsonl"].replace('"Bees fly by flapping."', '["Bees"]')},
+        (),
+        "corpus.jsonl:2:",
+        "must be a string",
+    ),
+    # profiles
+    "profile no heads": case({"p.json": '{"model": "{model}"}'}, ("--profile", "{d}/p.json"), "p.json:", "'heads'"),
+    "profile unknown key": case({"p.json": profile_json(head=1)}, ("--profile", "{d}/p.json"), "p.json:", "'head'"),
+    "profile unknown prompt key": case(
+        {"p.json": profile_json(prompt={"max_tokens": 3})}, ("--profile", "{d}/p.json"), "p.json:", "prompt.max_tokens"
+    ),
+    "profile two-value head": case(
+        {"p.json": profile_json(heads=[[0, 1]])}, ("--profile", "{d}/p.json"), "p.json:", "heads[0]"
+    ),
+    "profile list": case({"p.json": "[[0, 1, 1.0]]"}, ("--profile", "{d}/p.json"), "p.json:", "JSON object"),
+    "profile text layer": case(
+        {"p.json": profile_json(heads=[["one", 1, 1.0]])}, ("--profile", "{d}/p.json"), "p.json:", "heads[0] layer"
+    ),
+    "profile fractional layer": case(
+        {"p.json": profile_json(heads=[[1.5, 1, 1.0]])}, ("--profile", "{d}/p.json"), "p.json:", "whole number, got 1.5"
+    ),
+    "profile fractional head": case(
+        {"p.json": profile_json(heads=[[1, 2.9, 1.0]])}, ("--profile", "{d}/p.json"), "p.json:", "heads[0] head"
+    ),
+    "profile nan weight": case(
+        {"p.json": profile_json().replace("0.5]]", "NaN]]")}, ("--profile", "{d}/p.json"), "p.json:", "heads[1] weight"
+    ),
+    "profile infinite weight": case(
+        {"p.json": profile_json().replace("0.5]]", "-Infinity]]")}, ("--profile", "{d}/p.json"), "p.json:", "weight"
+    ),
+    "profile not utf-8": case(
+        {"p.json": profile_json().encode().replace(b"heads", b"he\xffads")}, ("--profile", "{d}/p.json"), "not UTF-8"
+    ),
+    "profile bad json": case({"p.json": '{"model": '}, ("--profile", "{d}/p.json"), "p.json:1:", "not valid JSON"),
+    "profile text setting": case(
+        {"p.json": profile_json(prompt={"max_passage_tokens": "64"})},
+        ("--profile", "{d}/p.json"),
+        "prompt.max_passage_tokens",
+    ),
+    "profile version": case({"p.json": profile_json(version=7)}, ("--profile", "{d}/p.json"), "p.json:", "version 7"),
+    "profile other model": case(
+        {"p.json": profile_json(model="Qwen/Qwen3-0.6B")},
+        ("--profile", "{d}/p.json"),
+        "made for model 'Qwen/Qwen3-0.6B'",
+        "--allow-profile-model-mismatch",
+    ),
+    "profile layer beyond model": case(
+        {"p.json": profile_json(heads=[[9, 0, 1.0]])}, ("--profile", "{d}/p.json"), "layer 9", "layers 0..2"
+    ),
+    # output
+    "output is a folder": case({}, ("--output", "{d}"), "is a folder"),
+    "output parent is a file": case({}, ("--output", "{d}/topics.tsv/run.txt"), "topics.tsv is a file"),
+    # A named pipe stands for every non-regular file (never the real /dev/null: a build that lost
+    # this check would replace it for the whole machine).
+    "output is a pipe": case({}, ("--output", "{d}/pipe", "--no-resume"), "pipe is a device, pipe or socket"),
+    "output foreign file": case({"out.txt": "mine\n"}, (), "out.txt exists", "left alone"),
+    # model
+    "model typo": case({}, ("--model", "smollm2-135"), "'smollm2-135' did not resolve", "did you mean"),
+    "model folder without config": case({"m/x": "x"}, ("--model", "{d}/m"), "has no config.json"),
+    "model not an id": case({}, ("--model", "not an id"), "'not an id' did not resolve"),
+}
+
+
+def write_files(folder: Path, files: dict, model: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "pipe").exists():
+        os.mkfifo(folder / "pipe")
+    for name, content in {**GOOD_FILES, **files}.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content.replace("{model}", model), encoding="utf-8")
+
+
+def command(folder: Path, model: str, *extra: str) -> list[str]:
+    base = ["--topics", "{d}/topics.tsv", "--run", "{d}/run.txt", "--corpus", "{d}/corpus.jsonl"]
+    tail = ["--model", model, "--output", "{d}/out.txt", "--hits", "2"]
+    return [a.replace("{d}", str(folder)) for a in (*base, *tail, *extra)]
+
+
+def rerank(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_bad_input_on_the_command_line(name, tmp_path, tiny_model_dir, capsys):
+    bad = CLI_CASES[name]
+    write_files(tmp_path, bad.files, tiny_model_dir)
+    code, out, err = rerank(capsys, command(tmp_path, tiny_model_dir, *bad.argv))
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for expected in bad.expect:
+        assert expected in err, err
+    assert "out.txt" in bad.files or not (tmp_path / "out.txt").exists()
+
+
+def test_a_byte_order_mark_everywhere_changes_nothing(tmp_path, tiny_model_dir, capsys):
+    clean, marked = tmp_path / "clean", tmp_path / "marked"
+    write_files(clean, {}, tiny_model_dir)
+    write_files(marked, {name: BOM + text for name, text in GOOD_FILES.items()}, tiny_model_dir)
+    for folder in (clean, marked):
+        (folder / "p.json").write_text(BOM + profile_json().replace("{model}", tiny_model_dir), encoding="utf-8")
+        argv = command(folder, tiny_model_dir, "--profile", "{d}/p.json", "--qrels", "{d}/qrels.txt")
+        code, out, err = rerank(capsys, argv)
+        assert code == 0, err
+    assert (marked / "out.txt").read_bytes() == (clean / "out.txt").read_bytes()
+    assert (marked / "out.txt").read_text().startswith("q1 Q0 ")
+
+
+def test_a_profile_for_another_model_runs_only_when_asked(tmp_path, tiny_model_dir, capsys):
+    write_files(tmp_path, {"p.json": profile_json(model="Qwen/Qwen3-0.6B")}, tiny_model_dir)
+    argv = command(tmp_path, tiny_model_dir, "--profile", "{d}/p.json", "--allow-profile-model-mismatch")
+    assert rerank(capsys, argv)[0] == 0
+    assert (tmp_path / "out.txt").read_text().count("\n") == 4
+
+
+def test_a_failed_model_leaves_nothing_that_blocks_the_corrected_rerun(tmp_path, tiny_model_dir, capsys):
+    write_files(tmp_path, {"p.json": profile_json(heads=[[9, 0, 1.0]])}, tiny_model_dir)
+    assert rerank(capsys, command(tmp_path, tiny_model_dir, "--profile", "{d}/p.json"))[0] == 1
+    code, out, err = rerank(capsys, command(tmp_path, tiny_model_dir))
+    assert code == 0 and "reranked 2 queries" in out, err
+
+
+# -- two writers, one output; a finished output edited later --------------------------------------
+
+HOLD = """
+import sys, time
+from headrank_ir.pipeline.runfile import RunWriter
+RunWriter(sys.argv[1], {})
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_rerank_on_the_same_output_fails_at_once(tmp_path, tiny_model_dir, capsys):
+    write_files(tmp_path, {}, tiny_model_dir)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "out.txt")], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline() == b"holding\n"
+        code, _, err = rerank(capsys, command(tmp_path, tiny_model_dir))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1 and f"being written by another run (pid {holder.pid} on " in err
+    assert not (tmp_path / "out.txt").exists()
+    code, _, err = rerank(capsys, command(tmp_path, tiny_model_dir))
+    lines = (tmp_path / "out.txt").read_text().splitlines()
+    assert code == 0 and len(lines) == 4 and len({tuple(line.split()[:3]) for line in lines}) == 4, err
+
+
+@pytest.mark.parametrize("tamper", ["truncate", "edit"])
+def test_a_finished_output_edited_later_is_neither_trusted_nor_evaluated(tamper, tmp_path, tiny_model_dir, capsys):
+    write_files(tmp_path, {}, tiny_model_dir)
+    argv = command(tmp_path, tiny_model_dir, "--qrels", "{d}/qrels.txt")
+    assert rerank(capsys, argv)[0] == 0
+    out = tmp_path / "out.txt"
+    data = out.read_bytes()
+    out.write_bytes(data[: data.index(b"\n") + 1] if tamper == "truncate" else data.replace(b"d1", b"d3", 1))
+    code, stdout, err = rerank(capsys, argv)
+    assert code == 1 and "changed after the run finished" in err and "nDCG@10" not in stdout
+    assert rerank(capsys, [*argv, "--no-resume"])[0] == 0 and out.read_bytes() == data
+
+
+# -- the Python API ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ranker(tokenizer) -> HeadRanker:
+    return HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, HeadProfile("tiny", ((0, 1, 0.5), (2, 3, 0.5))))
+
+
+DOCS = ["A lobster roll is a sandwich.", "Bees fly."]
+
+
+def request(*texts: str) -> Request:
+    return Request(Query("lobster", "q1"), [Candidate(f"d{i}", 1.0, {"contents": t}) for i, t in enumerate(texts)])
+
+
+API_CASES = {
+    "query None": (lambda r: r.rank(None, DOCS), TypeError, "query must be a str"),
+    "query empty": (lambda r: r.rank("  ", DOCS), ValueError, "query is empty"),
+    "docs one string": (lambda r: r.rank("q", "one passage"), TypeError, "passages must be a list"),
+    "doc empty": (lambda r: r.rank("q", ["ok", " "]), ValueError, "passage 1 is empty"),
+    "doc number": (lambda r: r.rank("q", ["ok", 3]), TypeError, "passage 1 must be a str"),
+    "doc_ids string": (lambda r: r.rank("q", DOCS, doc_ids="xy"), TypeError, "doc_ids must be a list"),
+    "doc_ids count": (lambda r: r.rank("q", DOCS, doc_ids=["a"]), ValueError, "1 doc_ids for 2 passages"),
+    "query surrogate": (lambda r: r.rank("q\ud800", DOCS), ValueError, "the query holds a lone surrogate"),
+    "doc surrogate": (lambda r: r.rank("q", ["\udfffx"], doc_ids=["z"]), ValueError, "passage 0 (docid 'z') holds"),
+    "calibration query": (lambda r: r.rank(" N/A ", DOCS), ValueError, "is the calibration query"),
+    "request dict": (lambda r: r.rerank_batch([{"query": "q"}]), TypeError, "rank_llm-style Request"),
+    "request empty candidate": (
+        lambda r: r.rerank_batch([request("ok", "")]),
+        ValueError,
+        "query 'q1': candidate 1 (docid 'd1') is empty",
+    ),
+    "candidate without text": (
+        lambda r: r.rerank_batch([Request(Query("q", "q1"), [Candidate("d0", 1.0, {"title": "t"})])]),
+        ValueError,
+        "query 'q1': candidate 'd0' has no text field",
+    ),
+    "shuffle": (lambda r: r.rerank_batch([request("ok")], shuffle_candidates=True), ValueError, "shuffle_candidates"),
+    "rank window": (lambda r: r.rerank_batch([request("ok")], rank_start=5, rank_end=2), ValueError, "rank_start"),
+    "from_pretrained None": (lambda r: HeadRanker.from_pretrained(None), ValueError, "got None"),
+    "from_pretrained typo": (lambda r: HeadRanker.from_pretrained("smollm2-135"), ValueError, "did you mean"),
+    "profile as text": (lambda r: HeadRanker(r.model, r.tokenizer, "p.json"), TypeError, "must be a HeadProfile"),
+    "profile fractional": (lambda r: HeadProfile("m", [(3.7, 1, 1.0)]), ValueError, "heads[0] layer"),
+    "profile no heads": (lambda r: HeadProfile("m", []), ValueError, "non-empty list"),
+    "profile inf weight": (lambda r: HeadProfile("m", [(0, 1, float("inf"))]), ValueError, "heads[0] weight"),
+    "prompt setting": (lambda r: PromptSettings(calibrate="yes"), ValueError, "prompt.calibrate"),
+    "profile other model": (
+        lambda r: HeadRanker(r.model, r.tokenizer, HeadProfile("Qwen/Qwen3-0.6B", ((0, 0, 1.0),)), name="smollm2-135m"),
+        ValueError,
+        "made for model 'Qwen/Qwen3-0.6B', not 'smollm2-135m'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", API_CASES)
+def test_bad_input_in_the_api(name, ranker):
+    call, kind, message = API_CASES[name]
+    with pytest.raises(kind) as error:
+        call(ranker)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_calibration_query_is_allowed_without_calibration(ranker):
+    plain = HeadRanker(ranker.model, ranker.tokenizer, ranker.profile.with_prompt(calibrate=False))
+    assert len(plain.rank("N/A", DOCS)) == 2
+
+
+def test_a_profile_for_another_model_is_used_when_asked(ranker):
+    other = HeadProfile("Qwen/Qwen3-0.6B", ranker.profile.heads)
+    mixed = HeadRanker(ranker.model, ranker.tokenizer, other, name="smollm2-135m", allow_profile_model_mismatch=True)
+    assert mixed.score("lobster", DOCS) == ranker.score("lobster", DOCS)
+
+
+def test_a_second_ranker_does_not_inherit_a_merged_adapter(tokenizer, tmp_path):
+    model = tiny_model("llama", len(tokenizer), seed=1)
+    torch.manual_seed(2)
+    factors = {
+        f"model.layers.0.self_attn.{name}.lora_{part}.weight": torch.randn(shape)
+        for name, out in (("q_proj", 64), ("k_proj", 32))
+        for part, shape in (("A", (2, 64)), ("B", (out, 2)))
+    }
+    adapter = save_adapter(factors, AdapterSpec(rank=2, alpha=4.0, layers=(0,)), tmp_path / "a.safetensors")
+    plain = HeadProfile("tiny", ((0, 1, 1.0),))
+    before = HeadRanker(model, tokenizer, plain).score("lobster", DOCS)
+    adapted = HeadRanker(model, tokenizer, HeadProfile("tiny", plain.heads, adapter=str(adapter)))
+    assert adapted.score("lobster", DOCS) != before
+    with pytest.raises(ValueError, match=r"already holds the merged LoRA adapter .*a\.safetensors.*fresh model"):
+        HeadRanker(model, tokenizer, plain)
+    fresh = tiny_model("llama", len(tokenizer), seed=1)
+    assert HeadRanker(fresh, tokenizer, plain).score("lobster", DOCS) == before
