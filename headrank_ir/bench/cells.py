@@ -23,7 +23,8 @@ from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load
 from headrank_ir.bench.methods import TRAIN_SET, Context, Ranking, Skip, get_method, rescored_top
 from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
-from headrank_ir.bench.store import CellKey, read_json, write_atomic, write_json
+from headrank_ir.bench.store import CellKey, read_json, write_json
+from headrank_ir.pipeline.atomic import write_atomic
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, per_query, read_run_scores, scores_of
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_trec
@@ -115,11 +116,11 @@ def _context(cell: Cell) -> Context:
 
 
 def _rank_all(method, loaded: Loaded):
-    from tqdm import tqdm
+    from headrank_ir.progress import progress
 
     rankings: list[Ranking] = []
     seconds = 0.0
-    for request in tqdm(loaded.requests, desc="queries", unit="q", file=sys.stderr, mininterval=10):
+    for request in progress(loaded.requests, desc="queries", unit="q", mininterval=10):
         start = time.perf_counter()
         rankings.append(method.rank(request))
         seconds += time.perf_counter() - start

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from headrank_ir.pipeline.atomic import write_atomic
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,6 @@ class CellKey:
 def model_label(model: str) -> str:
     """A folder-safe name: a short name as is, a path or hub id by its last part."""
     return Path(model.rstrip("/")).name or "model"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def write_json(path: Path, data: Any) -> None:

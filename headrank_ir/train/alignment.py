@@ -10,8 +10,6 @@ dropout, and a checkpoint (adapter, weights, optimiser, step) is written every
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +20,7 @@ import torch
 from headrank_ir.bench.selectivity import middle_zone
 from headrank_ir.engine.adapter import AdapterSpec, add_lora, load_lora_state, lora_state
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.atomic import write_atomic_with
 from headrank_ir.train.examples import TrainingQuery
 from headrank_ir.train.objective import Regularizer, objective, standardise
 from headrank_ir.train.pairs import adjacent_pairs, choose_pairs
@@ -210,10 +209,8 @@ class Trainer:
             "optimiser": self.optimiser.state_dict(),
             "history": self.history,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as out:
-            torch.save(state, out)
-        os.replace(out.name, path)  # an interruption while writing leaves the previous checkpoint whole
+        # an interruption while writing leaves the previous checkpoint whole
+        write_atomic_with(path, lambda handle: torch.save(state, handle))
 
     def restore(self, path: Path) -> None:
         state = torch.load(path, weights_only=True)
