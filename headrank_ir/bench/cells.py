@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load
-from headrank_ir.bench.methods import TRAIN_SET, Context, Ranking, Skip, get_method, rescored_top
+from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load, train_set
+from headrank_ir.bench.methods import Context, Ranking, Skip, get_method, rescored_top
 from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey, read_json, write_json
@@ -102,7 +102,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
 
 def _context(cell: Cell) -> Context:
     key = cell.key
-    train = TRAIN_SET[key.dataset]
+    train = train_set(key.dataset)
     icr = read_json(CellKey(key.model, train, "icr", key.depth, key.max_queries).result(cell.bench_dir))
     return Context(
         key.model,

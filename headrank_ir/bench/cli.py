@@ -29,7 +29,7 @@ from headrank_ir.bench.datasets import (
     prepare,
     register,
 )
-from headrank_ir.bench.methods import METHODS, TRAIN_SET, get_method
+from headrank_ir.bench.methods import METHODS, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
 from headrank_ir.engine.profile import parse_head_label
@@ -274,7 +274,7 @@ def _head_maps(by_cell, model: str, out: Path) -> list[Path]:
         icr = by_cell.get(("icr", train))
         if icr is None or not icr.get("head_ndcg"):
             continue
-        tests = [d for d, t in TRAIN_SET.items() if t == train]
+        tests = [d for d, dataset in DATASETS.items() if dataset.train_set == train]
         selected = {}
         for method in HEADRANK_PREFERENCE[::-1]:
             record = next((by_cell[method, d] for d in tests if (method, d) in by_cell), None)

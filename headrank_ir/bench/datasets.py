@@ -44,6 +44,9 @@ class Dataset:
     qrels: str = "qrels.txt"
     corpus: str | None = "corpus.jsonl"  # None: the texts are read out of ``index``
     index: str | None = None  # a given Lucene index; None: built from ``corpus`` into the cache
+    # The DL set whose queries trained the profiles used here, so that no method is tested on the
+    # queries it was trained on; DL20 for the others, having more training queries (54) than DL19.
+    train_set: str = "dl20"
 
     def path(self, data_root: Path | None, name: str) -> Path:
         """One of the dataset's files: as given for a collection of files, else under the data root."""
@@ -53,8 +56,8 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {
-    "dl19": Dataset("dl19", "msmarco-passage/dl19", 2, "run.bm25.txt"),
-    "dl20": Dataset("dl20", "msmarco-passage/dl20", 2, "run.bm25.txt"),
+    "dl19": Dataset("dl19", "msmarco-passage/dl19", 2, "run.bm25.txt", train_set="dl20"),
+    "dl20": Dataset("dl20", "msmarco-passage/dl20", 2, "run.bm25.txt", train_set="dl19"),
     # Cranfield grades run 4 (complete answer) .. 1 (minimal interest): >= 2 excludes "minimal"
     "cranfield": Dataset("cranfield", "cranfield", 2, unjudged_irrelevant=True),
     "vaswani": Dataset("vaswani", "vaswani", 1, unjudged_irrelevant=True),  # binary
@@ -127,13 +130,15 @@ def _grade(value: str) -> int:
 
 
 def register(dataset: Dataset) -> Dataset:
-    """Make a collection given as files known like the built-in ones: to :data:`DATASETS`, and to
-    the methods' ``TRAIN_SET`` (trained profiles come from DL20, as for Cranfield and Vaswani)."""
-    from headrank_ir.bench.methods import TRAIN_SET  # imports this module: import here, not above
-
+    """Make a collection given as files known like the built-in ones (its profiles: DL20's, as for
+    Cranfield and Vaswani)."""
     DATASETS[dataset.name] = dataset
-    TRAIN_SET.setdefault(dataset.name, "dl20")
     return dataset
+
+
+def train_set(dataset: str) -> str:
+    """The DL set whose trained profiles are tested on ``dataset``."""
+    return DATASETS[dataset].train_set
 
 
 @dataclass(frozen=True)

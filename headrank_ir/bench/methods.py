@@ -5,7 +5,7 @@ with the CLI's run formatter. Rerankers reorder the first stage's top ``depth`` 
 of its top 100 in place below them (``engine.ranker.place``, the CLI's rule). The attention
 methods are ``HeadRanker.rerank_batch``, the CLI's call; their per-head scores, prompt positions
 and forward count come back in the result's ``invocations_history``. Trained profiles are always
-taken from the *other* DL set (``TRAIN_SET``), so no method is tested on the queries it was
+taken from the *other* DL set (``Dataset.train_set``), so no method is tested on the queries it was
 selected or trained on.
 """
 
@@ -17,15 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from headrank_ir.bench.datasets import HITS, Collection
+from headrank_ir.bench.datasets import HITS, Collection, train_set
 from headrank_ir.engine.profile import HeadProfile, head_label, parse_head_label
 from headrank_ir.records import Candidate, Request, Result
 
 logger = logging.getLogger(__name__)
 
-# The DL set whose queries trained the profile used on each test set. Cranfield and Vaswani
-# take the DL20-trained profiles: DL20 has more training queries (54) than DL19 (43).
-TRAIN_SET = {"dl19": "dl20", "dl20": "dl19", "cranfield": "dl20", "vaswani": "dl20"}
 QRHEAD_HEADS = 16
 
 
@@ -61,7 +58,7 @@ class Context:
     collection: Collection
     profiles: Path  # folder of trained profiles, ``<model>.<train set>/…``
     cache: Path
-    train_head_ndcg: dict[str, float] | None = None  # ICR's per-head nDCG@10 on TRAIN_SET[dataset]
+    train_head_ndcg: dict[str, float] | None = None  # ICR's per-head nDCG@10 on the dataset's train_set
 
 
 def rescored_top(request: Request, top_scores: Sequence[float], depth: int) -> Result:
@@ -124,7 +121,7 @@ PROFILE_SLUGS = {"qrhead": "ndcg", "headrank-select": "entropy", "headrank": "he
 def profile_path(ctx: Context, method: str) -> Path:
     from headrank_ir.bench.store import model_label
 
-    folder = f"{model_label(ctx.model)}.{TRAIN_SET[ctx.dataset]}.{PROFILE_SLUGS[method]}"
+    folder = f"{model_label(ctx.model)}.{train_set(ctx.dataset)}.{PROFILE_SLUGS[method]}"
     return ctx.profiles / folder / "profile.json"
 
 
@@ -137,11 +134,11 @@ def _profiled(method: str) -> Callable[[Context], AttentionMethod]:
     def build(ctx: Context) -> AttentionMethod:
         path = trained_profile(ctx, method)
         if path is None:
-            raise Skip(f"no profile trained on {TRAIN_SET[ctx.dataset]} yet ({profile_path(ctx, method)} is missing)")
+            raise Skip(f"no profile trained on {train_set(ctx.dataset)} yet ({profile_path(ctx, method)} is missing)")
         return _attention(
             ctx,
             HeadProfile.load(path),
-            f"profile {path} (trained on {TRAIN_SET[ctx.dataset]})",
+            f"profile {path} (trained on {train_set(ctx.dataset)})",
         )
 
     return build
@@ -159,12 +156,12 @@ def build_qrhead(ctx: Context) -> AttentionMethod:
     if trained_profile(ctx, "qrhead") is not None:
         return _profiled("qrhead")(ctx)
     if ctx.train_head_ndcg is None:
-        raise Skip(f"no QRHead profile and no ICR cell on {TRAIN_SET[ctx.dataset]} to choose heads from")
+        raise Skip(f"no QRHead profile and no ICR cell on {train_set(ctx.dataset)} to choose heads from")
     profile = qrhead_profile(ctx.model, ctx.train_head_ndcg)
     return _attention(
         ctx,
         profile,
-        f"top-{QRHEAD_HEADS} heads by nDCG@10 of the bench's ICR cell on {TRAIN_SET[ctx.dataset]}",
+        f"top-{QRHEAD_HEADS} heads by nDCG@10 of the bench's ICR cell on {train_set(ctx.dataset)}",
     )
 
 
