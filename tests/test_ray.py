@@ -119,22 +119,23 @@ def test_a_killed_driver_resumes_on_the_cluster(cluster, args, reference, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("resources", "workers", "shape"),
+    ("resources", "workers", "max_threads", "shape"),
     [
-        ({"CPU": 2.0}, None, PoolShape(1, 0, 2)),
-        ({"CPU": 2.0}, 2, PoolShape(2, 0, 1)),
-        ({"CPU": 16.0, "GPU": 8.0}, None, PoolShape(8, 1, 2)),
-        ({"CPU": 16.0, "GPU": 8.0}, 4, PoolShape(4, 1, 4)),
-        ({"CPU": 2.0}, 3, "the Ray cluster has 2 CPUs"),
-        ({"CPU": 16.0, "GPU": 8.0}, 9, "the Ray cluster has 8 GPUs"),
+        ({"CPU": 2.0}, None, None, PoolShape(1, 0, 2)),
+        ({"CPU": 2.0}, 2, None, PoolShape(2, 0, 1)),
+        ({"CPU": 16.0}, 2, 3, PoolShape(2, 0, 3)),
+        ({"CPU": 16.0, "GPU": 8.0}, None, None, PoolShape(8, 1, 2)),
+        ({"CPU": 16.0, "GPU": 8.0}, 4, None, PoolShape(4, 1, 4)),
+        ({"CPU": 2.0}, 3, None, "the Ray cluster has 2 CPUs"),
+        ({"CPU": 16.0, "GPU": 8.0}, 9, None, "the Ray cluster has 8 GPUs"),
     ],
 )
-def test_one_worker_per_gpu_or_as_many_as_asked_on_cpus(resources, workers, shape):
+def test_one_worker_per_gpu_or_as_many_as_asked_on_cpus(resources, workers, max_threads, shape):
     if isinstance(shape, PoolShape):
-        assert pool_shape(resources, workers) == shape
+        assert pool_shape(resources, workers, max_threads) == shape
     else:
         with pytest.raises(ValueError, match=shape):
-            pool_shape(resources, workers)
+            pool_shape(resources, workers, max_threads)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ extra: nothing here imports it until a pool starts.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,18 +65,23 @@ class PoolShape:
     threads_each: int
 
 
-def pool_shape(resources: Mapping[str, float], workers: int | None) -> PoolShape:
-    """One worker per GPU where the cluster has GPUs (``workers`` may ask for fewer), else ``workers`` (default 1)."""
+def pool_shape(resources: Mapping[str, float], workers: int | None, max_threads: int | None = None) -> PoolShape:
+    """One worker per GPU where the cluster has GPUs (``workers`` may ask for fewer), else ``workers``
+    (default 1); each with an equal share of the CPUs as torch threads, at most ``max_threads``."""
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-    if gpus:
-        count = workers or gpus
-        if count > gpus:
-            raise InputError(f"--workers {count} but the Ray cluster has {gpus} GPUs; each worker takes one GPU")
-        return PoolShape(count, 1, max(1, cpus // count))
-    count = workers or 1
-    if count > cpus:
+    count = workers or gpus or 1
+    if gpus and count > gpus:
+        raise InputError(f"--workers {count} but the Ray cluster has {gpus} GPUs; each worker takes one GPU")
+    if not gpus and count > cpus:
         raise InputError(f"--workers {count} but the Ray cluster has {cpus} CPUs; give --workers {cpus} or less")
-    return PoolShape(count, 0, cpus // count)
+    threads = max(1, cpus // count)
+    return PoolShape(count, 1 if gpus else 0, min(threads, max_threads or threads))
+
+
+def thread_cap() -> int | None:
+    """``OMP_NUM_THREADS`` of the driver, if set: the workers keep to it as a single process would."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class RankerWorker:
@@ -131,7 +137,7 @@ class RayPool:
     def _start_workers(self) -> None:
         ray = self._ray
         resources = ray.cluster_resources()
-        shape = pool_shape(resources, self._workers)
+        shape = pool_shape(resources, self._workers, thread_cap())
         actor = ray.remote(RankerWorker).options(
             num_cpus=1,
             num_gpus=shape.gpus_each,
