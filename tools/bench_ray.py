@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray pool sizes to compare")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every process (OMP_NUM_THREADS)")
+    parser.add_argument(
+        "--driver-writes", type=int, default=500, help="queries of 100 passages the driver's RunWriter writes, timed"
+    )
     parser.add_argument("--output", default="runs/ray_cpu", help="writes OUTPUT.json and OUTPUT.md")
     return parser
 
@@ -78,6 +81,25 @@ def run_once(args: argparse.Namespace, config: str, folder: Path, round_: int) -
     }
 
 
+def driver_write_rate(queries: int, folder: Path) -> float:
+    """Queries per second that one driver writes (TREC, 100 candidates, fsynced per query): the
+    ceiling of a cluster's throughput, however many workers it has."""
+    from headrank_ir.pipeline.runfile import RunWriter
+    from headrank_ir.records import Candidate, Query, Result
+
+    results = [
+        Result(Query("query", f"q{q}"), [Candidate(f"d{q}-{c}", 1.0 / (c + 1), {}) for c in range(100)])
+        for q in range(queries)
+    ]
+    with RunWriter(folder / "writes.txt", {"bench": "driver writes"}, resume=False) as writer:
+        began = time.perf_counter()
+        for result in results:
+            writer.write(result)
+        seconds = time.perf_counter() - began
+        writer.finish()
+    return queries / seconds
+
+
 def ratios(records: list[dict], configs: list[str]) -> dict[str, dict[str, float]]:
     """Per round, each configuration's wall and ranking time over the single process's; median of rounds."""
     by_round: dict[int, dict[str, dict]] = {}
@@ -91,7 +113,7 @@ def ratios(records: list[dict], configs: list[str]) -> dict[str, dict[str, float
     return summary
 
 
-def markdown(args: argparse.Namespace, records: list[dict], summary: dict, configs: list[str]) -> str:
+def markdown(args: argparse.Namespace, records: list[dict], summary: dict, configs: list[str], writes: float) -> str:
     loads = [x for r in records for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
     lines = [
         f"# Ray on CPU: {args.model}, DL19 first {args.queries} queries, BM25 top-{args.depth} reranked",
@@ -120,6 +142,11 @@ def markdown(args: argparse.Namespace, records: list[dict], summary: dict, confi
             f"| {statistics.median(r['ranking_s'] for r in runs):.1f} "
             f"| {all(r['identical_to_single'] for r in runs)} |"
         )
+    lines += [
+        "",
+        f"The driver's `RunWriter` wrote {writes:.0f} queries/s ({args.driver_writes} queries of 100 "
+        "passages, TREC, run file and journal fsynced after each query, on this machine's disk).",
+    ]
     lines += ["", "Every run (seconds; load average = 1-minute, before → after):", ""]
     lines += ["| round | config | wall s | ranking s | load average |", "| --- | --- | --- | --- | --- |"]
     for r in records:
@@ -142,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
             single = (folder / f"{SINGLE}.txt").read_bytes()
             for record in records[-len(configs) :]:
                 record["identical_to_single"] = (folder / f"{record['config']}.txt").read_bytes() == single
+        writes = round(driver_write_rate(args.driver_writes, folder), 1)
     summary = ratios(records, configs)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": records}, indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(args, records, summary, configs))
+    record = {"summary": summary, "driver_writes_per_s": writes, "runs": records}
+    output.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    output.with_suffix(".md").write_text(markdown(args, records, summary, configs, writes))
     print(output.with_suffix(".md").read_text())
     return 0
 
