@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import SHARED_DATA
@@ -56,3 +59,27 @@ def cranfield_index(base: Path) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return index
+
+
+def kill_rerank_midway(argv: list[str], out: Path, after: int = 2) -> int:
+    """Run ``python -m headrank_ir.rerank ARGV --output OUT``, kill it (SIGKILL) once its journal
+    holds ``after`` queries, and return how many it holds then."""
+    journal = out.with_name(out.name + ".journal")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "headrank_ir.rerank", *argv, "--output", str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if journal.exists() and journal.read_text().count('"qid"') >= after:
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run was not killed midway"
+    return journal.read_text().count('"qid"')

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import pytest
-from pipeline_support import DL19, REPO
+from pipeline_support import DL19, kill_rerank_midway
 
 from headrank_ir.cli import requests_from_args
 from headrank_ir.engine.ranker import HeadRanker
 from headrank_ir.pipeline.distributed import PoolShape, RayPool, pool_shape
 from headrank_ir.pipeline.runfile import format_trec
+from headrank_ir.records import Candidate, Query, Request
 from headrank_ir.rerank import build_parser, main
 
 ray = pytest.importorskip("ray")
@@ -96,22 +95,19 @@ def test_a_worker_killed_mid_batch_costs_only_that_batchs_retry(cluster, args, r
     assert killed != survivor, "the batch was not run again in a restarted worker"
 
 
+def test_bad_input_on_a_worker_comes_back_as_the_single_process_error(cluster, tiny_model_dir):
+    good = Request(Query("what is a lobster roll", "q1"), [Candidate("d1", 1.0, {"contents": "a sandwich"})])
+    bad = Request(Query("   ", "q2"), [Candidate("d2", 1.0, {"contents": "a sandwich"})])
+    with RayPool(partial(HeadRanker.from_pretrained, tiny_model_dir), depth=100, address=None, workers=1) as pool:
+        with pytest.raises(ValueError) as raised:
+            list(pool.ranked([[good], [bad]]))
+    assert type(raised.value) is ValueError and str(raised.value).startswith("query q2: ")
+    assert "\n" not in str(raised.value)
+
+
 def test_a_killed_driver_resumes_on_the_cluster(cluster, args, reference, tmp_path, capsys):
-    out, journal = tmp_path / "run.txt", tmp_path / "run.txt.journal"
-    command = [sys.executable, "-m", "headrank_ir.rerank", *args, "--ray", cluster, "--output", str(out)]
-    driver = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            if journal.exists() and journal.read_text().count('"qid"') >= 2:
-                os.kill(driver.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        driver.kill()
-        driver.wait()
-    assert driver.returncode == -signal.SIGKILL, "the driver was not killed midway"
-    finished = journal.read_text().count('"qid"')
+    out = tmp_path / "run.txt"
+    finished = kill_rerank_midway([*args, "--ray", cluster], out)
     assert 2 <= finished < QUERIES and not out.exists()
     assert main([*args, "--ray", "--workers", "2", "--output", str(out)]) == 0
     assert f"reranked {QUERIES - finished} queries" in capsys.readouterr().out

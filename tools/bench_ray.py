@@ -6,8 +6,10 @@ model loads, Ray start, ranking, writing), every process (the single one, each R
 ``--threads`` torch threads, so that Ray's overhead is measured at equal compute. The
 configurations alternate within each round, in an order rotated from round to round, so a change
 in the machine's other load falls on all of them; the load average is recorded with every run.
-Every run file must be byte-identical to the single-process one. Results: one JSON record per
-run, and a Markdown table of the ratios.
+Every run file must be byte-identical to the single-process one. Then, in this process, the same
+``--ab-queries`` are ranked alternately here and by one Ray worker, ``--ab-rounds`` times: Ray's
+own cost per batch, free of start-up and of the load changing between whole runs. Results: one
+JSON record per run, and a Markdown table of the ratios.
 
     python tools/bench_ray.py --queries 8 --rounds 3 --workers 1 2 --threads 1
 """
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray pool sizes to compare")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every process (OMP_NUM_THREADS)")
+    parser.add_argument("--ab-queries", type=int, default=3, help="queries of the in-process A/B")
+    parser.add_argument("--ab-rounds", type=int, default=2)
     parser.add_argument(
         "--driver-writes", type=int, default=500, help="queries of 100 passages the driver's RunWriter writes, timed"
     )
@@ -81,6 +86,38 @@ def run_once(args: argparse.Namespace, config: str, folder: Path, round_: int) -
     }
 
 
+def in_process_ab(args: argparse.Namespace) -> list[dict]:
+    """The same batches (one query each), ranked alternately in this process and by one Ray worker,
+    both with ``--threads`` torch threads."""
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Ray worker keeps to the driver's value
+    import torch
+
+    from headrank_ir.cli import requests_from_args
+    from headrank_ir.engine.ranker import HeadRanker
+    from headrank_ir.pipeline.distributed import RayPool, rank_batch
+    from headrank_ir.rerank import build_parser
+
+    torch.set_num_threads(args.threads)
+    flags = command(args, SINGLE, Path("unused"))[3:]  # the first-stage flags of the runs above
+    batches = [[r] for r in requests_from_args(build_parser().parse_args(flags))[: args.ab_queries]]
+    load = partial(HeadRanker.from_pretrained, args.model)
+    ranker, rounds = load(), []
+    with RayPool(load, args.depth, None, 1) as pool:
+        for round_ in range(1, args.ab_rounds + 1):
+            began = time.perf_counter()
+            for batch in batches:
+                rank_batch(ranker, batch, args.depth)
+            here = time.perf_counter() - began
+            began = time.perf_counter()
+            list(pool.ranked(batches))
+            on_ray = time.perf_counter() - began
+            load_now = round(os.getloadavg()[0], 2)
+            rounds.append(
+                {"round": round_, "in_process_s": round(here, 2), "ray_s": round(on_ray, 2), "loadavg": load_now}
+            )
+    return rounds
+
+
 def driver_write_rate(queries: int, folder: Path) -> float:
     """Queries per second that one driver writes (TREC, 100 candidates, fsynced per query): the
     ceiling of a cluster's throughput, however many workers it has."""
@@ -113,7 +150,9 @@ def ratios(records: list[dict], configs: list[str]) -> dict[str, dict[str, float
     return summary
 
 
-def markdown(args: argparse.Namespace, records: list[dict], summary: dict, configs: list[str], writes: float) -> str:
+def markdown(
+    args: argparse.Namespace, records: list[dict], summary: dict, configs: list[str], writes: float, ab: list[dict]
+) -> str:
     loads = [x for r in records for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
     lines = [
         f"# Ray on CPU: {args.model}, DL19 first {args.queries} queries, BM25 top-{args.depth} reranked",
@@ -144,6 +183,12 @@ def markdown(args: argparse.Namespace, records: list[dict], summary: dict, confi
         )
     lines += [
         "",
+        f"In one process, the first {args.ab_queries} queries ranked alternately here and by one Ray worker "
+        f"(same model, {args.threads} torch thread(s) each): Ray / in-process = "
+        f"**{summary['ab_ray_over_in_process']:.3f}** (median of {args.ab_rounds} rounds; "
+        + "; ".join(f"{r['in_process_s']:.1f} s vs {r['ray_s']:.1f} s at load {r['loadavg']:.2f}" for r in ab)
+        + ").",
+        "",
         f"The driver's `RunWriter` wrote {writes:.0f} queries/s ({args.driver_writes} queries of 100 "
         "passages, TREC, run file and journal fsynced after each query, on this machine's disk).",
     ]
@@ -170,12 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             for record in records[-len(configs) :]:
                 record["identical_to_single"] = (folder / f"{record['config']}.txt").read_bytes() == single
         writes = round(driver_write_rate(args.driver_writes, folder), 1)
+    ab = in_process_ab(args)
     summary = ratios(records, configs)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    record = {"summary": summary, "driver_writes_per_s": writes, "runs": records}
+    summary["ab_ray_over_in_process"] = round(statistics.median(r["ray_s"] / r["in_process_s"] for r in ab), 3)
+    record = {"summary": summary, "driver_writes_per_s": writes, "in_process_ab": ab, "runs": records}
     output.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(args, records, summary, configs, writes))
+    output.with_suffix(".md").write_text(markdown(args, records, summary, configs, writes, ab))
     print(output.with_suffix(".md").read_text())
     return 0
 
