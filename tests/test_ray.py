@@ -19,14 +19,13 @@ from headrank_ir.pipeline.runfile import format_trec
 from headrank_ir.records import Candidate, Query, Request
 from headrank_ir.rerank import build_parser, main
 
-ray = pytest.importorskip("ray")
-
 QUERIES = 10
 HITS = 8
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     # The workers unpickle the killing ranker below by value: they cannot import this test module.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

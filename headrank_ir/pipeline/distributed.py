@@ -124,8 +124,7 @@ class RayPool:
     def __enter__(self) -> RayPool:
         ray = self._ray
         if not ray.is_initialized():
-            local = {"include_dashboard": False} if self._address is None else {}
-            ray.init(address=self._address, logging_level=logging.WARNING, **local)
+            ray.init(address=self._address, logging_level=logging.WARNING)
             self._started_ray = True
         try:
             self._start_workers()
