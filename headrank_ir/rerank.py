@@ -15,24 +15,24 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headrank_ir import __version__
 from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.pipeline.distributed import RankedBatch
 from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
 from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request
-
-if TYPE_CHECKING:
-    from headrank_ir.engine.ranker import HeadRanker
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=1,
         help="queries handed to the ranker at once (default 1)",
+    )
+    ray = parser.add_argument_group("Ray cluster (docs/ray.md)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="rank on Ray workers: a cluster's address (auto, ray://host:10001), or none for a local Ray instance",
+    )
+    ray.add_argument(
+        "--workers",
+        type=positive_int,
+        help="Ray workers (default one per GPU, or 1 on a cluster without GPUs)",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--output", required=True, help="run file to write (its folder is created)")
@@ -137,28 +150,22 @@ class Progress:
 
 def rerank_into(
     writer: RunWriter,
-    ranker: HeadRanker,
-    todo: list[Request],
+    ranked: Iterable[RankedBatch],
     depth: int,
-    batch_size: int,
     total: int,
+    initial: int,
 ) -> Progress:
-    """Rerank ``todo`` batch by batch, writing each query as it finishes, under a progress bar."""
+    """Write each ranked batch (in request order) as it comes, under one progress bar over all queries."""
     progress = Progress()
     with progress_bar(
         total=total,
-        initial=total - len(todo),
+        initial=initial,
         unit="query",
         desc="reranking",
         dynamic_ncols=True,
     ) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            began = time.perf_counter()
-            try:
-                results = ranker.rerank_batch(batch, rank_end=depth)
-            except ValueError as error:
-                raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
+        began = time.perf_counter()
+        for batch, results in ranked:
             progress.seconds += time.perf_counter() - began
             for result in results:
                 writer.write(result)
@@ -166,13 +173,28 @@ def rerank_into(
             progress.passages += sum(min(depth, len(r.candidates)) for r in batch)
             bar.set_postfix_str(f"{progress.rate:.1f} passages/s")  # first: a plain line shows it with the count
             bar.update(len(batch))
+            began = time.perf_counter()
     return progress
 
 
-def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
+@contextmanager
+def _batch_ranker(
+    args: argparse.Namespace, profile: HeadProfile | None
+) -> Iterator[Callable[[Iterable[list[Request]]], Iterator[RankedBatch]]]:
+    """How batches are ranked: in this process, or (``--ray``) by a pool of Ray workers."""
     from headrank_ir.engine.ranker import HeadRanker
+    from headrank_ir.pipeline.distributed import RayPool, rank_batch
 
-    return HeadRanker.from_pretrained(args.model, profile, allow_profile_model_mismatch=True)  # checked up front
+    if args.workers and args.ray is None:
+        raise InputError("--workers sets the number of Ray workers: give it with --ray")
+    # the profile was checked against the model up front (_check_before_writing)
+    load = partial(HeadRanker.from_pretrained, args.model, profile=profile, allow_profile_model_mismatch=True)
+    if args.ray is None:
+        ranker = load()
+        yield lambda batches: ((batch, rank_batch(ranker, batch, args.depth)) for batch in batches)
+    else:
+        with RayPool(load, args.depth, args.ray or None, args.workers) as pool:
+            yield pool.ranked
 
 
 def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:
@@ -224,8 +246,11 @@ def run(args: argparse.Namespace) -> int:
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]
         if todo:
-            ranker = _load_ranker(args, profile)
-            progress = rerank_into(writer, ranker, todo, args.depth, args.batch_size, len(requests))
+            batches = [todo[start : start + args.batch_size] for start in range(0, len(todo), args.batch_size)]
+            with _batch_ranker(args, profile) as rank_batches:
+                progress = rerank_into(
+                    writer, rank_batches(batches), args.depth, len(requests), len(requests) - len(todo)
+                )
         path = writer.finish()
     if todo:
         print(

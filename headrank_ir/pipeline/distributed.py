@@ -1,0 +1,197 @@
+"""Rerank on a Ray cluster: a pool of Ray actors, each holding one loaded ``HeadRanker``.
+
+The driver (the process running ``python -m headrank_ir.rerank --ray``) cuts the requests into
+the same batches as a single-process run, hands each batch to the next worker with a free slot,
+and yields the results back in request order, so the one ``RunWriter`` on the driver writes the
+bytes a single-process run writes, however many workers there are and in whatever order they
+finish. A worker process that dies is restarted by Ray (``max_restarts``) and only the batches
+it held are run again (``max_task_retries``); the other workers carry on. Ray is an optional
+extra: nothing here imports it until a pool starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from headrank_ir.pipeline.errors import InputError, MissingExtra
+
+if TYPE_CHECKING:
+    from headrank_ir.engine.ranker import HeadRanker
+    from headrank_ir.records import Request, Result
+
+logger = logging.getLogger(__name__)
+
+RAY_EXTRA = "pip install 'headrank_ir[ray]'"
+# Ray restarts a dead worker this many times, and re-runs each of its batches as often.
+RETRIES = 3
+# Batches queued on each worker, so it never waits for the driver between two batches.
+SLOTS_PER_WORKER = 2
+# Finished batches held back while an earlier one is still running, per slot: bounds the buffer.
+AHEAD_PER_SLOT = 2
+
+RankedBatch = tuple[list["Request"], list["Result"]]
+
+
+def rank_batch(ranker: HeadRanker, batch: Sequence[Request], depth: int) -> list[Result]:
+    """One batch, as every worker (this process or a Ray actor) ranks it; bad input names its queries."""
+    try:
+        return ranker.rerank_batch(batch, rank_end=depth)
+    except ValueError as error:
+        raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line :class:`MissingExtra` saying how to install it."""
+    try:
+        import ray
+    except ImportError as error:
+        if error.name != "ray":  # Ray is there but broken: show the real failure
+            raise
+        raise MissingExtra(f"--ray needs Ray, an optional extra: {RAY_EXTRA}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    """How many workers, and what each one holds: a GPU, or a share of the CPUs as torch threads."""
+
+    workers: int
+    gpus_each: int
+    threads_each: int
+
+
+def pool_shape(resources: Mapping[str, float], workers: int | None, max_threads: int | None = None) -> PoolShape:
+    """One worker per GPU where the cluster has GPUs (``workers`` may ask for fewer), else ``workers``
+    (default 1); each with an equal share of the CPUs as torch threads, at most ``max_threads``."""
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    count = workers or gpus or 1
+    if gpus and count > gpus:
+        raise InputError(f"--workers {count} but the Ray cluster has {gpus} GPUs; each worker takes one GPU")
+    if not gpus and count > cpus:
+        raise InputError(f"--workers {count} but the Ray cluster has {cpus} CPUs; give --workers {cpus} or less")
+    threads = max(1, cpus // count)
+    return PoolShape(count, 1 if gpus else 0, min(threads, max_threads or threads))
+
+
+def thread_cap() -> int | None:
+    """``OMP_NUM_THREADS`` of the driver, if set: the workers keep to it as a single process would."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+class RankerWorker:
+    """A Ray actor's state: one ``HeadRanker``, loaded on its first batch (so a bad model name is
+    an ordinary task error, not a dead actor) and again after Ray restarts the process."""
+
+    def __init__(self, load: Callable[[], HeadRanker], depth: int, threads: int):
+        self._load = load
+        self._depth = depth
+        self._threads = threads
+        self._ranker: HeadRanker | None = None
+
+    def ready(self) -> None:
+        """Load the ranker, once per process."""
+        if self._ranker is None:
+            import torch
+
+            torch.set_num_threads(self._threads)
+            self._ranker = self._load()
+
+    def rank(self, batch: list[Request]) -> list[Result]:
+        self.ready()
+        return rank_batch(self._ranker, batch, self._depth)
+
+
+class RayPool:
+    """Workers on a Ray cluster; use as a context manager, then :meth:`ranked` the batches.
+
+    ``address`` as ``ray.init`` takes it (``"auto"``, ``"ray://host:10001"``, …); ``None`` starts
+    a local Ray instance, shut down again on exit. ``load`` builds a worker's ranker; it is
+    pickled to the workers, so a ``functools.partial`` of ``HeadRanker.from_pretrained`` suits.
+    """
+
+    def __init__(self, load: Callable[[], HeadRanker], depth: int, address: str | None, workers: int | None):
+        self._ray = import_ray()
+        self._load, self._depth, self._address, self._workers = load, depth, address, workers
+        self._started_ray = False
+        self._actors: list[Any] = []
+
+    def __enter__(self) -> RayPool:
+        ray = self._ray
+        if not ray.is_initialized():
+            ray.init(address=self._address, logging_level=logging.WARNING)
+            self._started_ray = True
+        try:
+            self._start_workers()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start_workers(self) -> None:
+        ray = self._ray
+        resources = ray.cluster_resources()
+        shape = pool_shape(resources, self._workers, thread_cap())
+        actor = ray.remote(RankerWorker).options(
+            num_cpus=1,
+            num_gpus=shape.gpus_each,
+            max_restarts=RETRIES,
+            max_task_retries=RETRIES,
+            scheduling_strategy="SPREAD",
+        )
+        self._actors = [actor.remote(self._load, self._depth, shape.threads_each) for _ in range(shape.workers)]
+        self._get([a.ready.remote() for a in self._actors])
+        logger.info(
+            "Ray: %d workers, each with %s, on a cluster of %d CPUs and %d GPUs",
+            shape.workers,
+            "1 GPU" if shape.gpus_each else f"{shape.threads_each} torch threads",
+            resources.get("CPU", 0),
+            resources.get("GPU", 0),
+        )
+
+    def _get(self, refs: Any) -> Any:
+        """``ray.get``, with an error raised by our code (bad input) given back as itself."""
+        try:
+            return self._ray.get(refs)
+        except self._ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, ValueError):
+                raise error.cause from None
+            raise
+
+    def ranked(self, batches: Iterable[list[Request]]) -> Iterator[RankedBatch]:
+        """``(batch, results)`` in the order of ``batches``, whichever worker finishes first."""
+        todo = enumerate(batches)
+        slots = deque(actor for actor in self._actors for _ in range(SLOTS_PER_WORKER))
+        limit = len(slots) * AHEAD_PER_SLOT
+        running: dict[Any, tuple[int, Any, list[Request]]] = {}
+        finished: dict[int, RankedBatch] = {}
+        submitted = next_out = 0
+        while True:
+            while slots and submitted < next_out + limit and (item := next(todo, None)) is not None:
+                index, batch = item
+                actor = slots.popleft()
+                running[actor.rank.remote(batch)] = (index, actor, batch)
+                submitted += 1
+            if not running:
+                return
+            ready, _ = self._ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                index, actor, batch = running.pop(ref)
+                finished[index] = (batch, self._get(ref))
+                slots.append(actor)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        for actor in self._actors:
+            self._ray.kill(actor)  # frees the GPUs of a shared cluster now, not when the driver exits
+        self._actors = []
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False
