@@ -17,15 +17,15 @@ from headrank_ir.pipeline.errors import InputError
 from headrank_ir.records import Candidate, Query, Request
 
 PASSAGES = {
-    "d1": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
-    "d2": "Bananas are rich in potassium and fibre.",
-    "d3": "Lobster rolls are a New England dish: lobster meat on a grilled bun.",
-    "d4": "Gustave Eiffel's company designed and built the tower.",
-    "d5": "The 2019 TREC Deep Learning track judged passages on a four-level scale.",
-    "d6": "Paris hosted the Exposition Universelle, for which the tower was the entrance arch.",
+    "d1": "The Golden Gate Bridge opened to traffic in May 1937 after four years of building.",
+    "d2": "Kiwi fruit hold more vitamin C than oranges by weight.",
+    "d3": "Suspension bridges hang their deck from cables slung between towers.",
+    "d4": "Joseph Strauss was the chief engineer of the bridge across the Golden Gate strait.",
+    "d5": "The TREC Deep Learning track judged passages on a four-level scale.",
+    "d6": "San Francisco's fog often hides the bridge's towers in summer.",
 }
 BM25 = [14.2, 11.0, 9.5, 9.4, 7.25, 3.0]
-QUERY = "when was the eiffel tower built?"
+QUERY = "when was the golden gate bridge built?"
 
 
 @pytest.fixture(scope="module")

@@ -218,8 +218,8 @@ def parse_head_label(label: str) -> Tuple[int, int]:
 def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
     """A profile's heads were chosen on one model: refuse one made for a model that is not among
     ``names`` (the loaded model's id, folder or short name; compared by last path part)."""
-    known = {_model_key(n) for n in names if n}
-    if known and _model_key(profile.model) not in known:
+    known = {model_key(n) for n in names if n}
+    if known and model_key(profile.model) not in known:
         raise ValueError(
             f"the profile was made for model {profile.model!r}, not {next(n for n in names if n)!r}: its heads "
             "mean nothing on another model; use a profile made for this model, or pass "
@@ -227,7 +227,7 @@ def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
         )
 
 
-def _model_key(name: str) -> str:
+def model_key(name: str) -> str:
     return Path(str(name).rstrip("/")).name.lower()
 
 

@@ -99,14 +99,15 @@ class HeadRanker:
         profile: Union[None, str, os.PathLike, HeadProfile] = None,
         allow_profile_model_mismatch: bool = False,
     ):
-        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object).
+        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object;
+        omitted: the model's shipped profile, else ICR's; ``"icr"``: ICR's all heads).
 
         A profile made for another model is refused unless ``allow_profile_model_mismatch``.
         """
         from headrank_ir.engine.models import load_model
+        from headrank_ir.profiles import resolve_profile
 
-        if isinstance(profile, (str, os.PathLike)):
-            profile = HeadProfile.load(profile)
+        profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
         lm, tokenizer = load_model(model)
