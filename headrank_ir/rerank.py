@@ -28,7 +28,7 @@ from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
-from headrank_ir.profiles import resolve_profile
+from headrank_ir.profiles import ICR, resolve_profile
 from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request
 
@@ -177,7 +177,9 @@ def rerank_into(
 def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
     from headrank_ir.engine.ranker import HeadRanker
 
-    return HeadRanker.from_pretrained(args.model, profile, allow_profile_model_mismatch=True)  # checked up front
+    # resolved already: None is ICR's here, not "the shipped one" as from_pretrained reads it
+    chosen = ICR if profile is None else profile
+    return HeadRanker.from_pretrained(args.model, chosen, allow_profile_model_mismatch=True)  # checked up front
 
 
 def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:

@@ -36,6 +36,8 @@ def resolve_profile(
     if isinstance(profile, HeadProfile):
         return profile
     if profile is None:
+        if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
+            return None  # not a model name: loading it fails, with its own message
         path = shipped_profile_path(model)
         if path is None:
             logger.info("no shipped profile for model %s: using ICR's all-heads profile", os.fspath(model))
