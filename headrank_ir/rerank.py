@@ -31,6 +31,7 @@ from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
+from headrank_ir.profiles import ICR, resolve_profile
 from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request
 
@@ -49,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help=f"short name, folder or Hugging Face id (default {DEFAULT_MODEL})",
     )
-    model.add_argument("--profile", help="head profile JSON (default: every head, equal weights)")
+    model.add_argument(
+        "--profile",
+        help="head profile JSON or folder, or 'icr' for every head with equal weights (default: the profile "
+        "shipped for --model, else 'icr')",
+    )
     model.add_argument(
         "--allow-profile-model-mismatch",
         action="store_true",
@@ -187,8 +192,10 @@ def _batch_ranker(
 
     if args.workers and args.ray is None:
         raise InputError("--workers sets the number of Ray workers: give it with --ray")
+    # resolved already: None is ICR's here, not "the shipped one" as from_pretrained reads it;
     # the profile was checked against the model up front (_check_before_writing)
-    load = partial(HeadRanker.from_pretrained, args.model, profile=profile, allow_profile_model_mismatch=True)
+    chosen = ICR if profile is None else profile
+    load = partial(HeadRanker.from_pretrained, args.model, profile=chosen, allow_profile_model_mismatch=True)
     if args.ray is None:
         ranker = load()
         yield lambda batches: ((batch, rank_batch(ranker, batch, args.depth)) for batch in batches)
@@ -224,12 +231,13 @@ def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Reque
         "first stage": evaluate(scores_of(requests), judged),
         "reranked": evaluate(read_run_scores(args.output, args.output_format), judged),
     }
+    columns["gain"] = {m: columns["reranked"][m] - columns["first stage"][m] for m in columns["reranked"]}
     return f"{len(judged)} judged queries of {len(requests)}\n" + format_table(columns)
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    profile = HeadProfile.load(args.profile) if args.profile else None
+    profile = resolve_profile(args.model, args.profile)
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
         raise InputError("--first-stage-output must name another file than --output")

@@ -1,4 +1,4 @@
-"""A pinned regression, in Pyserini's manner: the real SmolLM2-135M, default (ICR) profile, two DL19
+"""A pinned regression, in Pyserini's manner: the real SmolLM2-135M, ICR's profile, two DL19
 queries, BM25 top 20 reranked, against committed run lines.
 
 ``fixtures/dl19.smollm2-135m.depth20.trec`` was written once at commit 3e7410a, one torch thread, by
@@ -7,6 +7,8 @@ queries, BM25 top 20 reranked, against committed run lines.
         --corpus ../shared/data/msmarco-passage/dl19/corpus.jsonl \\
         --topics ../shared/data/msmarco-passage/dl19/topics.tsv \\
         --max-queries 2 --hits 20 --depth 20 --output dl19.smollm2-135m.depth20.trec
+
+(ICR's profile was then the default; it is now ``--profile icr``, which the test passes.)
 
 A change to the prompt, the attention rows, calibration or the run writer shows here as moved
 passages or scores. The test took 12 s here (model load included; 26 s under a load average of
@@ -22,19 +24,26 @@ from pipeline_support import DL19
 
 from headrank_ir.rerank import main
 
-PINNED = Path(__file__).parent / "fixtures" / "dl19.smollm2-135m.depth20.trec"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()]
 
 
-def test_dl19_two_queries_depth_20_match_the_pinned_run(tmp_path):
+# The shipped profile's pin was written the same way at the commit that shipped it (issue 13),
+# without --profile: 8 heads of layers 5-23 and RRF fusion with BM25 at weight 0.5.
+@pytest.mark.parametrize(
+    "profile, pinned",
+    [(["--profile", "icr"], "dl19.smollm2-135m.depth20.trec"), ([], "dl19.smollm2-135m.shipped.depth20.trec")],
+    ids=["icr", "shipped default"],
+)
+def test_dl19_two_queries_depth_20_match_the_pinned_run(tmp_path, profile, pinned):
     output = tmp_path / "run.trec"
     argv = ["--run", str(DL19 / "run.bm25.txt"), "--corpus", str(DL19 / "corpus.jsonl")]
     argv += ["--topics", str(DL19 / "topics.tsv"), "--max-queries", "2", "--hits", "20", "--depth", "20"]
-    assert main([*argv, "--output", str(output)]) == 0
-    got, pinned = _lines(output), _lines(PINNED)
+    assert main([*argv, *profile, "--output", str(output)]) == 0
+    got, pinned = _lines(output), _lines(FIXTURES / pinned)
     assert len(pinned) == 40
     # qid, Q0, docid, rank and tag exactly; scores to the printed precision (a swap of two
     # neighbours, 9e-6 apart at the closest, moves a score by more than that)

@@ -165,6 +165,17 @@ def build_qrhead(ctx: Context) -> AttentionMethod:
     )
 
 
+def build_shipped(ctx: Context) -> AttentionMethod:
+    """The profile the package ships for the model (what ``--profile`` omitted gives)."""
+    from headrank_ir.profiles import shipped_profile_path
+
+    path = shipped_profile_path(ctx.model)
+    if path is None:
+        raise Skip(f"no profile is shipped for {ctx.model}")
+    about = f"shipped profile {path.name} (trained on all four public sets: in-sample here; see runs/loco.md)"
+    return _attention(ctx, HeadProfile.load(path), about)
+
+
 # -- generative listwise -----------------------------------------------------------------------
 
 
@@ -249,6 +260,7 @@ METHODS: dict[str, MethodSpec] = {
     "qrhead": MethodSpec(build_qrhead),
     "headrank-select": MethodSpec(_profiled("headrank-select")),
     "headrank": MethodSpec(_profiled("headrank")),
+    "headrank-default": MethodSpec(build_shipped),
     "rankgpt": MethodSpec(build_rankgpt),
     "minilm": MethodSpec(lambda ctx: DenseReranker(ctx.depth)),
     "minilm-dense": MethodSpec(DenseFirstStage, own_first_stage=True),

@@ -47,6 +47,14 @@ def _only_known(data: dict, known: Any, where: str) -> None:
         raise ValueError(f"unknown field {where + unknown[0]!r} (allowed: {', '.join(names)})")
 
 
+def _settings(data: Any, kind: type, where: str) -> Any:
+    """A nested settings object from its JSON object, unknown keys refused."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
+    _only_known(data, kind, where + ".")
+    return kind(**data)
+
+
 @dataclass(frozen=True)
 class PromptSettings:
     """How passages and the query are laid out in the listwise prompt."""
@@ -70,6 +78,31 @@ class PromptSettings:
             _whole(self.max_context_tokens, "prompt.max_context_tokens", minimum=1)
 
 
+FUSION_METHODS = ("none", "interpolate", "rrf")
+NORMALISATIONS = ("zscore", "minmax")
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """How the reranked window's scores are combined with its first-stage scores
+    (``engine/fusion.py``); ``weight`` goes to the reranker, ``1 - weight`` to the first stage."""
+
+    method: str = "none"  # "none": the reranker's scores alone
+    weight: float = 1.0
+    normalise: str = "zscore"  # interpolation only: how each list is put on one scale
+    rrf_k: int = 60  # rrf only: Cormack et al.'s constant, pyserini's default
+
+    def __post_init__(self):
+        if self.method not in FUSION_METHODS:
+            raise ValueError(f"fusion.method must be one of {', '.join(FUSION_METHODS)}, got {self.method!r}")
+        weight = _finite(self.weight, "fusion.weight")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"fusion.weight must be between 0 and 1, got {self.weight!r}")
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"fusion.normalise must be one of {', '.join(NORMALISATIONS)}, got {self.normalise!r}")
+        _whole(self.rrf_k, "fusion.rrf_k", minimum=1)
+
+
 @dataclass(frozen=True)
 class HeadProfile:
     """Selected heads as ``(layer, head, weight)``; layers count from 0."""
@@ -78,6 +111,7 @@ class HeadProfile:
     heads: Tuple[Tuple[int, int, float], ...]
     prompt: PromptSettings = field(default_factory=PromptSettings)
     adapter: Optional[str] = None  # safetensors file of trained LoRA weights, relative to the JSON
+    fusion: FusionSettings = field(default_factory=FusionSettings)  # with the first stage's scores
     meta: dict = field(default_factory=dict)  # free-form: how it was made
 
     def __post_init__(self):
@@ -86,6 +120,7 @@ class HeadProfile:
             raise ValueError(f"heads must be a non-empty list of [layer, head, weight], got {self.heads!r}")
         object.__setattr__(self, "heads", tuple(_head(h, f"heads[{i}]") for i, h in enumerate(self.heads)))
         _of_type(self.prompt, PromptSettings, "prompt")
+        _of_type(self.fusion, FusionSettings, "fusion")
         if self.adapter is not None:
             _of_type(self.adapter, str, "adapter")
         _of_type(self.meta, dict, "meta")
@@ -127,11 +162,8 @@ class HeadProfile:
         version = data.pop("version", PROFILE_VERSION)
         if version != PROFILE_VERSION:
             raise ValueError(f"profile version {version!r} is not supported (this package reads {PROFILE_VERSION})")
-        prompt = data.pop("prompt", {})
-        if not isinstance(prompt, dict):
-            raise ValueError(f"prompt must be a JSON object, got {type(prompt).__name__}")
-        _only_known(prompt, PromptSettings, "prompt.")
-        return cls(prompt=PromptSettings(**prompt), **data)
+        prompt = _settings(data.pop("prompt", {}), PromptSettings, "prompt")
+        return cls(prompt=prompt, fusion=_settings(data.pop("fusion", {}), FusionSettings, "fusion"), **data)
 
     def save(self, path: Union[str, Path]) -> Path:
         return write_atomic(path, json.dumps(self.to_json(), indent=1))
@@ -186,8 +218,8 @@ def parse_head_label(label: str) -> Tuple[int, int]:
 def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
     """A profile's heads were chosen on one model: refuse one made for a model that is not among
     ``names`` (the loaded model's id, folder or short name; compared by last path part)."""
-    known = {_model_key(n) for n in names if n}
-    if known and _model_key(profile.model) not in known:
+    known = {model_key(n) for n in names if n}
+    if known and model_key(profile.model) not in known:
         raise ValueError(
             f"the profile was made for model {profile.model!r}, not {next(n for n in names if n)!r}: its heads "
             "mean nothing on another model; use a profile made for this model, or pass "
@@ -195,7 +227,7 @@ def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
         )
 
 
-def _model_key(name: str) -> str:
+def model_key(name: str) -> str:
     return Path(str(name).rstrip("/")).name.lower()
 
 

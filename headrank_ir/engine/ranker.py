@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
+from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import (
     PromptLayout,
@@ -98,14 +99,15 @@ class HeadRanker:
         profile: Union[None, str, os.PathLike, HeadProfile] = None,
         allow_profile_model_mismatch: bool = False,
     ):
-        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object).
+        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object;
+        omitted: the model's shipped profile, else ICR's; ``"icr"``: ICR's all heads).
 
         A profile made for another model is refused unless ``allow_profile_model_mismatch``.
         """
         from headrank_ir.engine.models import load_model
+        from headrank_ir.profiles import resolve_profile
 
-        if isinstance(profile, (str, os.PathLike)):
-            profile = HeadProfile.load(profile)
+        profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
         lm, tokenizer = load_model(model)
@@ -241,8 +243,9 @@ class HeadRanker:
         order, so that sorting by score (as run files do) keeps the order. ``requests`` may be
         rank_llm's own ``Request`` objects. ``populate_invocations_history`` (rank_llm's
         keyword) fills each result's ``invocations_history`` with one :class:`Invocation` per
-        window: every profile head's scores. ``logging`` and rank_llm's other keyword arguments
-        change nothing here (there is no prompt to log and no window to slide).
+        window: every profile head's scores. The profile's ``fusion`` combines the reranked
+        candidates' scores with their first-stage scores (``engine/fusion.py``). ``logging`` and
+        rank_llm's other keyword arguments change nothing here (there is no prompt to log and no window to slide).
         """
         if shuffle_candidates:
             raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
@@ -256,7 +259,8 @@ class HeadRanker:
         results = [Result(r.query, list(r.candidates)) for r in ours]
         for i, reading in zip(todo, readings):
             history = self.invocations(reading, [c.docid for c in windows[i]]) if populate_invocations_history else []
-            results[i] = place(ours[i], self.merged(reading), rank_start, rank_end, history)
+            scores = fuse(self.profile.fusion, self.merged(reading), *first_stage(windows[i]))
+            results[i] = place(ours[i], scores, rank_start, rank_end, history)
         return results
 
     def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
@@ -297,6 +301,11 @@ def place(
     above = [Candidate(c.docid, top + len(before) - i, c.doc) for i, c in enumerate(before)]
     below = [Candidate(c.docid, bottom - 1 - i, c.doc) for i, c in enumerate(after)]
     return Result(request.query, above + reranked + below, list(history))
+
+
+def first_stage(candidates: Sequence[Candidate]) -> Tuple[List[Any], List[str]]:
+    """The candidates' first-stage scores and docids, what ``fuse`` combines with the reranker's."""
+    return [c.score for c in candidates], [c.docid for c in candidates]
 
 
 def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:

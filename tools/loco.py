@@ -1,0 +1,460 @@
+"""Leave-one-collection-out: choose the recipe and the fusion on three sets, test on the fourth.
+
+    .venv/bin/python tools/loco.py features            # every head's reading, cached per query
+    .venv/bin/python tools/loco.py evaluate            # runs/loco.md and runs/loco.json
+
+``features`` reads every head (up to ``--max-depth`` layers) on the BM25 top ``--depth`` of
+every judged query of DL19, DL20, Cranfield and Vaswani whose top ``--depth`` holds a relevant
+passage (the others score nDCG@10 0 whatever the reranking), one forward per query, cached one
+file per query under ``.cache/loco/`` so that an interrupted pass resumes where it stopped.
+``evaluate`` then needs no model: for each held-out set, head selection (entropy-regularised or
+by nDCG, ``--top-k`` heads) and the fusion (method and weight) are chosen on the other three
+sets' queries, and tested on the held-out one, against BM25 with paired significance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from headrank_ir.bench.datasets import BUILT_IN, get_dataset, load, prepare  # noqa: E402
+from headrank_ir.bench.selectivity import selectivity  # noqa: E402
+from headrank_ir.bench.significance import compare  # noqa: E402
+from headrank_ir.engine.fusion import fuse  # noqa: E402
+from headrank_ir.engine.profile import FusionSettings, HeadProfile, PromptSettings, parse_head_label  # noqa: E402
+from headrank_ir.engine.ranker import first_stage, place  # noqa: E402
+from headrank_ir.pipeline.metrics import per_query  # noqa: E402
+from headrank_ir.records import Request  # noqa: E402
+from headrank_ir.train.examples import HeadFeatures, TrainingQuery, attention_entropy, training_queries  # noqa: E402
+from headrank_ir.train.selection import head_quality, select_heads  # noqa: E402
+
+logger = logging.getLogger("loco")
+
+CACHE = ROOT / ".cache" / "loco"
+DATA = Path(os.environ.get("HEADRANK_DATA", ROOT.parent / "shared" / "data"))
+
+
+def feature_folder(args: argparse.Namespace, dataset: str) -> Path:
+    return CACHE / f"{args.model}.{dataset}.top{args.depth}.tok{args.passage_tokens}.d{args.max_depth}"
+
+
+def dataset_queries(name: str, depth: int, max_queries: int | None):
+    """The first ``max_queries`` judged queries of ``name`` (in the bench's query order) that have
+    a relevant passage in their BM25 top ``depth``, and the loaded requests and qrels."""
+    collection = prepare(get_dataset(name), DATA, ROOT / "runs" / "bench", ROOT / ".cache" / "bench")
+    loaded = load(collection)
+    return training_queries(loaded.requests, loaded.qrels, depth)[:max_queries], loaded
+
+
+def query_caps(args: argparse.Namespace) -> dict[str, int]:
+    return {name: int(count) for name, count in (pair.split("=") for pair in args.max_queries)}
+
+
+def collect(args: argparse.Namespace) -> None:
+    """Every head's calibrated scores and attention entropy, one file per query (resumable)."""
+    from headrank_ir.engine.models import load_model
+    from headrank_ir.engine.ranker import HeadRanker
+
+    model, tokenizer = load_model(args.model)
+    config = model.config.get_text_config()
+    prompt = PromptSettings(max_passage_tokens=args.passage_tokens)
+    profile = HeadProfile.icr(args.model, args.max_depth, config.num_attention_heads, **asdict(prompt))
+    ranker = HeadRanker(model, tokenizer, profile, name=args.model)
+    todo = {}
+    for name in args.datasets:
+        queries, _ = dataset_queries(name, args.depth, query_caps(args).get(name))
+        feature_folder(args, name).mkdir(parents=True, exist_ok=True)
+        todo[name] = [q for q in queries if not (feature_folder(args, name) / f"{q.qid}.pt").exists()]
+        logger.info("%s: %d queries, %d to read", name, len(queries), len(todo[name]))
+    # the sets in turn, so that a pass stopped early leaves every set with some queries
+    for turn in itertools.zip_longest(*([(name, q) for q in queries] for name, queries in todo.items())):
+        for name, query in filter(None, turn):
+            began = time.perf_counter()
+            with torch.inference_mode():
+                real, blank = ranker.head_masses(query.text, query.passages)
+            path = feature_folder(args, name) / f"{query.qid}.pt"
+            torch.save({"scores": real - blank, "entropy": attention_entropy(real)}, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+            logger.info("%s %s %.1f s", name, query.qid, time.perf_counter() - began)
+
+
+# -- evaluation: everything from the cached readings, no model ------------------------------------
+
+TOP_K = (4, 8, 16, 32, 64)
+ENTROPY_WEIGHTS = (0.05, 0.1, 0.2, 0.4, 0.8)
+RECIPES = (
+    [{"selection": "none", "top_k": 0, "entropy_weight": 0.0}]  # every head (up to --max-depth): ICR's choice
+    + [{"selection": "ndcg", "top_k": k, "entropy_weight": 0.0} for k in TOP_K]
+    + [{"selection": "entropy", "top_k": k, "entropy_weight": w} for k in TOP_K for w in ENTROPY_WEIGHTS]
+)
+FUSIONS = (
+    [FusionSettings()]
+    + [FusionSettings("interpolate", a) for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    + [FusionSettings("rrf", a) for a in (0.3, 0.5, 0.7)]
+)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One set's evaluated queries (those with a relevant passage in the top ``depth``)."""
+
+    name: str
+    queries: list[TrainingQuery]
+    requests: dict[str, Request]
+    qrels: dict[str, dict[str, int]]  # of the evaluated queries
+    features: HeadFeatures
+
+
+def read_collection(args: argparse.Namespace, name: str, heads) -> Collection:
+    queries, loaded = dataset_queries(name, args.depth, query_caps(args).get(name))
+    folder = feature_folder(args, name)
+    queries = [q for q in queries if (folder / f"{q.qid}.pt").exists()]  # a pass still running: what is read
+    stored = {q.qid: torch.load(folder / f"{q.qid}.pt", weights_only=True) for q in queries}
+    features = HeadFeatures(
+        heads, {q: s["scores"] for q, s in stored.items()}, {q: s["entropy"] for q, s in stored.items()}
+    )
+    requests = {r.query.qid: r for r in loaded.requests}
+    return Collection(name, queries, requests, {q.qid: loaded.qrels[q.qid] for q in queries}, features)
+
+
+def pooled(collections: Sequence[Collection]) -> tuple[list[TrainingQuery], HeadFeatures]:
+    """Several sets' queries as one training set (query ids prefixed by the set: they overlap)."""
+    queries, scores, entropy = [], {}, {}
+    for c in collections:
+        for q in c.queries:
+            key = f"{c.name}:{q.qid}"
+            queries.append(replace(q, qid=key))
+            scores[key], entropy[key] = c.features.scores[q.qid], c.features.entropy[q.qid]
+    return queries, HeadFeatures(collections[0].features.heads, scores, entropy)
+
+
+class Selector:
+    """Head selection on a group of sets, the per-head quality computed once per group."""
+
+    def __init__(self, collections: dict[str, Collection]):
+        self.collections = collections
+        self.qualities: dict[frozenset, list] = {}
+
+    def heads(self, train: Sequence[str], recipe: dict) -> tuple[tuple[int, int, float], ...]:
+        all_heads = self.collections[train[0]].features.heads
+        if recipe["selection"] == "none":
+            return tuple((layer, head, 1.0 / len(all_heads)) for layer, head in all_heads)
+        key = frozenset(train)
+        if key not in self.qualities:
+            queries, features = pooled([self.collections[n] for n in sorted(train)])
+            self.qualities[key] = head_quality(features, queries, "entropy", 0.0)
+        weight = recipe["entropy_weight"] if recipe["selection"] == "entropy" else 0.0
+        scored = [replace(q, score=q.ndcg - weight * q.entropy) for q in self.qualities[key]]
+        return select_heads(scored, recipe["top_k"], recipe.get("max_depth"))
+
+
+@dataclass(frozen=True)
+class Reranked:
+    ndcg: dict[str, float]  # nDCG@10 per query of the reranked top 100
+    top: dict[str, list[str]]  # the reranked top ``depth``, best first
+
+
+def rerank(collection: Collection, heads, fusion: FusionSettings, depth: int) -> Reranked:
+    """The set's BM25 top 100 with the top ``depth`` reranked by ``heads`` and fused, as ``rerank_batch`` does."""
+    chosen = [(layer, head) for layer, head, _ in heads]
+    weights = [w for _, _, w in heads]
+    run, top = {}, {}
+    for q in collection.queries:
+        request = collection.requests[q.qid]
+        scores = collection.features.combined(q.qid, chosen, weights).tolist()
+        window = request.candidates[:depth]
+        result = place(request, fuse(fusion, scores, *first_stage(window)), 0, depth)
+        run[q.qid] = {c.docid: c.score for c in result.candidates}
+        top[q.qid] = [c.docid for c in result.candidates[:depth]]
+    return Reranked(per_query(run, collection.qrels, ["nDCG@10"])["nDCG@10"], top)
+
+
+def bm25(collection: Collection) -> dict[str, float]:
+    run = {q: {c.docid: c.score for c in r.candidates} for q, r in collection.requests.items() if q in collection.qrels}
+    return per_query(run, collection.qrels, ["nDCG@10"])["nDCG@10"]
+
+
+def mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / len(values)
+
+
+def loco_scores(selector: Selector, sets: Sequence[str], recipe: dict, depth: int) -> dict[str, dict[str, float]]:
+    """For each fusion of the grid: each set's mean nDCG@10 when the heads are chosen on the others."""
+    scores: dict[str, dict[str, float]] = {}
+    for held_out in sets:
+        heads = selector.heads([s for s in sets if s != held_out], recipe)
+        for fusion in FUSIONS:
+            value = mean(rerank(selector.collections[held_out], heads, fusion, depth).ndcg)
+            scores.setdefault(fusion_label(fusion), {})[held_out] = value
+    return scores
+
+
+DEPTHS = (4, 8, 12, 16, 24)
+
+
+def depth_curve(selector: Selector, sets: Sequence[str], recipe: dict, fusion: FusionSettings, depth: int) -> dict:
+    """The shipped recipe with its heads kept to the first L layers (the truncation depth, so the
+    cost of a forward): each set's leave-one-out nDCG@10, fused and not."""
+    curve = {}
+    for layers in DEPTHS:
+        scores = loco_scores(selector, sets, {**recipe, "max_depth": layers}, depth)
+        curve[layers] = {"fused": scores[fusion_label(fusion)], "unfused": scores["none"]}
+    return curve
+
+
+def loco_table(selector: Selector, sets: Sequence[str], depth: int) -> dict[tuple[int, str], float]:
+    """``(recipe index, fusion label)`` → mean over ``sets`` of its leave-one-out nDCG@10."""
+    table = {}
+    for index, recipe in enumerate(RECIPES):
+        for label, by_set in loco_scores(selector, sets, recipe, depth).items():
+            table[index, label] = sum(by_set.values()) / len(sets)
+    return table
+
+
+def choose(
+    selector: Selector, sets: Sequence[str], depth: int, fused: bool = True
+) -> tuple[dict, FusionSettings, float]:
+    """The recipe and fusion (``fused`` false: no fusion) with the best leave-one-out mean over ``sets``."""
+    table = loco_table(selector, sets, depth)
+    fusions = {fusion_label(f): f for f in FUSIONS if fused or f.method == "none"}
+    # ties: the first in grid order (fewer heads, no fusion, lower weight)
+    index, label = max((key for key in table if key[1] in fusions), key=lambda key: table[key])
+    return RECIPES[index], fusions[label], table[index, label]
+
+
+def fusion_label(fusion: FusionSettings) -> str:
+    return "none" if fusion.method == "none" else f"{fusion.method} a={fusion.weight}"
+
+
+def recipe_label(recipe: dict) -> str:
+    if recipe["selection"] == "none":
+        return "all heads"
+    extra = f", lambda {recipe['entropy_weight']}" if recipe["selection"] == "entropy" else ""
+    return f"{recipe['selection']} top-{recipe['top_k']}{extra}"
+
+
+OLD_PROFILES = {  # the bench's DL20-trained selection-only profiles (their heads, equal weights)
+    "old select (DL20)": "headrank-select",
+    "old qrhead (DL20)": "qrhead",
+}
+
+
+def old_heads(args: argparse.Namespace, method: str) -> tuple[tuple[int, int, float], ...]:
+    record = json.loads((ROOT / "runs" / "bench" / args.model / "vaswani.all.d20" / f"{method}.json").read_text())
+    return tuple((*parse_head_label(h), 1.0 / len(record["heads"])) for h in record["heads"])
+
+
+def held_out_record(args, selector: Selector, held_out: str, sets: Sequence[str]) -> dict:
+    """Recipe and fusion chosen on the other sets (their own leave-one-out), tested on ``held_out``."""
+    train = [s for s in sets if s != held_out]
+    recipe, fusion, inner = choose(selector, train, args.depth)
+    collection = selector.collections[held_out]
+    chosen = selector.heads(train, recipe)
+    systems = {
+        "all heads": rerank(collection, selector.heads(train, RECIPES[0]), FusionSettings(), args.depth),
+        **{
+            name: rerank(collection, old_heads(args, m), FusionSettings(), args.depth)
+            for name, m in OLD_PROFILES.items()
+        },
+        "recipe": rerank(collection, chosen, FusionSettings(), args.depth),
+        "recipe + fusion": rerank(collection, chosen, fusion, args.depth),
+    }
+    base = bm25(collection)
+    dataset = get_dataset(held_out)
+    first = {q.qid: list(q.docids) for q in collection.queries}
+    settings = PromptSettings(max_passage_tokens=args.passage_tokens)
+    rows = {"bm25": {"ndcg": mean(base)}}
+    for name, reranked in systems.items():
+        shares = selectivity(
+            first, reranked.top, collection.qrels, settings, dataset.relevant_grade, dataset.unjudged_irrelevant
+        )
+        test = compare(reranked.ndcg, base)
+        rows[name] = {"ndcg": mean(reranked.ndcg), "delta": test.mean_difference, "p": test.p_randomisation}
+        rows[name].update(gap=shares.gap, wins=test.wins, losses=test.losses)
+    return {
+        "held_out": held_out,
+        "train": train,
+        "queries": len(collection.queries),
+        "recipe": recipe,
+        "fusion": asdict(fusion),
+        "heads": [list(h[:2]) for h in chosen],
+        "inner_loco_ndcg": inner,
+        "systems": rows,
+    }
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    sets = list(args.datasets)
+    first = next(feature_folder(args, sets[0]).glob("*.pt"))
+    rows = torch.load(first, weights_only=True)["scores"].shape[0]
+    heads = tuple((layer, head) for layer in range(args.max_depth) for head in range(rows // args.max_depth))
+    selector = Selector({name: read_collection(args, name, heads) for name in sets})
+    began = time.perf_counter()
+    records = [held_out_record(args, selector, name, sets) for name in sets]
+    recipe, fusion, value = choose(selector, sets, args.depth)
+    unfused = choose(selector, sets, args.depth, fused=False)
+    by_fusion = loco_scores(selector, sets, recipe, args.depth)
+    heads_all = selector.heads(sets, recipe)
+    shipped = {
+        "recipe": recipe,
+        "fusion": asdict(fusion),
+        "loco_ndcg": value,
+        "per_set": {
+            name: {
+                "bm25": mean(bm25(selector.collections[name])),
+                "loco": by_fusion[fusion_label(fusion)][name],
+                "loco_unfused": by_fusion["none"][name],
+                "in_sample": mean(rerank(selector.collections[name], heads_all, fusion, args.depth).ndcg),
+            }
+            for name in sets
+        },
+        "best_unfused": {"loco_ndcg": unfused[2], "recipe": recipe_label(unfused[0])},
+    }
+    profile = HeadProfile(
+        args.model,
+        heads_all,
+        PromptSettings(max_passage_tokens=args.passage_tokens),
+        fusion=fusion,
+        meta={
+            "method": "headrank-loco",
+            "trained_on": {name: len(selector.collections[name].queries) for name in sets},
+            "rerank_depth": args.depth,
+            "feature_depth": args.max_depth,
+            **shipped,
+            "made_by": "tools/loco.py evaluate (see runs/loco.md)",
+        },
+    )
+    result = {
+        "depth_curve": depth_curve(selector, sets, recipe, fusion, args.depth),
+        "model": args.model,
+        "depth": args.depth,
+        "passage_tokens": args.passage_tokens,
+        "max_depth": args.max_depth,
+        "recipes": [recipe_label(r) for r in RECIPES],
+        "fusions": [fusion_label(f) for f in FUSIONS],
+        "held_out": records,
+        "shipped": {**shipped, "heads": [list(h[:2]) for h in profile.heads]},
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    (ROOT / "runs" / "loco.json").write_text(json.dumps(result, indent=1))
+    (ROOT / "runs" / "loco.md").write_text(report(result))
+    if args.ship:
+        profile.save(ROOT / "headrank_ir" / "profiles" / f"{args.model}.json")
+    logger.info("wrote runs/loco.md and runs/loco.json in %.0f s", result["seconds"])
+
+
+SYSTEM_ORDER = ("bm25", "all heads", *OLD_PROFILES, "recipe", "recipe + fusion")
+
+
+def report(result: dict) -> str:
+    lines = [
+        f"# Leave-one-collection-out, {result['model']}",
+        "",
+        f"BM25 top {result['depth']} reranked (rest in BM25 order), passages cut to {result['passage_tokens']} "
+        f"tokens, heads from the first {result['max_depth']} layers. For each held-out set the recipe (head "
+        "selection) and the fusion with BM25 are chosen by leave-one-out among the other three sets and trained "
+        "on all three; the held-out set is never seen. nDCG@10 over the held-out set's evaluated queries "
+        "(those with a relevant passage in the BM25 top 20; Cranfield and Vaswani: the first of them, see "
+        "`queries`). Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
+        "The old profiles are the bench's, selected on DL20 (so in-sample on DL20).",
+        "",
+        "| held out | queries | chosen recipe | chosen fusion | " + " | ".join(SYSTEM_ORDER) + " |",
+        "| --- " * (4 + len(SYSTEM_ORDER)) + "|",
+    ]
+    for record in result["held_out"]:
+        cells = [record["held_out"], str(record["queries"]), recipe_label(record["recipe"])]
+        cells.append(fusion_label(FusionSettings(**record["fusion"])))
+        for name in SYSTEM_ORDER:
+            row = record["systems"][name]
+            cells.append(
+                f"{row['ndcg']:.4f}" if name == "bm25" else f"{row['ndcg']:.4f} ({row['delta']:+.4f}, p {row['p']:.3f})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Selectivity gap (middle zone, relevant share minus irrelevant share in the top quartile):", ""]
+    lines.append("| held out | " + " | ".join(SYSTEM_ORDER[1:]) + " |")
+    lines.append("| --- " * len(SYSTEM_ORDER) + "|")
+    for record in result["held_out"]:
+        gaps = [f"{record['systems'][n]['gap']:+.3f}" for n in SYSTEM_ORDER[1:]]
+        lines.append(f"| {record['held_out']} | " + " | ".join(gaps) + " |")
+    shipped = result["shipped"]
+    lines += [
+        "",
+        f"Shipped profile (all four sets): {recipe_label(shipped['recipe'])}, fusion "
+        f"{fusion_label(FusionSettings(**shipped['fusion']))}; its leave-one-out mean nDCG@10 over the four sets "
+        f"{shipped['loco_ndcg']:.4f}, the best unfused recipe ({shipped['best_unfused']['recipe']}) "
+        f"{shipped['best_unfused']['loco_ndcg']:.4f}.",
+        "",
+        "The shipped recipe set by set (the same recipe and fusion throughout, not chosen per fold): trained on "
+        "the other three (leave-one-out, fused and not) and trained on all four (in-sample):",
+        "",
+        "| set | bm25 | leave-one-out, fused | leave-one-out, unfused | in-sample, fused |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {name} | {row['bm25']:.4f} | {row['loco']:.4f} ({row['loco'] - row['bm25']:+.4f}) | "
+            f"{row['loco_unfused']:.4f} ({row['loco_unfused'] - row['bm25']:+.4f}) | "
+            f"{row['in_sample']:.4f} ({row['in_sample'] - row['bm25']:+.4f}) |"
+            for name, row in shipped["per_set"].items()
+        ],
+        "",
+        "Depth: the shipped recipe with its heads kept to the first L layers (a forward runs L layers), "
+        "leave-one-out nDCG@10, fused / unfused:",
+        "",
+        "| layers | " + " | ".join(shipped["per_set"]) + " | mean |",
+        "| --- " * (len(shipped["per_set"]) + 2) + "|",
+        *[
+            f"| {layers} | "
+            + " | ".join(f"{row['fused'][n]:.4f} / {row['unfused'][n]:.4f}" for n in shipped["per_set"])
+            + f" | {mean(row['fused']):.4f} / {mean(row['unfused']):.4f} |"
+            for layers, row in result["depth_curve"].items()
+        ],
+        "",
+        f"Grid: recipes {', '.join(result['recipes'])}; fusions {', '.join(result['fusions'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("features", "evaluate"))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
+    parser.add_argument("--depth", type=int, default=20, help="BM25 candidates reranked per query")
+    parser.add_argument("--passage-tokens", type=int, default=64, help="prompt.max_passage_tokens")
+    parser.add_argument(
+        "--max-queries",
+        nargs="*",
+        default=["cranfield=40", "vaswani=40"],
+        metavar="SET=N",
+        help="per set, only the first N queries with a relevant passage (default cranfield=40 vaswani=40)",
+    )
+    parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
+    parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.stage == "features":
+        collect(args)
+    else:
+        evaluate(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
