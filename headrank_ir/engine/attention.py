@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -28,46 +28,63 @@ _active = threading.local()
 class RowRecorder:
     """Collects, per selected layer, the query-averaged attention of its selected heads.
 
-    ``heads[layer]`` lists the head indices to read; ``query_span`` is the absolute token span
-    of the query. After a pass, ``rows[layer]`` is a ``(len(heads[layer]), T)`` tensor: for each
-    head, the attention each context token receives, averaged over the query tokens.
+    ``heads[layer]`` lists the head indices to read; ``query_spans[b]`` is the absolute token
+    span of the query in batch row ``b``. After a pass, ``rows[layer]`` is a ``(rows,
+    len(heads[layer]), T)`` tensor: for each row and head, the attention each context token
+    receives, averaged over that row's query tokens, under the layer's own mask (causal, or the
+    4D mask the pass was given).
     """
 
     heads: Dict[int, List[int]]
-    query_span: Tuple[int, int]
-    rows: Optional[Dict[int, torch.Tensor]] = None
+    query_spans: Sequence[Tuple[int, int]]
+    rows: Dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.rows = {}
-
-    def record(self, module, query: torch.Tensor, key: torch.Tensor) -> None:
+    def record(self, module, query: torch.Tensor, key: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
         layer = module.layer_idx
         if layer not in self.heads:
             return
         offset = key.shape[2] - query.shape[2]  # absolute position of this chunk's first token
-        start, end = self.query_span
-        if start < offset or end > key.shape[2]:
+        if any(start < offset or end > key.shape[2] for start, end in self.query_spans):
             return  # the query is not in this chunk (e.g. the prefix pass)
-        self.rows[layer] = query_rows(module, query, key, self.heads[layer], start - offset, end - offset)
+        heads = self.heads[layer]
+        self.rows[layer] = torch.stack(
+            [
+                query_rows(module, query[b], key[b], heads, start - offset, end - offset, _row_mask(mask, b))
+                for b, (start, end) in enumerate(self.query_spans)
+            ]
+        )
 
 
-def query_rows(module, query, key, heads: Sequence[int], start: int, end: int) -> torch.Tensor:
-    """Query-averaged softmax rows of ``heads`` for chunk-local query tokens ``[start, end)``."""
-    groups = query.shape[1] // key.shape[1]
+def _row_mask(mask: Optional[torch.Tensor], row: int) -> Optional[torch.Tensor]:
+    """Batch row ``row`` of a layer's 4D mask as ``(queries, keys)`` booleans, True = may attend."""
+    if mask is None:
+        return None
+    mask = mask[row if mask.shape[0] > 1 else 0, 0]
+    return mask if mask.dtype == torch.bool else mask == 0  # additive masks: 0 where allowed
+
+
+def query_rows(module, query, key, heads: Sequence[int], start: int, end: int, allowed=None) -> torch.Tensor:
+    """Query-averaged softmax rows of ``heads`` for chunk-local query tokens ``[start, end)`` of one
+    batch row (``query``: heads × chunk × d, ``key``: kv heads × T × d). ``allowed``: the layer's
+    ``(chunk, T)`` mask; None means causal."""
+    groups = query.shape[0] // key.shape[0]
     head_index = torch.as_tensor(heads, device=query.device)
-    q = query[0, head_index, start:end].float()  # (h, n, d)
-    k = key[0, head_index // groups].float()  # (h, T, d): GQA maps head h to kv head h // groups
+    q = query[head_index, start:end].float()  # (h, n, d)
+    k = key[head_index // groups].float()  # (h, T, d): GQA maps head h to kv head h // groups
     scores = torch.matmul(q, k.transpose(1, 2)) * module.scaling  # (h, n, T)
-    positions = torch.arange(start, end, device=query.device) + (key.shape[2] - query.shape[2])
-    future = torch.arange(key.shape[2], device=query.device)[None, :] > positions[:, None]
-    scores = scores.masked_fill(future, float("-inf"))
+    if allowed is None:
+        positions = torch.arange(start, end, device=query.device) + (key.shape[1] - query.shape[1])
+        blocked = torch.arange(key.shape[1], device=query.device)[None, :] > positions[:, None]
+    else:
+        blocked = ~allowed[start:end, : key.shape[1]]
+    scores = scores.masked_fill(blocked, float("-inf"))
     return torch.softmax(scores, dim=-1).mean(dim=1)
 
 
 def _attention(module, query, key, value, attention_mask, **kwargs):
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
-        recorder.record(module, query, key)
+        recorder.record(module, query, key, attention_mask)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -114,17 +131,28 @@ class TruncatedModel:
 
         return DynamicCache(config=self.config)
 
-    def forward(self, input_ids: Sequence[int], cache=None, recorder: Optional[RowRecorder] = None):
-        """Run ``input_ids`` on top of ``cache`` (extended in place; None: no cache kept)."""
-        ids = torch.as_tensor([list(input_ids)], device=self.base.embed_tokens.weight.device)
+    @property
+    def device(self) -> torch.device:
+        return self.base.embed_tokens.weight.device
+
+    def forward(
+        self,
+        input_ids,
+        cache=None,
+        recorder: Optional[RowRecorder] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+    ):
+        """Run ``input_ids`` (one sequence, or a ``(rows, tokens)`` tensor) on top of ``cache``
+        (extended in place; None: no cache kept). Without ``attention_mask`` the pass is causal,
+        so right padding never reaches a real token."""
+        ids = torch.as_tensor(input_ids, device=self.device)
+        ids = ids[None] if ids.dim() == 1 else ids
         with recording(recorder):
-            return self.base(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
-
-
-def rewind(cache, length: int) -> None:
-    """Drop every cached token after the first ``length`` (to reuse a shared prefix)."""
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(-extra)
-    if cache.get_seq_length() != length:
-        raise RuntimeError(f"cache rewind to {length} tokens left {cache.get_seq_length()}")
+            return self.base(
+                input_ids=ids,
+                cache=cache,
+                use_cache=cache is not None,
+                position_ids=position_ids,
+                attention_mask=attention_mask,
+            ).last_hidden_state

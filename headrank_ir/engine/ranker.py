@@ -1,10 +1,15 @@
 """``HeadRanker``: one query and its passages in, passages ranked by attention-head scores out.
 
-Per window of passages (see ``plan_windows``) the engine makes one truncated forward:
-the shared prefix (instructions and passages) once, then the query part, then, for
-calibration, ICR's content-free query on the same cached prefix. A passage's score for one
-head is the attention its tokens receive, summed over the passage and averaged over the query
-tokens, minus the same with the content-free query; the profile's weights combine the heads.
+Per window of passages (see ``plan_windows``) the engine reads one prompt in a truncated
+forward, keeping its cache, then, for calibration, ICR's content-free query on the cached
+prefix (instructions and passages) it shares. A passage's score for one head is the attention
+its tokens receive, summed over the passage and averaged over the query tokens, minus the same
+with the content-free query; the profile's weights combine the heads.
+
+Windows of several queries share forwards (``batch_groups``): right-padded rows of similar
+length in one causal pass, so padding never reaches a real token; the calibration queries then
+in one pass over that cache, each under a mask that shows it its own prefix only, at the
+positions it would have alone.
 """
 
 from __future__ import annotations
@@ -16,15 +21,15 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.prompt import (
     PromptLayout,
-    build_layout,
+    PromptPieces,
     build_layouts,
     normalise,
+    passage_pieces,
     prompt_positions,
-    truncate_passages,
 )
 from headrank_ir.records import (
     Candidate,
@@ -52,6 +57,22 @@ class Reading:
     head_scores: List[torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One window of one query: its prompt and the calibration prompt (None when calibration is
+    off) that shares its first ``prefix`` tokens, every passage among them."""
+
+    real: PromptLayout
+    blank: Optional[PromptLayout]
+    prefix: int
+
+
+# Padded tokens per forward (rows × longest row) by device type: on the CPU a forward costs its
+# tokens whatever the batch, so the budget only bounds memory (one 100-passage prompt, ~9k tokens,
+# runs alone); a GPU gains from wide batches.
+BATCH_TOKENS = {"cpu": 16384, "cuda": 65536}
+
+
 class HeadRanker:
     """Rerank passages with the attention of a profile's heads, in one truncated forward.
 
@@ -60,7 +81,14 @@ class HeadRanker:
     >>> ranked[0].doc_id, ranked[0].score
     """
 
-    def __init__(self, model, tokenizer, profile: Optional[HeadProfile] = None, name: str = ""):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        profile: Optional[HeadProfile] = None,
+        name: str = "",
+        batch_tokens: Optional[int] = None,
+    ):
         config = model.config.get_text_config()
         self.name = name or getattr(config, "_name_or_path", "") or "model"
         self.profile = profile or HeadProfile.icr(self.name, config.num_hidden_layers, config.num_attention_heads)
@@ -75,65 +103,106 @@ class HeadRanker:
         self.context_tokens = self.profile.prompt.max_context_tokens or config.max_position_embeddings
         layers = self.profile.heads_by_layer()
         self._heads = {layer: heads for layer, heads, _ in layers}
-        self._weights = torch.tensor([w for _, _, weights in layers for w in weights])
+        self._weights = torch.tensor([w for _, _, weights in layers for w in weights], device=self.truncated.device)
+        self._pieces = PromptPieces(tokenizer, self.profile.prompt)
+        self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.truncated.device.type, BATCH_TOKENS["cuda"])
 
     @classmethod
-    def from_pretrained(cls, model: str = "smollm2-135m", profile: Union[None, str, HeadProfile] = None):
-        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object)."""
+    def from_pretrained(
+        cls,
+        model: str = "smollm2-135m",
+        profile: Union[None, str, HeadProfile] = None,
+        device: Optional[str] = None,
+        dtype: Any = None,
+        batch_tokens: Optional[int] = None,
+    ):
+        """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object)
+        on ``device`` in ``dtype`` (see ``load_model``; default ``auto``)."""
         from headrank_ir.engine.models import load_model
 
         if isinstance(profile, str):
             profile = HeadProfile.load(profile)
-        lm, tokenizer = load_model(model)
-        return cls(lm, tokenizer, profile, name=model)
+        lm, tokenizer = load_model(model, device=device, dtype=dtype)
+        return cls(lm, tokenizer, profile, name=model, batch_tokens=batch_tokens)
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def head_scores(self, query: str, passages: Sequence[str], truncated: bool = False) -> torch.Tensor:
-        """Calibrated per-head scores, ``(selected heads, passages)``, for one window.
+    def head_scores(self, query: str, passages: Sequence[str]) -> torch.Tensor:
+        """Calibrated per-head scores, ``(selected heads, passages)``, of one window.
 
         Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
         """
-        real, blank = self.head_masses(query, passages, truncated)
+        real, blank = self.head_masses(query, passages)
         return real if blank is None else real - blank
 
-    def head_masses(
-        self, query: str, passages: Sequence[str], truncated: bool = False
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Uncalibrated ``(heads, passages)`` attention mass for the query and for the calibration
-        query (``None`` when calibration is off), from the same cached prefix."""
-        prompt = self.profile.prompt
-        if not truncated:
-            passages = truncate_passages(self.tokenizer, passages, prompt.max_passage_tokens)[0]
-        queries = [query, prompt.calibration_query] if prompt.calibrate else [query]
-        layout, *calibration = build_layouts(self.tokenizer, queries, passages, prompt, truncated=True)
-        self._check_fits(layout)
-        if not prompt.calibrate:
-            return self._read(layout, None, 0), None
-        # The whole prompt once, keeping its cache; then only the content-free query's tokens
-        # on the shared prefix (passages included), so calibration costs a few dozen tokens.
-        blank = calibration[0]
-        prefix = shared_prefix(layout, blank)
-        cache = self.truncated.new_cache()
-        real = self._read(layout, cache, 0)
-        rewind(cache, prefix)
-        return real, self._read(blank, cache, prefix)
+    def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
+        calibration query (``None`` when calibration is off), from the same cached prefix."""
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        job = self._jobs(query, texts, pieces, [list(range(len(texts)))])[0]
+        return self._read_group([job])[0]
 
-    def _read(self, layout: PromptLayout, cache, start: int) -> torch.Tensor:
-        """Run ``layout``'s tokens from ``start`` on top of ``cache``; per-head passage mass."""
-        recorder = RowRecorder(self._heads, layout.query_span)
-        self.truncated.forward(layout.input_ids[start:], cache, recorder)
-        rows = torch.cat([recorder.rows[layer] for layer in self._heads])  # (heads, T)
-        return passage_mass(rows, layout.passage_spans)
+    def plan(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[Job]]:
+        """The CPU side of reading one query: each passage tokenised once, the windows that fit
+        (``plan_windows``) and every window's prompts joined from those tokens."""
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        windows = [w for w in plan_windows(self, query, [p.length for p in pieces]) if w]
+        return windows, self._jobs(query, texts, pieces, windows)
+
+    def _jobs(self, query: str, texts, pieces, windows) -> List[Job]:
+        jobs = []
+        for real, *blank in self._pieces.layouts(query, texts, pieces, windows):
+            self._check_fits(real)
+            jobs.append(Job(real, blank[0], shared_prefix(real, blank[0])) if blank else Job(real, None, 0))
+        return jobs
+
+    def read_jobs(self, jobs: Sequence[Job]) -> List[torch.Tensor]:
+        """Each job's calibrated ``(heads, passages)`` scores; jobs share forwards (``batch_groups``)."""
+        scores: List[Optional[torch.Tensor]] = [None] * len(jobs)
+        for group in batch_groups([len(job.real.input_ids) for job in jobs], self.batch_tokens):
+            for i, (real, blank) in zip(group, self._read_group([jobs[i] for i in group])):
+                scores[i] = real if blank is None else real - blank
+        return scores
+
+    def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """One forward of the jobs' prompts, right-padded, then one of their calibration queries."""
+        cache = self.truncated.new_cache() if jobs[0].blank is not None else None
+        prompts = [job.real for job in jobs]
+        ids = right_padded([p.input_ids for p in prompts], self.truncated.device)
+        real = self._rows(ids, [p.query_span for p in prompts], cache)
+        masses = [passage_mass(rows, p.passage_spans) for rows, p in zip(real, prompts)]
+        if cache is None:
+            return [(mass, None) for mass in masses]
+        blank = self._calibration_rows(jobs, cache, ids.shape[1])
+        return [(mass, passage_mass(rows, job.blank.passage_spans)) for mass, rows, job in zip(masses, blank, jobs)]
+
+    def _rows(self, ids: torch.Tensor, query_spans, cache, **placement) -> torch.Tensor:
+        """``(rows, heads, T)``: every selected head's query-averaged attention, per batch row."""
+        recorder = RowRecorder(self._heads, query_spans)
+        self.truncated.forward(ids, cache, recorder, **placement)
+        return torch.cat([recorder.rows[layer] for layer in self._heads], dim=1)
+
+    def _calibration_rows(self, jobs: Sequence[Job], cache, width: int) -> torch.Tensor:
+        """The calibration prompts' own tokens after the ``width`` cached columns: each row sees its
+        prefix and itself only (not its real query, not padding), at the positions it has alone."""
+        device = self.truncated.device
+        tails = [job.blank.input_ids[job.prefix :] for job in jobs]
+        ids = right_padded(tails, device)
+        prefix = torch.tensor([job.prefix for job in jobs], device=device)[:, None]
+        own = torch.arange(ids.shape[1], device=device)
+        columns = torch.arange(width + ids.shape[1], device=device)
+        sees_prefix = columns[None, None, :] < prefix[:, :, None]  # (rows, 1, keys)
+        sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tokens, keys)
+        mask = (sees_prefix | sees_itself[None])[:, None]  # (rows, 1, tokens, keys)
+        shift = [width - job.prefix for job in jobs]  # a calibration token's column less its place in its prompt
+        spans = [(job.blank.query_span[0] + d, job.blank.query_span[1] + d) for job, d in zip(jobs, shift)]
+        return self._rows(ids, spans, cache, position_ids=prefix + own[None, :], attention_mask=mask)
 
     def windowed_head_scores(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[torch.Tensor]]:
         """The passages split into windows that fit (``plan_windows``), and each window's
         ``head_scores``; what ``score`` merges, kept apart for callers that want every head."""
-        texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
-        windows = plan_windows(self, query, lengths)
-        with torch.inference_mode():
-            per_window = [self.head_scores(query, [texts[i] for i in w], truncated=True) for w in windows]
-        return windows, per_window
+        reading = self.read_batch([query], [passages])[0]
+        return reading.windows, reading.head_scores
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
         """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
@@ -145,8 +214,11 @@ class HeadRanker:
 
     def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
         """Every window's per-head scores for several queries, each with its own passages: the one
-        place the verbs below reach the model."""
-        return [Reading(*self.windowed_head_scores(q, passages)) for q, passages in zip(queries, passage_lists)]
+        place the verbs below reach the model. The windows of all queries share forwards."""
+        plans = [self.plan(q, passages) for q, passages in zip(queries, passage_lists)]
+        with torch.inference_mode():
+            scores = iter(self.read_jobs([job for _, jobs in plans for job in jobs]))
+        return [Reading(windows, [next(scores) for _ in jobs]) for windows, jobs in plans]
 
     def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
         """``score`` for several queries, each with its own passages."""
@@ -273,6 +345,29 @@ def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
     return prefix
 
 
+def right_padded(sequences: Sequence[Sequence[int]], device) -> torch.Tensor:
+    """``(rows, longest)`` token ids, each row padded at its end (with id 0: causal passes never
+    let a real token see what comes after it)."""
+    ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.as_tensor(sequence)
+    return ids.to(device)
+
+
+def batch_groups(lengths: Sequence[int], budget: int, fill: float = 0.75) -> List[List[int]]:
+    """Indices of ``lengths`` grouped for shared forwards, longest first: a row joins the current
+    group while the padded batch (rows × longest) stays within ``budget`` tokens and the row is at
+    least ``fill`` of the longest (padding costs compute); a row longer than ``budget`` runs alone."""
+    groups: List[List[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        longest = lengths[groups[-1][0]] if groups else 0
+        if groups and (len(groups[-1]) + 1) * longest <= budget and lengths[i] >= fill * longest:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
     """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
     cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
@@ -289,9 +384,8 @@ PASSAGE_MARGIN = 8  # label "[n] ", newline and tokenizer merges at the edges
 def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List[List[int]]:
     """Split passages (their token counts), in input order, into consecutive windows that fit."""
     prompt = ranker.profile.prompt
-    overhead = max(
-        len(build_layout(ranker.tokenizer, q, [], prompt).input_ids) for q in (query, prompt.calibration_query)
-    )
+    empty = build_layouts(ranker.tokenizer, [query, prompt.calibration_query], [], prompt)
+    overhead = max(len(layout.input_ids) for layout in empty)
     budget = ranker.context_tokens - overhead
     windows: List[List[int]] = [[]]
     used = 0
