@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headrank_ir import __version__
-from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
+from headrank_ir.cli import add_first_stage_args, add_placement_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
@@ -57,8 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=positive_int,
         default=1,
-        help="queries handed to the ranker at once (default 1)",
+        help="queries read in shared forwards (default 1)",
     )
+    model.add_argument(
+        "--batch-tokens",
+        type=positive_int,
+        help="padded tokens per forward (default 16384 on the CPU, 65536 on a GPU)",
+    )
+    add_placement_args(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--output", required=True, help="run file to write (its folder is created)")
     output.add_argument(
@@ -98,8 +104,11 @@ def inputs_digest(requests: Sequence[Request]) -> str:
     return digest.hexdigest()
 
 
-def run_header(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> dict[str, Any]:
-    """Everything the run's bytes depend on (batch size does not), for resuming safely."""
+def run_header(
+    args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request], dtype: str = "float32"
+) -> dict[str, Any]:
+    """Everything the run's bytes depend on (batch size and device do not, beyond float noise),
+    for resuming safely; a dtype other than float32 changes scores, so it is named."""
     return {
         "headrank_ir": __version__,
         "model": args.model,
@@ -107,6 +116,7 @@ def run_header(args: argparse.Namespace, profile: HeadProfile | None, requests: 
         "depth": args.depth,
         "queries": len(requests),
         "inputs_sha256": inputs_digest(requests),
+        **({"dtype": dtype} if dtype != "float32" else {}),
     }
 
 
@@ -160,7 +170,9 @@ def rerank_into(
 def _load_ranker(args: argparse.Namespace, profile: HeadProfile | None) -> HeadRanker:
     from headrank_ir.engine.ranker import HeadRanker
 
-    return HeadRanker.from_pretrained(args.model, profile=profile)
+    return HeadRanker.from_pretrained(
+        args.model, profile=profile, device=args.device, dtype=args.dtype, batch_tokens=args.batch_tokens
+    )
 
 
 def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]) -> str:
@@ -174,11 +186,14 @@ def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Reque
 
 
 def run(args: argparse.Namespace) -> int:
+    from headrank_ir.engine.models import resolve_placement
+
     started = time.perf_counter()
+    dtype = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")  # no GPU: fail at once
     profile = HeadProfile.load(args.profile) if args.profile else None
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     requests = requests_from_args(args)
-    header = run_header(args, profile, requests)
+    header = run_header(args, profile, requests, dtype)
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
         todo = [r for r in requests if not writer.is_done(r.query.qid)]
         if todo:

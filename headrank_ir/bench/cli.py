@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ from headrank_ir.bench.cells import Cell, is_finished, run_cell, run_isolated, r
 from headrank_ir.bench.datasets import DATASETS, default_data_root, first_stage_run, get_dataset, prepare
 from headrank_ir.bench.methods import METHODS, TRAIN_SET, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
-from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
+from headrank_ir.cli import add_placement_args
+from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 
 logger = logging.getLogger("headrank_ir.bench")
 
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only rewrite the table and plots from finished cells",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_placement_args(parser)
     return parser
 
 
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             get_method(name)
         datasets = [get_dataset(d).name for d in args.datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
+        resolve_placement(args.device, args.dtype)  # a missing GPU fails here, not in every cell
+        # every model of the run (each cell's own process included) loads where these say
+        os.environ.update({DEVICE_ENV: args.device, DTYPE_ENV: args.dtype})
         return _bench(args, datasets, limits)
     except (ValueError, RuntimeError) as error:
         print(f"bench: error: {error}", file=sys.stderr)
