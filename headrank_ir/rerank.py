@@ -150,11 +150,12 @@ def rerank_into(
         desc="reranking",
         dynamic_ncols=True,
     ) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
+        batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+        reranked = ranker.rerank_batches(batches, rank_end=depth)
+        for batch in batches:
             began = time.perf_counter()
             try:
-                results = ranker.rerank_batch(batch, rank_end=depth)
+                results = next(reranked)
             except ValueError as error:
                 raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
             progress.seconds += time.perf_counter() - began

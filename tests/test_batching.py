@@ -160,3 +160,42 @@ def test_windows_follow_the_tokens_of_the_prompt(tokenizer):
     texts, pieces = passage_pieces(tokenizer, LISTS[2], ranker.profile.prompt.max_passage_tokens)
     assert windows == plan_windows(ranker, QUERIES[2], [p.length for p in pieces])
     assert all(len(job.real.input_ids) <= ranker.context_tokens for job in jobs)
+
+
+def requests(lists):
+    from headrank_ir.records import Candidate, Query, Request
+
+    return [
+        Request(Query(q, f"q{n}"), [Candidate(f"d{i}", 0.0, {"contents": p}) for i, p in enumerate(passages)])
+        for n, (q, passages) in enumerate(zip(QUERIES, lists))
+    ]
+
+
+def test_rerank_batches_with_overlap_equal_one_batch_at_a_time(tokenizer):
+    ranker = windowed_ranker(tokenizer, "qwen3")
+    batches = [requests(LISTS)[:2], requests(LISTS)[2:]]
+    expected = [ranker.rerank_batch(batch, rank_end=6) for batch in batches]
+    ranker.overlap = True  # the GPU default: batch 2 tokenised on a thread while batch 1 is read
+    got = list(ranker.rerank_batches(batches, rank_end=6))
+    assert [[[c.docid for c in r.candidates] for r in rs] for rs in got] == [
+        [[c.docid for c in r.candidates] for r in rs] for rs in expected
+    ]
+    for results, reference in zip(got, expected):
+        for result, ref in zip(results, reference):
+            assert [c.score for c in result.candidates] == pytest.approx([c.score for c in ref.candidates], abs=1e-6)
+    bad = [batches[0], requests([["fine"], ["  "], ["x"]])]
+    reranked = ranker.rerank_batches(bad)
+    assert len(next(reranked)) == 2  # the first batch is unaffected by the bad second one
+    with pytest.raises(ValueError, match="candidate 0 is empty"):
+        next(reranked)
+
+
+def test_rows_read_in_chunks_equal_rows_read_at_once(tokenizer, monkeypatch):
+    from headrank_ir.engine import attention
+
+    ranker = windowed_ranker(tokenizer, "qwen2")
+    whole = ranker.read_batch(QUERIES, LISTS)
+    monkeypatch.setattr(attention, "FLOAT_KEYS_BYTES", 1)  # one batch row at a time
+    for got, expected in zip(ranker.read_batch(QUERIES, LISTS), whole):
+        for g, e in zip(got.head_scores, expected.head_scores):
+            torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)

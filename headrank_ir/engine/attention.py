@@ -46,39 +46,44 @@ class RowRecorder:
         offset = key.shape[2] - query.shape[2]  # absolute position of this chunk's first token
         if any(start < offset or end > key.shape[2] for start, end in self.query_spans):
             return  # the query is not in this chunk (e.g. the prefix pass)
-        heads = self.heads[layer]
-        self.rows[layer] = torch.stack(
-            [
-                query_rows(module, query[b], key[b], heads, start - offset, end - offset, _row_mask(mask, b))
-                for b, (start, end) in enumerate(self.query_spans)
-            ]
-        )
+        spans = [(start - offset, end - offset) for start, end in self.query_spans]
+        step = max(1, FLOAT_KEYS_BYTES // (key[0].numel() * 4))  # rows whose float32 keys fit at once
+        parts = []
+        for i in range(0, len(spans), step):
+            rows = slice(i, i + step)
+            mask_rows = None if mask is None else mask[rows] if mask.shape[0] > 1 else mask
+            parts.append(query_rows(module, query[rows], key[rows], self.heads[layer], spans[rows], mask_rows))
+        self.rows[layer] = torch.cat(parts)
 
 
-def _row_mask(mask: Optional[torch.Tensor], row: int) -> Optional[torch.Tensor]:
-    """Batch row ``row`` of a layer's 4D mask as ``(queries, keys)`` booleans, True = may attend."""
+FLOAT_KEYS_BYTES = 1 << 28  # bounds the float32 copy of the keys that the rows are computed from
+
+
+def query_rows(module, query, key, heads: Sequence[int], spans: Sequence[Tuple[int, int]], mask=None) -> torch.Tensor:
+    """``(rows, len(heads), T)``: per batch row, the softmax rows of ``heads`` averaged over its
+    chunk-local query tokens ``spans[row]``. ``query``: rows × heads × chunk × d, ``key``: rows ×
+    kv heads × T × d; ``mask``: the layer's 4D mask (True or 0 where allowed), None for causal."""
+    rows, heads_all, chunk, dim = query.shape
+    kv, total = key.shape[1], key.shape[2]
+    device = query.device
+    steps = torch.arange(max(e - s for s, e in spans), device=device)
+    starts = torch.tensor([s for s, _ in spans], device=device)
+    lengths = torch.tensor([e - s for s, e in spans], device=device)
+    # (rows, n) chunk positions of each row's query tokens; a shorter query repeats its last token
+    index = torch.minimum(starts[:, None] + steps[None, :], (starts + lengths - 1)[:, None])
+    q = query.gather(2, index[:, None, :, None].expand(-1, heads_all, -1, dim)).float()
+    # GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g, so group them per kv head
+    scores = torch.matmul(q.view(rows, kv, -1, dim), key.float().transpose(2, 3)) * module.scaling
+    scores = scores.view(rows, heads_all, -1, total)[:, torch.as_tensor(heads, device=device)]
     if mask is None:
-        return None
-    mask = mask[row if mask.shape[0] > 1 else 0, 0]
-    return mask if mask.dtype == torch.bool else mask == 0  # additive masks: 0 where allowed
-
-
-def query_rows(module, query, key, heads: Sequence[int], start: int, end: int, allowed=None) -> torch.Tensor:
-    """Query-averaged softmax rows of ``heads`` for chunk-local query tokens ``[start, end)`` of one
-    batch row (``query``: heads × chunk × d, ``key``: kv heads × T × d). ``allowed``: the layer's
-    ``(chunk, T)`` mask; None means causal."""
-    groups = query.shape[0] // key.shape[0]
-    head_index = torch.as_tensor(heads, device=query.device)
-    q = query[head_index, start:end].float()  # (h, n, d)
-    k = key[head_index // groups].float()  # (h, T, d): GQA maps head h to kv head h // groups
-    scores = torch.matmul(q, k.transpose(1, 2)) * module.scaling  # (h, n, T)
-    if allowed is None:
-        positions = torch.arange(start, end, device=query.device) + (key.shape[1] - query.shape[1])
-        blocked = torch.arange(key.shape[1], device=query.device)[None, :] > positions[:, None]
+        positions = index + (total - chunk)
+        allowed = torch.arange(total, device=device)[None, None, :] <= positions[:, :, None]
     else:
-        blocked = ~allowed[start:end, : key.shape[1]]
-    scores = scores.masked_fill(blocked, float("-inf"))
-    return torch.softmax(scores, dim=-1).mean(dim=1)
+        mask = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0  # additive masks: 0 where allowed
+        allowed = mask.expand(rows, -1, -1).gather(1, index[:, :, None].expand(-1, -1, mask.shape[-1]))[..., :total]
+    probabilities = torch.softmax(scores.masked_fill(~allowed[:, None], float("-inf")), dim=-1)
+    real = (steps[None, :] < lengths[:, None]).to(probabilities.dtype)  # (rows, n): 0 for the repeats
+    return torch.einsum("rhnt,rn->rht", probabilities, real) / lengths[:, None, None]
 
 
 def _attention(module, query, key, value, attention_mask, **kwargs):

@@ -15,9 +15,10 @@ positions it would have alone.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -106,6 +107,7 @@ class HeadRanker:
         self._weights = torch.tensor([w for _, _, weights in layers for w in weights], device=self.truncated.device)
         self._pieces = PromptPieces(tokenizer, self.profile.prompt)
         self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.truncated.device.type, BATCH_TOKENS["cuda"])
+        self.overlap = self.truncated.device.type == "cuda"  # see rerank_batches
 
     @classmethod
     def from_pretrained(
@@ -215,7 +217,10 @@ class HeadRanker:
     def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
         """Every window's per-head scores for several queries, each with its own passages: the one
         place the verbs below reach the model. The windows of all queries share forwards."""
-        plans = [self.plan(q, passages) for q, passages in zip(queries, passage_lists)]
+        return self.read_plans([self.plan(q, passages) for q, passages in zip(queries, passage_lists)])
+
+    def read_plans(self, plans: Sequence[Tuple[List[List[int]], List[Job]]]) -> List[Reading]:
+        """``read_batch`` after its CPU side: the forwards of queries already ``plan``-ned."""
         with torch.inference_mode():
             scores = iter(self.read_jobs([job for _, jobs in plans for job in jobs]))
         return [Reading(windows, [next(scores) for _ in jobs]) for windows, jobs in plans]
@@ -278,20 +283,46 @@ class HeadRanker:
         window: every profile head's scores. ``logging`` and rank_llm's other keyword arguments
         change nothing here (there is no prompt to log and no window to slide).
         """
-        if shuffle_candidates:
-            raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
-        if not 0 <= rank_start < rank_end:
-            raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
+        check_rank_range(rank_start, rank_end, shuffle_candidates)
+        planned = self._planned(requests, rank_start, rank_end)
+        return self._placed(planned, rank_start, rank_end, populate_invocations_history)
+
+    def rerank_batches(
+        self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
+    ) -> Iterator[List[Result]]:
+        """:meth:`rerank_batch` of each batch in turn, yielded as each is done. With ``overlap`` (the
+        default on a GPU) batch k+1 is tokenised on a second thread while batch k is read; on the
+        CPU both would compete for the same cores."""
+        if not self.overlap:
+            for batch in batches:
+                yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
+            return
+        check_rank_range(rank_start, rank_end, kwargs.get("shuffle_candidates", False))
+        history = kwargs.get("populate_invocations_history", False)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = [pool.submit(self._planned, batch, rank_start, rank_end) for batch in batches[:1]]
+            for k in range(len(batches)):
+                planned = pending.pop().result()
+                if k + 1 < len(batches):
+                    pending.append(pool.submit(self._planned, batches[k + 1], rank_start, rank_end))
+                yield self._placed(planned, rank_start, rank_end, history)
+
+    def _planned(self, requests: Sequence[Any], rank_start: int, rank_end: int):
+        """The CPU side of ``rerank_batch``: inputs checked, every prompt tokenised."""
         ours = [as_request(r) for r in requests]
         for request in ours:
             check_inputs(request.query.text, [c.text for c in request.candidates], None, what="candidate")
         windows = [r.candidates[rank_start:rank_end] for r in ours]
-        todo = [i for i, window in enumerate(windows) if window]
-        readings = self.read_batch([ours[i].query.text for i in todo], [[c.text for c in windows[i]] for i in todo])
+        plans = {i: self.plan(r.query.text, [c.text for c in windows[i]]) for i, r in enumerate(ours) if windows[i]}
+        return ours, windows, plans
+
+    def _placed(self, planned, rank_start: int, rank_end: int, history: bool) -> List[Result]:
+        """The model side of ``rerank_batch``: read the planned prompts, place the candidates."""
+        ours, windows, plans = planned
         results = [Result(r.query, list(r.candidates)) for r in ours]
-        for i, reading in zip(todo, readings):
-            history = self.invocations(reading, [c.docid for c in windows[i]]) if populate_invocations_history else []
-            results[i] = place(ours[i], self.merged(reading), rank_start, rank_end, history)
+        for i, reading in zip(plans, self.read_plans(list(plans.values()))):
+            invocations = self.invocations(reading, [c.docid for c in windows[i]]) if history else []
+            results[i] = place(ours[i], self.merged(reading), rank_start, rank_end, invocations)
         return results
 
     def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
@@ -314,6 +345,13 @@ class HeadRanker:
             raise ValueError(
                 f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
             )
+
+
+def check_rank_range(rank_start: int, rank_end: int, shuffle_candidates: bool) -> None:
+    if shuffle_candidates:
+        raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
+    if not 0 <= rank_start < rank_end:
+        raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
 
 
 def place(
