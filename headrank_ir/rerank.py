@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--batch-tokens",
         type=positive_int,
-        help="padded tokens per forward (default 16384 on the CPU, 65536 on a GPU)",
+        help="padded tokens per forward (default 8192 on the CPU, 65536 on a GPU)",
     )
     add_placement_args(parser)
     output = parser.add_argument_group("output")

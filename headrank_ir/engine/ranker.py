@@ -68,10 +68,10 @@ class Job:
     prefix: int
 
 
-# Padded tokens per forward (rows × longest row) by device type: on the CPU a forward costs its
-# tokens whatever the batch, so the budget only bounds memory (one 100-passage prompt, ~9k tokens,
-# runs alone); a GPU gains from wide batches.
-BATCH_TOKENS = {"cpu": 16384, "cuda": 65536}
+# Padded tokens per forward (rows × longest row) by device type. On the CPU a forward costs its
+# tokens whatever the batch, so the budget only bounds memory: a window of a 100-passage query
+# (~8k tokens) runs alone, and peak RSS stays that of batch 1; a GPU gains from wide batches.
+BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 
 class HeadRanker:
