@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_engine import DL19, QWEN3_SHAPES, peak_mb, reset_peak
+from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-tokens", type=int, help="padded tokens per forward (default: the ranker's)")
     parser.add_argument("--max-queries", type=int, help="first N queries of the run (default all)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the first batch once before timing (default; --no-warmup for long CPU forwards)",
+    )
     parser.add_argument("--baseline-queries", type=int, default=1, help="RankGPT on this many queries (0: none)")
     parser.add_argument("--output", default="runs/bench_throughput.json")
     return parser
@@ -65,29 +71,6 @@ def head_profile(spec: str, model: str, num_layers: int, num_heads: int):
     count = len(every) if heads == "all" else int(heads)
     chosen = [every[len(every) - 1 - round(i * (len(every) - 1) / max(count - 1, 1))] for i in range(count)][::-1]
     return HeadProfile(model, tuple((layer, head, 1.0) for layer, head in chosen), meta={"bench": spec})
-
-
-def load(args):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
-
-    from headrank_ir.engine.models import load_model, resolve_model_folder
-
-    if not args.config:
-        return load_model(args.model, device=args.device, dtype=args.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or resolve_model_folder("smollm2-135m"))
-    config = Qwen3Config(
-        **QWEN3_SHAPES[args.config],
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=151936,
-        max_position_embeddings=40960,
-        tie_word_embeddings=True,
-    )
-    config._attn_implementation = "sdpa"
-    with torch.device(args.device):  # initialise in place: billions of random weights
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, args.dtype))
-    return model.eval(), tokenizer
 
 
 def timed(device: str, step) -> float:
@@ -164,7 +147,8 @@ def routes(ranker, requests, passages, batch_size, scratch) -> dict:
 
 def measure_pair(ranker, requests, passages, batch_size, args) -> dict:
     """Both routes over all ``requests``, in alternation, after a warm-up on the first batch."""
-    for run in routes(ranker, requests[:batch_size], passages, batch_size, args.scratch).values():
+    warmup = routes(ranker, requests[:batch_size], passages, batch_size, args.scratch) if args.warmup else {}
+    for run in warmup.values():
         timed(args.device, run)
     measured = routes(ranker, requests, passages, batch_size, args.scratch)
     clock = PlanClock(ranker)
@@ -226,6 +210,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device, dtype = resolve_placement(args.device, args.dtype)
     args.device, args.dtype = str(device), str(dtype).removeprefix("torch.")
+    args.child = None  # bench_engine's loader: SDPA attention
     torch.set_grad_enabled(False)
     model, tokenizer = load(args)
     config = model.config.get_text_config()
@@ -246,7 +231,7 @@ def main(argv=None) -> int:
                     row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
                     row.update(machine=machine(args.device), passages=passages, profile=spec)
                     row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.batch_tokens)
-                    row.update(overlap=ranker.overlap, repeats=args.repeats)
+                    row.update(overlap=ranker.overlap, repeats=args.repeats, warmup=args.warmup)
                     row.update(measure_pair(ranker, requests, passages, batch_size, args))
                     row.update(
                         baseline_s_per_query=baseline, baseline_queries=min(args.baseline_queries, len(requests))

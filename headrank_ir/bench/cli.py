@@ -301,7 +301,8 @@ def _settings_line(args, limits, datasets) -> str:
     queries = ", ".join(f"{d}: {'all' if limits[d] is None else f'first {limits[d]}'}" for d in datasets)
     return (
         f"Model `{args.model}`, rerank depth {args.depth}, queries ({queries}); "
-        f"{platform.machine()} CPU, Python {platform.python_version()}. Columns as in results.csv."
+        f"{platform.machine()} CPU, --device {args.device} --dtype {args.dtype}, Python {platform.python_version()}. "
+        "Columns as in results.csv."
     )
 
 

@@ -164,7 +164,7 @@ class PromptPieces:
         queries = [query, self.settings.calibration_query] if self.settings.calibrate else [query]
         if not self.exact:
             return [build_layouts(self.tokenizer, queries, [texts[i] for i in w], self.settings, True) for w in windows]
-        ends = [encode_pieces(self.tokenizer, [normalise(q)], self._after)[0] for q in queries]
+        ends = encode_pieces(self.tokenizer, [normalise(q) for q in queries], self._after)
         last = [w[display_order(len(w), self.settings)[-1]] for w in windows]
         tails = encode_pieces(self.tokenizer, [texts[i] for i in last], TAIL)
         return [
