@@ -199,3 +199,11 @@ def test_rows_read_in_chunks_equal_rows_read_at_once(tokenizer, monkeypatch):
     for got, expected in zip(ranker.read_batch(QUERIES, LISTS), whole):
         for g, e in zip(got.head_scores, expected.head_scores):
             torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+
+
+def test_no_passages_read_nothing(tokenizer):
+    ranker = windowed_ranker(tokenizer, "llama")
+    calls = counted(ranker)
+    assert ranker.score_batch([QUERY, "lobster"], [[], PASSAGES[:1]])[0] == []
+    assert ranker.head_scores(QUERY, []).shape == (len(SELECTED), 0)
+    assert len(calls) == 2  # the one-passage query only: its prompt and its calibration

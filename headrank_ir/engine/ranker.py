@@ -140,6 +140,9 @@ class HeadRanker:
     def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
         calibration query (``None`` when calibration is off), from the same cached prefix."""
+        if not passages:
+            empty = torch.zeros(len(self._weights), 0, device=self.truncated.device)
+            return empty, empty if self.profile.prompt.calibrate else None
         texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
         job = self._jobs(query, texts, pieces, [list(range(len(texts)))])[0]
         return self._read_group([job])[0]
