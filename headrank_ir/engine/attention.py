@@ -71,10 +71,16 @@ def query_rows(module, query, key, heads: Sequence[int], spans: Sequence[Tuple[i
     lengths = torch.tensor([e - s for s, e in spans], device=device)
     # (rows, n) chunk positions of each row's query tokens; a shorter query repeats its last token
     index = torch.minimum(starts[:, None] + steps[None, :], (starts + lengths - 1)[:, None])
-    q = query.gather(2, index[:, None, :, None].expand(-1, heads_all, -1, dim)).float()
-    # GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g, so group them per kv head
-    scores = torch.matmul(q.view(rows, kv, -1, dim), key.float().transpose(2, 3)) * module.scaling
-    scores = scores.view(rows, heads_all, -1, total)[:, torch.as_tensor(heads, device=device)]
+    # GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g. Only the kv heads the
+    # selected heads read are used; their query heads are grouped with them for one matmul.
+    groups = heads_all // kv
+    used = sorted({h // groups for h in heads})
+    pick = torch.as_tensor([used.index(h // groups) * groups + h % groups for h in heads], device=device)
+    used = torch.as_tensor(used, device=device)
+    q = query.gather(2, index[:, None, :, None].expand(-1, heads_all, -1, dim))
+    q = q.view(rows, kv, -1, dim)[:, used].float()  # (rows, used kv heads, groups × n, d)
+    scores = torch.matmul(q, key[:, used].float().transpose(2, 3)) * module.scaling
+    scores = scores.view(rows, len(used) * groups, -1, total)[:, pick]  # (rows, heads, n, T)
     if mask is None:
         positions = index + (total - chunk)
         allowed = torch.arange(total, device=device)[None, None, :] <= positions[:, :, None]
