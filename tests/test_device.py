@@ -47,7 +47,9 @@ def test_half_precision_on_the_cpu_scores_close_to_float32(tokenizer, dtype):
     model = tiny_model("qwen3", len(tokenizer))
     exact = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED)).score(QUERY, PASSAGES)
     half = HeadRanker(tiny_model("qwen3", len(tokenizer)).to(dtype), tokenizer, HeadProfile("tiny", SELECTED))
-    assert half.score(QUERY, PASSAGES) == pytest.approx(exact, abs=0.02)
+    scores = half.score(QUERY, PASSAGES)
+    assert scores == pytest.approx(exact, abs=0.05 * (max(exact) - min(exact)))  # measured: 1.6% (bf16), 0.2%
+    assert sorted(range(5), key=scores.__getitem__) == sorted(range(5), key=exact.__getitem__)
 
 
 def test_load_model_places_the_model(tiny_model_dir):
