@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Callable
 
+from headrank_ir.engine.models import DTYPES
 from headrank_ir.pipeline.errors import USER_ERRORS, InputError, error_line
 from headrank_ir.records import Request
 
@@ -35,6 +36,22 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return number
+
+
+def add_placement_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``, as ``engine.models.resolve_placement`` reads them."""
+    group = parser.add_argument_group("device")
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="auto (the GPU where torch sees CUDA, else the CPU; the default), cpu, cuda or cuda:N",
+    )
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="model weights' precision; auto: bfloat16 on a GPU, float32 on the CPU (the default)",
+    )
 
 
 def add_first_stage_args(parser: argparse.ArgumentParser) -> None:

@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headrank_ir import __version__
-from headrank_ir.cli import add_first_stage_args, positive_int, requests_from_args, run_command
+from headrank_ir.cli import add_first_stage_args, add_placement_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import HeadProfile
-from headrank_ir.pipeline.distributed import RankedBatch
+from headrank_ir.pipeline.distributed import RankedBatch, with_query_ids
 from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
@@ -34,6 +34,9 @@ from headrank_ir.pipeline.runfile import FORMATS, RunWriter
 from headrank_ir.profiles import ICR, resolve_profile
 from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request
+
+if TYPE_CHECKING:
+    from headrank_ir.engine.ranker import HeadRanker
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=positive_int,
         default=1,
-        help="queries handed to the ranker at once (default 1)",
+        help="queries read in shared forwards (default 1)",
     )
+    model.add_argument(
+        "--batch-tokens",
+        type=positive_int,
+        help="padded tokens per forward (default 8192 on the CPU, 65536 on a GPU)",
+    )
+    add_placement_args(parser)
     ray = parser.add_argument_group("Ray cluster (docs/ray.md)")
     ray.add_argument(
         "--ray",
@@ -130,8 +139,11 @@ def inputs_digest(requests: Sequence[Request]) -> str:
     return digest.hexdigest()
 
 
-def run_header(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> dict[str, Any]:
-    """Everything the run's bytes depend on (batch size does not), for resuming safely."""
+def run_header(
+    args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request], dtype: str = "float32"
+) -> dict[str, Any]:
+    """Everything the run's bytes depend on (batch size and device do not, beyond float noise),
+    for resuming safely; a dtype other than float32 changes scores, so it is named."""
     return {
         "headrank_ir": __version__,
         "model": args.model,
@@ -139,6 +151,7 @@ def run_header(args: argparse.Namespace, profile: HeadProfile | None, requests: 
         "depth": args.depth,
         "queries": len(requests),
         "inputs_sha256": inputs_digest(requests),
+        **({"dtype": dtype} if dtype != "float32" else {}),
     }
 
 
@@ -188,20 +201,36 @@ def _batch_ranker(
 ) -> Iterator[Callable[[Iterable[list[Request]]], Iterator[RankedBatch]]]:
     """How batches are ranked: in this process, or (``--ray``) by a pool of Ray workers."""
     from headrank_ir.engine.ranker import HeadRanker
-    from headrank_ir.pipeline.distributed import RayPool, rank_batch
+    from headrank_ir.pipeline.distributed import RayPool
 
     if args.workers and args.ray is None:
         raise InputError("--workers sets the number of Ray workers: give it with --ray")
     # resolved already: None is ICR's here, not "the shipped one" as from_pretrained reads it;
     # the profile was checked against the model up front (_check_before_writing)
     chosen = ICR if profile is None else profile
-    load = partial(HeadRanker.from_pretrained, args.model, profile=chosen, allow_profile_model_mismatch=True)
+    load = partial(
+        HeadRanker.from_pretrained,
+        args.model,
+        profile=chosen,
+        allow_profile_model_mismatch=True,
+        device=args.device,
+        dtype=args.dtype,
+        batch_tokens=args.batch_tokens,
+    )
     if args.ray is None:
         ranker = load()
-        yield lambda batches: ((batch, rank_batch(ranker, batch, args.depth)) for batch in batches)
+        yield lambda batches: _ranked_here(ranker, list(batches), args.depth)
     else:
         with RayPool(load, args.depth, args.ray or None, args.workers) as pool:
             yield pool.ranked
+
+
+def _ranked_here(ranker: HeadRanker, batches: list[list[Request]], depth: int) -> Iterator[RankedBatch]:
+    """``(batch, results)`` in order, in this process: ``rerank_batches`` tokenises the next batch
+    while a GPU reads this one; bad input names its queries, as on a Ray worker."""
+    reranked = ranker.rerank_batches(batches, rank_end=depth)
+    for batch in batches:
+        yield batch, with_query_ids(batch, lambda: next(reranked))
 
 
 def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:
@@ -236,7 +265,10 @@ def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Reque
 
 
 def run(args: argparse.Namespace) -> int:
+    from headrank_ir.engine.models import resolve_placement
+
     started = time.perf_counter()
+    dtype = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")  # no GPU: fail at once
     profile = resolve_profile(args.model, args.profile)
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
     if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
@@ -244,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     requests = requests_from_args(args)
     if qrels is not None and not any(r.query.qid in qrels for r in requests):
         raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
-    header = run_header(args, profile, requests)
+    header = run_header(args, profile, requests, dtype)
     _check_before_writing(args, profile, requests)
     if args.first_stage_output:
         from headrank_ir.pipeline.firststage import write_trec_run

@@ -42,7 +42,7 @@ def test_partial_rows_equal_eager_attention_maps(tokenizer, family, count, split
     prefix = layout.query_span[0] if split == "prefix" else 0
     if prefix:
         truncated.forward(layout.input_ids[:prefix], cache)
-    recorder = RowRecorder(heads, layout.query_span)
+    recorder = RowRecorder(heads, [layout.query_span])
     truncated.forward(layout.input_ids[prefix:], cache, recorder)
 
     with torch.no_grad():
@@ -50,8 +50,8 @@ def test_partial_rows_equal_eager_attention_maps(tokenizer, family, count, split
     start, end = layout.query_span
     for layer, layer_heads in heads.items():
         expected = maps[layer][0, layer_heads, start:end].mean(dim=1)
-        assert recorder.rows[layer].shape == expected.shape
-        torch.testing.assert_close(recorder.rows[layer], expected, atol=1e-6, rtol=1e-5)
+        assert recorder.rows[layer].shape == (1, *expected.shape)
+        torch.testing.assert_close(recorder.rows[layer][0], expected, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
@@ -75,9 +75,9 @@ def test_truncated_forward_matches_full_model_at_depth(tokenizer, family):
 def full_recompute_mass(ranker, layout):
     """Passage mass from a fresh forward of the whole prompt: no cache reuse at all."""
     truncated = ranker.truncated
-    recorder = RowRecorder(ranker._heads, layout.query_span)
+    recorder = RowRecorder(ranker._heads, [layout.query_span])
     truncated.forward(layout.input_ids, truncated.new_cache(), recorder)
-    return passage_mass(torch.cat([recorder.rows[l] for l in ranker._heads]), layout.passage_spans)
+    return passage_mass(torch.cat([recorder.rows[l][0] for l in ranker._heads]), layout.passage_spans)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])

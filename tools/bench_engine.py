@@ -76,7 +76,7 @@ def load(args):
         with torch.device(args.device):  # initialise in place: billions of random weights
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
-        model, tokenizer = load_model(args.model, dtype=dtype)
+        model, tokenizer = load_model(args.model, dtype=dtype, device=args.device)
         model.set_attn_implementation(attn)
     return model.to(args.device).eval(), tokenizer
 

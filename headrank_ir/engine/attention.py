@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -28,46 +28,74 @@ _active = threading.local()
 class RowRecorder:
     """Collects, per selected layer, the query-averaged attention of its selected heads.
 
-    ``heads[layer]`` lists the head indices to read; ``query_span`` is the absolute token span
-    of the query. After a pass, ``rows[layer]`` is a ``(len(heads[layer]), T)`` tensor: for each
-    head, the attention each context token receives, averaged over the query tokens.
+    ``heads[layer]`` lists the head indices to read; ``query_spans[b]`` is the absolute token
+    span of the query in batch row ``b``. After a pass, ``rows[layer]`` is a ``(rows,
+    len(heads[layer]), T)`` tensor: for each row and head, the attention each context token
+    receives, averaged over that row's query tokens, under the layer's own mask (causal, or the
+    4D mask the pass was given).
     """
 
     heads: Dict[int, List[int]]
-    query_span: Tuple[int, int]
-    rows: Optional[Dict[int, torch.Tensor]] = None
+    query_spans: Sequence[Tuple[int, int]]
+    rows: Dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def __post_init__(self):
-        self.rows = {}
-
-    def record(self, module, query: torch.Tensor, key: torch.Tensor) -> None:
+    def record(self, module, query: torch.Tensor, key: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
         layer = module.layer_idx
         if layer not in self.heads:
             return
         offset = key.shape[2] - query.shape[2]  # absolute position of this chunk's first token
-        start, end = self.query_span
-        if start < offset or end > key.shape[2]:
+        if any(start < offset or end > key.shape[2] for start, end in self.query_spans):
             return  # the query is not in this chunk (e.g. the prefix pass)
-        self.rows[layer] = query_rows(module, query, key, self.heads[layer], start - offset, end - offset)
+        spans = [(start - offset, end - offset) for start, end in self.query_spans]
+        step = max(1, FLOAT_KEYS_BYTES // (key[0].numel() * 4))  # rows whose float32 keys fit at once
+        parts = []
+        for i in range(0, len(spans), step):
+            rows = slice(i, i + step)
+            mask_rows = None if mask is None else mask[rows] if mask.shape[0] > 1 else mask
+            parts.append(query_rows(module, query[rows], key[rows], self.heads[layer], spans[rows], mask_rows))
+        self.rows[layer] = torch.cat(parts)
 
 
-def query_rows(module, query, key, heads: Sequence[int], start: int, end: int) -> torch.Tensor:
-    """Query-averaged softmax rows of ``heads`` for chunk-local query tokens ``[start, end)``."""
-    groups = query.shape[1] // key.shape[1]
-    head_index = torch.as_tensor(heads, device=query.device)
-    q = query[0, head_index, start:end].float()  # (h, n, d)
-    k = key[0, head_index // groups].float()  # (h, T, d): GQA maps head h to kv head h // groups
-    scores = torch.matmul(q, k.transpose(1, 2)) * module.scaling  # (h, n, T)
-    positions = torch.arange(start, end, device=query.device) + (key.shape[2] - query.shape[2])
-    future = torch.arange(key.shape[2], device=query.device)[None, :] > positions[:, None]
-    scores = scores.masked_fill(future, float("-inf"))
-    return torch.softmax(scores, dim=-1).mean(dim=1)
+FLOAT_KEYS_BYTES = 1 << 28  # bounds the float32 copy of the keys that the rows are computed from
+
+
+def query_rows(module, query, key, heads: Sequence[int], spans: Sequence[Tuple[int, int]], mask=None) -> torch.Tensor:
+    """``(rows, len(heads), T)``: per batch row, the softmax rows of ``heads`` averaged over its
+    chunk-local query tokens ``spans[row]``. ``query``: rows × heads × chunk × d, ``key``: rows ×
+    kv heads × T × d; ``mask``: the layer's 4D mask (True or 0 where allowed), None for causal."""
+    rows, heads_all, chunk, dim = query.shape
+    kv, total = key.shape[1], key.shape[2]
+    device = query.device
+    steps = torch.arange(max(e - s for s, e in spans), device=device)
+    starts = torch.tensor([s for s, _ in spans], device=device)
+    lengths = torch.tensor([e - s for s, e in spans], device=device)
+    # (rows, n) chunk positions of each row's query tokens; a shorter query repeats its last token
+    index = torch.minimum(starts[:, None] + steps[None, :], (starts + lengths - 1)[:, None])
+    # GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g. Only the kv heads the
+    # selected heads read are used; their query heads are grouped with them for one matmul.
+    groups = heads_all // kv
+    used = sorted({h // groups for h in heads})
+    pick = torch.as_tensor([used.index(h // groups) * groups + h % groups for h in heads], device=device)
+    used = torch.as_tensor(used, device=device)
+    q = query.gather(2, index[:, None, :, None].expand(-1, heads_all, -1, dim))
+    q = q.view(rows, kv, -1, dim)[:, used].float()  # (rows, used kv heads, groups × n, d)
+    scores = torch.matmul(q, key[:, used].float().transpose(2, 3)) * module.scaling
+    scores = scores.view(rows, len(used) * groups, -1, total)[:, pick]  # (rows, heads, n, T)
+    if mask is None:
+        positions = index + (total - chunk)
+        allowed = torch.arange(total, device=device)[None, None, :] <= positions[:, :, None]
+    else:
+        mask = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0  # additive masks: 0 where allowed
+        allowed = mask.expand(rows, -1, -1).gather(1, index[:, :, None].expand(-1, -1, mask.shape[-1]))[..., :total]
+    probabilities = torch.softmax(scores.masked_fill(~allowed[:, None], float("-inf")), dim=-1)
+    real = (steps[None, :] < lengths[:, None]).to(probabilities.dtype)  # (rows, n): 0 for the repeats
+    return torch.einsum("rhnt,rn->rht", probabilities, real) / lengths[:, None, None]
 
 
 def _attention(module, query, key, value, attention_mask, **kwargs):
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
-        recorder.record(module, query, key)
+        recorder.record(module, query, key, attention_mask)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -114,17 +142,28 @@ class TruncatedModel:
 
         return DynamicCache(config=self.config)
 
-    def forward(self, input_ids: Sequence[int], cache=None, recorder: Optional[RowRecorder] = None):
-        """Run ``input_ids`` on top of ``cache`` (extended in place; None: no cache kept)."""
-        ids = torch.as_tensor([list(input_ids)], device=self.base.embed_tokens.weight.device)
+    @property
+    def device(self) -> torch.device:
+        return self.base.embed_tokens.weight.device
+
+    def forward(
+        self,
+        input_ids,
+        cache=None,
+        recorder: Optional[RowRecorder] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+    ):
+        """Run ``input_ids`` (one sequence, or a ``(rows, tokens)`` tensor) on top of ``cache``
+        (extended in place; None: no cache kept). Without ``attention_mask`` the pass is causal,
+        so right padding never reaches a real token."""
+        ids = torch.as_tensor(input_ids, device=self.device)
+        ids = ids[None] if ids.dim() == 1 else ids
         with recording(recorder):
-            return self.base(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
-
-
-def rewind(cache, length: int) -> None:
-    """Drop every cached token after the first ``length`` (to reuse a shared prefix)."""
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(-extra)
-    if cache.get_seq_length() != length:
-        raise RuntimeError(f"cache rewind to {length} tokens left {cache.get_seq_length()}")
+            return self.base(
+                input_ids=ids,
+                cache=cache,
+                use_cache=cache is not None,
+                position_ids=position_ids,
+                attention_mask=attention_mask,
+            ).last_hidden_state

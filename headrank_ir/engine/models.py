@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -22,6 +23,11 @@ from urllib.parse import urlsplit
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "HEADRANK_CACHE"
+# Where and in what precision ``load_model`` puts a model when its caller does not say; the bench
+# command sets these for the cell processes it starts.
+DEVICE_ENV, DTYPE_ENV = "HEADRANK_DEVICE", "HEADRANK_DTYPE"
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "headrank_ir"))
 
 
-def load_model(name: str | os.PathLike, dtype=None):
-    """Return ``(model, tokenizer)`` for a short name, a local folder or a Hugging Face id.
+def load_model(name: str | os.PathLike, dtype=None, device=None):
+    """Return ``(model, tokenizer)`` for a short name, a local folder or a Hugging Face id, the
+    model on ``device`` in ``dtype`` (see ``resolve_placement``).
 
     Raises ``ValueError`` with one line naming everything that was tried when nothing resolves.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = dtype or torch.float32
+    device, dtype = resolve_placement(device, dtype)
     folder = resolve_model_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -71,8 +77,54 @@ def load_model(name: str | os.PathLike, dtype=None):
             f"model {name!r} did not resolve: not a short name ({', '.join(OFFLINE_MODELS)}), "
             f"not a local folder with a config.json, and loading it as a Hugging Face id failed: {err}"
         ) from err
-    model.eval()
+    model.to(device).eval()
     return model, tokenizer
+
+
+def resolve_placement(device=None, dtype=None):
+    """``(torch.device, torch.dtype)`` from names (``DEVICES``, ``DTYPES``) or torch objects.
+
+    None falls back to ``$HEADRANK_DEVICE``/``$HEADRANK_DTYPE``, then ``auto``: the GPU in
+    bfloat16 (float16 where the card lacks bfloat16) when torch sees CUDA, else the CPU in
+    float32. A device that does not exist or a dtype the card cannot do raises ``ValueError``.
+    """
+    place = _device(str(device or os.environ.get(DEVICE_ENV) or "auto"))
+    return place, _dtype(dtype or os.environ.get(DTYPE_ENV) or "auto", place)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ValueError(f"device {name!r} is not one of {', '.join(DEVICES)} (--device)")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r}: torch {torch.__version__} sees no CUDA GPU; install its CUDA build "
+            "(README, GPU set-up) or use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    index = int(name.partition(":")[2] or torch.cuda.current_device())
+    if index >= count:
+        raise ValueError(f"device {name!r} does not exist: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", index)
+
+
+def _dtype(name, place):
+    import torch
+
+    name = str(name).removeprefix("torch.")
+    gpu = place.type == "cuda"
+    if name == "auto":
+        name = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if gpu else "float32"
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not one of {', '.join(DTYPES)} (--dtype)")
+    if name == "bfloat16" and gpu and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{torch.cuda.get_device_name(place)} cannot do bfloat16; use --dtype float16 or float32")
+    return getattr(torch, name)
 
 
 def resolve_model_folder(name: str | os.PathLike) -> str:

@@ -1,32 +1,38 @@
 """``HeadRanker``: one query and its passages in, passages ranked by attention-head scores out.
 
-Per window of passages (see ``plan_windows``) the engine makes one truncated forward:
-the shared prefix (instructions and passages) once, then the query part, then, for
-calibration, ICR's content-free query on the same cached prefix. A passage's score for one
-head is the attention its tokens receive, summed over the passage and averaged over the query
-tokens, minus the same with the content-free query; the profile's weights combine the heads.
+Per window of passages (see ``plan_windows``) the engine reads one prompt in a truncated
+forward, keeping its cache, then, for calibration, ICR's content-free query on the cached
+prefix (instructions and passages) it shares. A passage's score for one head is the attention
+its tokens receive, summed over the passage and averaged over the query tokens, minus the same
+with the content-free query; the profile's weights combine the heads.
+
+Windows of several queries share forwards (``batch_groups``): right-padded rows of similar
+length in one causal pass, so padding never reaches a real token; the calibration queries then
+in one pass over that cache, each under a mask that shows it its own prefix only, at the
+positions it would have alone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from headrank_ir.engine.attention import RowRecorder, TruncatedModel, rewind
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import (
     PromptLayout,
-    build_layout,
+    PromptPieces,
     build_layouts,
     normalise,
+    passage_pieces,
     prompt_positions,
-    truncate_passages,
 )
 from headrank_ir.pipeline.readers import check_text
 from headrank_ir.records import (
@@ -55,6 +61,22 @@ class Reading:
     head_scores: List[torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One window of one query: its prompt and the calibration prompt (None when calibration is
+    off) that shares its first ``prefix`` tokens, every passage among them."""
+
+    real: PromptLayout
+    blank: Optional[PromptLayout]
+    prefix: int
+
+
+# Padded tokens per forward (rows × longest row) by device type. On the CPU a forward costs its
+# tokens whatever the batch, so the budget only bounds memory: a window of a 100-passage query
+# (~8k tokens) runs alone, and peak RSS stays that of batch 1; a GPU gains from wide batches.
+BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
 class HeadRanker:
     """Rerank passages with the attention of a profile's heads, in one truncated forward.
 
@@ -70,6 +92,7 @@ class HeadRanker:
         profile: Optional[HeadProfile] = None,
         name: str = "",
         allow_profile_model_mismatch: bool = False,
+        batch_tokens: Optional[int] = None,
     ):
         config = model.config.get_text_config()
         self.name = name or getattr(config, "_name_or_path", "") or "model"
@@ -90,7 +113,10 @@ class HeadRanker:
         self.context_tokens = self.profile.prompt.max_context_tokens or config.max_position_embeddings
         layers = self.profile.heads_by_layer()
         self._heads = {layer: heads for layer, heads, _ in layers}
-        self._weights = torch.tensor([w for _, _, weights in layers for w in weights])
+        self._weights = torch.tensor([w for _, _, weights in layers for w in weights], device=self.truncated.device)
+        self._pieces = PromptPieces(tokenizer, self.profile.prompt)
+        self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.truncated.device.type, BATCH_TOKENS["cuda"])
+        self.overlap = self.truncated.device.type == "cuda"  # see rerank_batches
 
     @classmethod
     def from_pretrained(
@@ -98,9 +124,13 @@ class HeadRanker:
         model: str = "smollm2-135m",
         profile: Union[None, str, os.PathLike, HeadProfile] = None,
         allow_profile_model_mismatch: bool = False,
+        device: Optional[str] = None,
+        dtype: Any = None,
+        batch_tokens: Optional[int] = None,
     ):
         """Load ``model`` (short name, folder or Hugging Face id) and ``profile`` (path or object;
-        omitted: the model's shipped profile, else ICR's; ``"icr"``: ICR's all heads).
+        omitted: the model's shipped profile, else ICR's; ``"icr"``: ICR's all heads) on ``device``
+        in ``dtype`` (see ``load_model``; default ``auto``).
 
         A profile made for another model is refused unless ``allow_profile_model_mismatch``.
         """
@@ -110,56 +140,92 @@ class HeadRanker:
         profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
-        lm, tokenizer = load_model(model)
-        return cls(lm, tokenizer, profile, name=os.fspath(model), allow_profile_model_mismatch=True)
+        lm, tokenizer = load_model(model, device=device, dtype=dtype)
+        return cls(
+            lm, tokenizer, profile, name=os.fspath(model), allow_profile_model_mismatch=True, batch_tokens=batch_tokens
+        )
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def head_scores(self, query: str, passages: Sequence[str], truncated: bool = False) -> torch.Tensor:
-        """Calibrated per-head scores, ``(selected heads, passages)``, for one window.
+    def head_scores(self, query: str, passages: Sequence[str]) -> torch.Tensor:
+        """Calibrated per-head scores, ``(selected heads, passages)``, of one window.
 
         Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
         """
-        real, blank = self.head_masses(query, passages, truncated)
+        real, blank = self.head_masses(query, passages)
         return real if blank is None else real - blank
 
-    def head_masses(
-        self, query: str, passages: Sequence[str], truncated: bool = False
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Uncalibrated ``(heads, passages)`` attention mass for the query and for the calibration
-        query (``None`` when calibration is off), from the same cached prefix."""
-        prompt = self.profile.prompt
-        if not truncated:
-            passages = truncate_passages(self.tokenizer, passages, prompt.max_passage_tokens)[0]
-        queries = [query, prompt.calibration_query] if prompt.calibrate else [query]
-        layout, *calibration = build_layouts(self.tokenizer, queries, passages, prompt, truncated=True)
-        self._check_fits(layout)
-        if not prompt.calibrate:
-            return self._read(layout, None, 0), None
-        # The whole prompt once, keeping its cache; then only the content-free query's tokens
-        # on the shared prefix (passages included), so calibration costs a few dozen tokens.
-        blank = calibration[0]
-        prefix = shared_prefix(layout, blank)
-        cache = self.truncated.new_cache()
-        real = self._read(layout, cache, 0)
-        rewind(cache, prefix)
-        return real, self._read(blank, cache, prefix)
+    def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
+        calibration query (``None`` when calibration is off), from the same cached prefix."""
+        if not passages:
+            empty = torch.zeros(len(self._weights), 0, device=self.truncated.device)
+            return empty, empty if self.profile.prompt.calibrate else None
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        job = self._jobs(query, texts, pieces, [list(range(len(texts)))])[0]
+        return self._read_group([job])[0]
 
-    def _read(self, layout: PromptLayout, cache, start: int) -> torch.Tensor:
-        """Run ``layout``'s tokens from ``start`` on top of ``cache``; per-head passage mass."""
-        recorder = RowRecorder(self._heads, layout.query_span)
-        self.truncated.forward(layout.input_ids[start:], cache, recorder)
-        rows = torch.cat([recorder.rows[layer] for layer in self._heads])  # (heads, T)
-        return passage_mass(rows, layout.passage_spans)
+    def plan(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[Job]]:
+        """The CPU side of reading one query: each passage tokenised once, the windows that fit
+        (``plan_windows``) and every window's prompts joined from those tokens."""
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        windows = [w for w in plan_windows(self, query, [p.length for p in pieces]) if w]
+        return windows, self._jobs(query, texts, pieces, windows)
+
+    def _jobs(self, query: str, texts, pieces, windows) -> List[Job]:
+        jobs = []
+        for real, *blank in self._pieces.layouts(query, texts, pieces, windows):
+            self._check_fits(real)
+            jobs.append(Job(real, blank[0], shared_prefix(real, blank[0])) if blank else Job(real, None, 0))
+        return jobs
+
+    def read_jobs(self, jobs: Sequence[Job]) -> List[torch.Tensor]:
+        """Each job's calibrated ``(heads, passages)`` scores; jobs share forwards (``batch_groups``)."""
+        scores: List[Optional[torch.Tensor]] = [None] * len(jobs)
+        for group in batch_groups([len(job.real.input_ids) for job in jobs], self.batch_tokens):
+            for i, (real, blank) in zip(group, self._read_group([jobs[i] for i in group])):
+                scores[i] = real if blank is None else real - blank
+        return scores
+
+    def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """One forward of the jobs' prompts, right-padded, then one of their calibration queries."""
+        cache = self.truncated.new_cache() if jobs[0].blank is not None else None
+        prompts = [job.real for job in jobs]
+        ids = right_padded([p.input_ids for p in prompts], self.truncated.device)
+        real = self._rows(ids, [p.query_span for p in prompts], cache)
+        masses = [passage_mass(rows, p.passage_spans) for rows, p in zip(real, prompts)]
+        if cache is None:
+            return [(mass, None) for mass in masses]
+        blank = self._calibration_rows(jobs, cache, ids.shape[1])
+        return [(mass, passage_mass(rows, job.blank.passage_spans)) for mass, rows, job in zip(masses, blank, jobs)]
+
+    def _rows(self, ids: torch.Tensor, query_spans, cache, **placement) -> torch.Tensor:
+        """``(rows, heads, T)``: every selected head's query-averaged attention, per batch row."""
+        recorder = RowRecorder(self._heads, query_spans)
+        self.truncated.forward(ids, cache, recorder, **placement)
+        return torch.cat([recorder.rows[layer] for layer in self._heads], dim=1)
+
+    def _calibration_rows(self, jobs: Sequence[Job], cache, width: int) -> torch.Tensor:
+        """The calibration prompts' own tokens after the ``width`` cached columns: each row sees its
+        prefix and itself only (not its real query, not padding), at the positions it has alone."""
+        device = self.truncated.device
+        tails = [job.blank.input_ids[job.prefix :] for job in jobs]
+        ids = right_padded(tails, device)
+        prefix = torch.tensor([job.prefix for job in jobs], device=device)[:, None]
+        own = torch.arange(ids.shape[1], device=device)
+        columns = torch.arange(width + ids.shape[1], device=device)
+        sees_prefix = columns[None, None, :] < prefix[:, :, None]  # (rows, 1, keys)
+        sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tokens, keys)
+        mask = (sees_prefix | sees_itself[None])[:, None]  # (rows, 1, tokens, keys)
+        shift = [width - job.prefix for job in jobs]  # a calibration token's column less its place in its prompt
+        spans = [(job.blank.query_span[0] + d, job.blank.query_span[1] + d) for job, d in zip(jobs, shift)]
+        return self._rows(ids, spans, cache, position_ids=prefix + own[None, :], attention_mask=mask)
 
     def windowed_head_scores(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[torch.Tensor]]:
         """The passages split into windows that fit (``plan_windows``), and each window's
         ``head_scores``; what ``score`` merges, kept apart for callers that want every head."""
-        texts, lengths = truncate_passages(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
-        windows = plan_windows(self, query, lengths)
-        with torch.inference_mode():
-            per_window = [self.head_scores(query, [texts[i] for i in w], truncated=True) for w in windows]
-        return windows, per_window
+        reading = self.read_batch([query], [passages])[0]
+        return reading.windows, reading.head_scores
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
         """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
@@ -171,8 +237,14 @@ class HeadRanker:
 
     def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
         """Every window's per-head scores for several queries, each with its own passages: the one
-        place the verbs below reach the model."""
-        return [Reading(*self.windowed_head_scores(q, passages)) for q, passages in zip(queries, passage_lists)]
+        place the verbs below reach the model. The windows of all queries share forwards."""
+        return self.read_plans([self.plan(q, passages) for q, passages in zip(queries, passage_lists)])
+
+    def read_plans(self, plans: Sequence[Tuple[List[List[int]], List[Job]]]) -> List[Reading]:
+        """``read_batch`` after its CPU side: the forwards of queries already ``plan``-ned."""
+        with torch.inference_mode():
+            scores = iter(self.read_jobs([job for _, jobs in plans for job in jobs]))
+        return [Reading(windows, [next(scores) for _ in jobs]) for windows, jobs in plans]
 
     def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
         """``score`` for several queries, each with its own passages."""
@@ -247,20 +319,46 @@ class HeadRanker:
         candidates' scores with their first-stage scores (``engine/fusion.py``). ``logging`` and
         rank_llm's other keyword arguments change nothing here (there is no prompt to log and no window to slide).
         """
-        if shuffle_candidates:
-            raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
-        if not 0 <= rank_start < rank_end:
-            raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
+        check_rank_range(rank_start, rank_end, shuffle_candidates)
+        planned = self._planned(requests, rank_start, rank_end)
+        return self._placed(planned, rank_start, rank_end, populate_invocations_history)
+
+    def rerank_batches(
+        self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
+    ) -> Iterator[List[Result]]:
+        """:meth:`rerank_batch` of each batch in turn, yielded as each is done. With ``overlap`` (the
+        default on a GPU) batch k+1 is tokenised on a second thread while batch k is read; on the
+        CPU both would compete for the same cores."""
+        if not self.overlap:
+            for batch in batches:
+                yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
+            return
+        check_rank_range(rank_start, rank_end, kwargs.get("shuffle_candidates", False))
+        history = kwargs.get("populate_invocations_history", False)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = [pool.submit(self._planned, batch, rank_start, rank_end) for batch in batches[:1]]
+            for k in range(len(batches)):
+                planned = pending.pop().result()
+                if k + 1 < len(batches):
+                    pending.append(pool.submit(self._planned, batches[k + 1], rank_start, rank_end))
+                yield self._placed(planned, rank_start, rank_end, history)
+
+    def _planned(self, requests: Sequence[Any], rank_start: int, rank_end: int):
+        """The CPU side of ``rerank_batch``: inputs checked, every prompt tokenised."""
         ours = [as_request(r) for r in requests]
         check_requests(ours, self.profile.prompt)
         windows = [r.candidates[rank_start:rank_end] for r in ours]
-        todo = [i for i, window in enumerate(windows) if window]
-        readings = self.read_batch([ours[i].query.text for i in todo], [[c.text for c in windows[i]] for i in todo])
+        plans = {i: self.plan(r.query.text, [c.text for c in windows[i]]) for i, r in enumerate(ours) if windows[i]}
+        return ours, windows, plans
+
+    def _placed(self, planned, rank_start: int, rank_end: int, history: bool) -> List[Result]:
+        """The model side of ``rerank_batch``: read the planned prompts, place the candidates."""
+        ours, windows, plans = planned
         results = [Result(r.query, list(r.candidates)) for r in ours]
-        for i, reading in zip(todo, readings):
-            history = self.invocations(reading, [c.docid for c in windows[i]]) if populate_invocations_history else []
+        for i, reading in zip(plans, self.read_plans(list(plans.values()))):
+            invocations = self.invocations(reading, [c.docid for c in windows[i]]) if history else []
             scores = fuse(self.profile.fusion, self.merged(reading), *first_stage(windows[i]))
-            results[i] = place(ours[i], scores, rank_start, rank_end, history)
+            results[i] = place(ours[i], scores, rank_start, rank_end, invocations)
         return results
 
     def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
@@ -283,6 +381,13 @@ class HeadRanker:
             raise ValueError(
                 f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
             )
+
+
+def check_rank_range(rank_start: int, rank_end: int, shuffle_candidates: bool) -> None:
+    if shuffle_candidates:
+        raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
+    if not 0 <= rank_start < rank_end:
+        raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
 
 
 def place(
@@ -319,6 +424,29 @@ def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
     return prefix
 
 
+def right_padded(sequences: Sequence[Sequence[int]], device) -> torch.Tensor:
+    """``(rows, longest)`` token ids, each row padded at its end (with id 0: causal passes never
+    let a real token see what comes after it)."""
+    ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.as_tensor(sequence)
+    return ids.to(device)
+
+
+def batch_groups(lengths: Sequence[int], budget: int, fill: float = 0.75) -> List[List[int]]:
+    """Indices of ``lengths`` grouped for shared forwards, longest first: a row joins the current
+    group while the padded batch (rows × longest) stays within ``budget`` tokens and the row is at
+    least ``fill`` of the longest (padding costs compute); a row longer than ``budget`` runs alone."""
+    groups: List[List[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        longest = lengths[groups[-1][0]] if groups else 0
+        if groups and (len(groups[-1]) + 1) * longest <= budget and lengths[i] >= fill * longest:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
     """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
     cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
@@ -335,9 +463,8 @@ PASSAGE_MARGIN = 8  # label "[n] ", newline and tokenizer merges at the edges
 def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List[List[int]]:
     """Split passages (their token counts), in input order, into consecutive windows that fit."""
     prompt = ranker.profile.prompt
-    overhead = max(
-        len(build_layout(ranker.tokenizer, q, [], prompt).input_ids) for q in (query, prompt.calibration_query)
-    )
+    empty = build_layouts(ranker.tokenizer, [query, prompt.calibration_query], [], prompt)
+    overhead = max(len(layout.input_ids) for layout in empty)
     budget = ranker.context_tokens - overhead
     windows: List[List[int]] = [[]]
     used = 0

@@ -38,9 +38,14 @@ RankedBatch = tuple[list["Request"], list["Result"]]
 
 
 def rank_batch(ranker: HeadRanker, batch: Sequence[Request], depth: int) -> list[Result]:
-    """One batch, as every worker (this process or a Ray actor) ranks it; bad input names its queries."""
+    """One batch, as a Ray worker ranks it; bad input names its queries."""
+    return with_query_ids(batch, lambda: ranker.rerank_batch(batch, rank_end=depth))
+
+
+def with_query_ids(batch: Sequence[Request], rank: Callable[[], list[Result]]) -> list[Result]:
+    """``rank()``, with the batch's query ids put in front of a bad-input error."""
     try:
-        return ranker.rerank_batch(batch, rank_end=depth)
+        return rank()
     except ValueError as error:
         raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
 

@@ -126,7 +126,8 @@ class Trainer:
         self.ranker = HeadRanker(model, tokenizer, replace(profile, adapter=None))
         self.profile, self.references, self.config = profile, references, config
         self.order = [(layer, head) for layer, heads, _ in profile.heads_by_layer() for head in heads]
-        initial = torch.tensor([w for _, _, weights in profile.heads_by_layer() for w in weights])
+        weights = [w for _, _, layer_weights in profile.heads_by_layer() for w in layer_weights]
+        initial = torch.tensor(weights, device=self.ranker.truncated.device)  # where the head scores are
         self.weights = torch.nn.Parameter(initial / initial.abs().mean())
         self.lora = [p for p in model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.Adam(
@@ -191,7 +192,7 @@ class Trainer:
             scores,
             pairs,
             config.temperature,
-            self.references.get(query.qid),
+            None if query.qid not in self.references else self.references[query.qid].to(scores.device),
             middle,
             config.regularizer,
         )

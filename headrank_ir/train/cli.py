@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from headrank_ir.cli import add_first_stage_args, requests_from_args, run_command
+from headrank_ir.cli import add_first_stage_args, add_placement_args, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.engine.profile import PromptSettings
 from headrank_ir.pipeline.names import read_qrels
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="candidates per query from the top of the first stage (default 20)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_placement_args(parser)
     add_training_args(parser)
     return parser
 
@@ -192,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, args.train_depth)
     qrels = read_qrels(args.qrels)  # first: bad qrels fail before the long part
     requests = requests_from_args(args)
-    trained = train(args.model, requests, qrels, config, args.output, progress=not args.quiet)
+    trained = train(
+        args.model, requests, qrels, config, args.output, progress=not args.quiet, device=args.device, dtype=args.dtype
+    )
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in trained.seconds.items())
     print(f"wrote {trained.path}: {len(trained.profile.heads)} heads, depth {trained.profile.depth} ({stages})")
     return 0

@@ -113,6 +113,7 @@ def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = 
             dynamic_ncols=True,
         ):
             real, blank = ranker.head_masses(query.text, query.passages)
-            scores[query.qid] = real if blank is None else real - blank
-            entropy[query.qid] = attention_entropy(real)
+            # features live on the CPU, whatever the model's device: selection reads them there
+            scores[query.qid] = (real if blank is None else real - blank).cpu()
+            entropy[query.qid] = attention_entropy(real).cpu()
     return HeadFeatures(heads, scores, entropy)

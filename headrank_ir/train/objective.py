@@ -57,8 +57,8 @@ def pair_loss(z: torch.Tensor, pairs: Sequence[Pair], temperature: float) -> tor
     """Mean Bradley–Terry (logistic) loss of the pairs; 0 without pairs."""
     if not pairs:
         return z.sum() * 0.0  # keeps the graph, so a step without pairs still runs the regulariser
-    better = torch.tensor([p.better for p in pairs])
-    worse = torch.tensor([p.worse for p in pairs])
+    better = torch.tensor([p.better for p in pairs], device=z.device)
+    worse = torch.tensor([p.worse for p in pairs], device=z.device)
     return torch.nn.functional.softplus(-(z[better] - z[worse]) / temperature).mean()
 
 
@@ -71,7 +71,7 @@ def reference_kl(z: torch.Tensor, z_ref: torch.Tensor, temperature: float) -> to
 def middle_spread(z: torch.Tensor, middle: Sequence[int]) -> torch.Tensor:
     if len(middle) < 2:
         return z.sum() * 0.0
-    return torch.relu(1.0 - z[list(middle)].std(unbiased=False)) ** 2
+    return torch.relu(1.0 - z[torch.tensor(list(middle), device=z.device)].std(unbiased=False)) ** 2
 
 
 def objective(

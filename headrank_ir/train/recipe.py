@@ -63,8 +63,11 @@ def train(
     output: str | Path,
     features: HeadFeatures | None = None,
     progress: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> Trained:
-    """Train a profile for ``model_name`` on the judged ``requests`` and write it to ``output``.
+    """Train a profile for ``model_name`` (on ``device`` in ``dtype``, see ``load_model``) on the
+    judged ``requests`` and write it to ``output``.
 
     ``features`` (all heads, same queries, depth and prompt) skips the feature pass; the
     evaluation tool shares one pass between training and testing.
@@ -73,7 +76,7 @@ def train(
 
     output = Path(output)
     queries = training_queries(requests, qrels, config.train_depth)
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, device=device, dtype=dtype)
     check_top_k(config, model)
     seconds: dict[str, float] = {}
     began = time.perf_counter()

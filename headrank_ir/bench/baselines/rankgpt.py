@@ -139,7 +139,7 @@ class RankGPT:
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
-        )["input_ids"]
+        )["input_ids"].to(self.model.device)
         budget = self._answer_budget(len(passages))
         if ids.shape[1] + budget > self.context_tokens:
             raise ValueError(

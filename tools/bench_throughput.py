@@ -1,0 +1,259 @@
+"""Throughput of HeadRank over every query of a run, end to end through the rerank command's code.
+
+For each passage count, head profile and batch size the queries go through ``rerank_into`` (what
+``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``, a run file written), and,
+interleaved with it, through the floor: one plain SDPA forward of the same prompts, in the same
+padded groups, through the same truncated layers. Reported per row: seconds per query and queries
+per second of both, engine/floor, the CPU share (seconds in ``HeadRanker.plan``, tokenising and
+joining prompts, over the engine's; hidden behind the forwards where ``overlap`` is on), peak
+memory (CUDA ``max_memory_allocated``; on the CPU the process's peak RSS, reset before each
+route), and the generative baseline (RankGPT, sliding window 20/10, greedy ``generate``) on the
+same device. One JSON list of rows; each time is the best of ``--repeats`` after a warm-up.
+
+    python tools/bench_throughput.py --passages 20 100 --profiles all:24 --batch-sizes 1 2 4 \\
+        --max-queries 4 --output runs/bench_throughput_cpu.json                  # smollm2-135m, CPU
+    python tools/bench_throughput.py --config qwen3-0.6b --device cuda --dtype bfloat16 \\
+        --profiles 16:16 all:22 --batch-sizes 1 8 32                             # random weights
+    python tools/bench_throughput.py --config qwen3-4b --device cuda --dtype bfloat16 --profiles 16:21
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m", help="model name, folder or HF id (default smollm2-135m)")
+    parser.add_argument("--config", choices=sorted(QWEN3_SHAPES), help="random Qwen3 of this shape instead of --model")
+    parser.add_argument("--tokenizer", help="tokenizer folder for --config (default: smollm2-135m's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--data", default=str(DL19), help="folder with topics.tsv, run.bm25.txt, corpus.jsonl")
+    parser.add_argument("--passages", type=int, nargs="+", default=[20, 100])
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        default=["all:24"],
+        help="HEADS:LAYERS, HEADS a number or 'all': that many heads spread over the first LAYERS layers",
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--batch-tokens", type=int, help="padded tokens per forward (default: the ranker's)")
+    parser.add_argument("--max-queries", type=int, help="first N queries of the run (default all)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the first batch once before timing (default; --no-warmup for long CPU forwards)",
+    )
+    parser.add_argument("--baseline-queries", type=int, default=1, help="RankGPT on this many queries (0: none)")
+    parser.add_argument("--output", default="runs/bench_throughput.json")
+    return parser
+
+
+def head_profile(spec: str, model: str, num_layers: int, num_heads: int):
+    """``all:L`` every head of the first L layers; ``H:L`` H heads spread evenly over them,
+    the last in layer L - 1 (so the truncation depth is L either way)."""
+    from headrank_ir.engine.profile import HeadProfile
+
+    heads, _, layers = spec.partition(":")
+    layers = int(layers or num_layers)
+    every = [(layer, head) for layer in range(layers) for head in range(num_heads)]
+    count = len(every) if heads == "all" else int(heads)
+    chosen = [every[len(every) - 1 - round(i * (len(every) - 1) / max(count - 1, 1))] for i in range(count)][::-1]
+    return HeadProfile(model, tuple((layer, head, 1.0) for layer, head in chosen), meta={"bench": spec})
+
+
+def timed(device: str, step) -> float:
+    import torch
+
+    start = time.perf_counter()
+    step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+class PlanClock:
+    """Seconds spent in ``ranker.plan`` (the CPU side: tokenising, joining prompts)."""
+
+    def __init__(self, ranker):
+        self.seconds = 0.0
+        plan = ranker.plan
+
+        def clocked(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return plan(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        ranker.plan = clocked
+
+
+def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path):
+    """The rerank command's loop, writing a TREC run into ``folder``."""
+    from headrank_ir.pipeline.runfile import RunWriter
+    from headrank_ir.rerank import rerank_into
+
+    def run():
+        with RunWriter(folder / "run.txt", {"bench": True}, "trec", "bench", resume=False) as writer:
+            rerank_into(writer, ranker, requests, passages, batch_size, len(requests))
+            writer.finish()
+
+    return run
+
+
+def floor_route(ranker, requests, passages: int, batch_size: int):
+    """Plain SDPA forwards of the engine's prompts in the engine's groups; prompts made up front."""
+    import torch
+
+    from headrank_ir.engine.ranker import batch_groups, right_padded
+
+    forwards = []
+    for start in range(0, len(requests), batch_size):
+        batch = requests[start : start + batch_size]
+        prompts = [job.real.input_ids for r in batch for job in ranker.plan(r.query.text, texts(r, passages))[1]]
+        for group in batch_groups([len(p) for p in prompts], ranker.batch_tokens):
+            forwards.append(right_padded([prompts[i] for i in group], ranker.truncated.device))
+
+    def run():
+        with torch.inference_mode():
+            for ids in forwards:
+                ranker.truncated.base(input_ids=ids, use_cache=False)
+
+    return run
+
+
+def texts(request, passages: int):
+    return [c.text for c in request.candidates[:passages]]
+
+
+def routes(ranker, requests, passages, batch_size, scratch) -> dict:
+    return {
+        "floor": floor_route(ranker, requests, passages, batch_size),
+        "engine": engine_route(ranker, requests, passages, batch_size, Path(scratch)),
+    }
+
+
+def measure_pair(ranker, requests, passages, batch_size, args) -> dict:
+    """Both routes over all ``requests``, in alternation, after a warm-up on the first batch.
+
+    Without ``overlap`` (the CPU) batches are independent, so floor and engine alternate batch by
+    batch: a shared machine's changing load then hits both alike. With it, each route runs the
+    whole list in one go, as the command does, so the next batch's tokenising can hide.
+    """
+    units = (
+        [requests] if ranker.overlap else [requests[s : s + batch_size] for s in range(0, len(requests), batch_size)]
+    )
+    pairs = [routes(ranker, unit, passages, batch_size, args.scratch) for unit in units]
+    for run in (
+        routes(ranker, requests[:batch_size], passages, batch_size, args.scratch).values() if args.warmup else []
+    ):
+        timed(args.device, run)
+    clock = PlanClock(ranker)
+    best = {"floor": float("inf"), "engine": float("inf")}
+    peak = {name: 0.0 for name in best}
+    plan_seconds = 0.0
+    for _ in range(args.repeats):
+        total = dict.fromkeys(best, 0.0)
+        clock.seconds = 0.0
+        for pair in pairs:
+            for name, run in pair.items():
+                reset_peak(args.device)
+                total[name] += timed(args.device, run)
+                peak[name] = max(peak[name], peak_mb(args.device))
+        if total["engine"] < best["engine"]:
+            plan_seconds = clock.seconds  # the floor route does not plan: all of it is the engine's
+        best = {name: min(best[name], total[name]) for name in best}
+    del ranker.plan  # back to the class's method
+    count = len(requests)
+    return {
+        "batch_size": batch_size,
+        "queries": count,
+        "interleaved": "whole list" if ranker.overlap else "batch by batch",
+        "engine_s_per_query": round(best["engine"] / count, 4),
+        "floor_s_per_query": round(best["floor"] / count, 4),
+        "queries_per_s": round(count / best["engine"], 2),
+        "floor_queries_per_s": round(count / best["floor"], 2),
+        "engine_over_floor": round(best["engine"] / best["floor"], 3),
+        "cpu_share": round(plan_seconds / best["engine"], 3),
+        "engine_peak_mb": round(peak["engine"], 1),
+        "floor_peak_mb": round(peak["floor"], 1),
+    }
+
+
+def baseline_seconds(model, tokenizer, requests, passages: int, device: str):
+    """RankGPT's seconds per query over ``requests`` (None without any)."""
+    from headrank_ir.bench.baselines.rankgpt import RankGPT
+
+    if not requests:
+        return None
+    ranker = RankGPT(model, tokenizer)
+    seconds = timed(device, lambda: [ranker.rank(r.query.text, texts(r, passages)) for r in requests])
+    return round(seconds / len(requests), 3)
+
+
+def machine(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from headrank_ir.engine.models import resolve_placement
+    from headrank_ir.engine.ranker import HeadRanker
+    from headrank_ir.pipeline.firststage import requests_from_run
+    from headrank_ir.pipeline.readers import read_topics_file, read_trec_run
+
+    args = build_parser().parse_args(argv)
+    device, dtype = resolve_placement(args.device, args.dtype)
+    args.device, args.dtype = str(device), str(dtype).removeprefix("torch.")
+    args.child = None  # bench_engine's loader: SDPA attention
+    torch.set_grad_enabled(False)
+    model, tokenizer = load(args)
+    config = model.config.get_text_config()
+    data = Path(args.data)
+    topics, run = read_topics_file(data / "topics.tsv"), read_trec_run(data / "run.bm25.txt")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        args.scratch = scratch
+        for passages in args.passages:
+            requests = requests_from_run(topics, run, data / "corpus.jsonl", passages, args.max_queries)
+            baseline = baseline_seconds(model, tokenizer, requests[: args.baseline_queries], passages, args.device)
+            for spec in args.profiles:
+                profile = head_profile(
+                    spec, args.config or args.model, config.num_hidden_layers, config.num_attention_heads
+                )
+                ranker = HeadRanker(model, tokenizer, profile, batch_tokens=args.batch_tokens)
+                for batch_size in args.batch_sizes:
+                    row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
+                    row.update(machine=machine(args.device), passages=passages, profile=spec)
+                    row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.batch_tokens)
+                    row.update(overlap=ranker.overlap, repeats=args.repeats, warmup=args.warmup)
+                    row.update(measure_pair(ranker, requests, passages, batch_size, args))
+                    row.update(
+                        baseline_s_per_query=baseline, baseline_queries=min(args.baseline_queries, len(requests))
+                    )
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                    Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
