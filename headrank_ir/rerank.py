@@ -245,7 +245,7 @@ def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None,
     folder = resolve_model_folder(args.model)  # before the heavy imports below: a wrong name fails at once
     from transformers import AutoConfig
 
-    from headrank_ir.engine.ranker import check_profile, check_requests
+    from headrank_ir.engine.checks import check_profile, check_requests
 
     if profile is not None:
         config = AutoConfig.from_pretrained(folder).get_text_config()

@@ -10,7 +10,8 @@ from test_engine import PASSAGES, QUERY, SELECTED, full_recompute_mass
 
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
 from headrank_ir.engine.prompt import PromptPieces, build_layout, build_layouts, passage_pieces
-from headrank_ir.engine.ranker import HeadRanker, batch_groups, plan_windows
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.engine.windows import batch_groups, plan_windows
 
 # Different query lengths and passage counts in one batch; the long list needs two windows
 # under the small context below.

@@ -9,7 +9,8 @@ from conftest import tiny_model
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
 from headrank_ir.engine.prompt import build_layout, normalise, truncate_passages
-from headrank_ir.engine.ranker import HeadRanker, merge_windows, passage_mass, plan_windows
+from headrank_ir.engine.ranker import HeadRanker, passage_mass
+from headrank_ir.engine.windows import merge_windows, plan_windows
 
 PASSAGES = [
     "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",

@@ -9,8 +9,9 @@ import logging
 import pytest
 
 import headrank_ir.profiles as profiles
+from headrank_ir.engine.checks import check_profile
 from headrank_ir.engine.profile import HeadProfile
-from headrank_ir.engine.ranker import HeadRanker, check_profile
+from headrank_ir.engine.ranker import HeadRanker
 from headrank_ir.pipeline.errors import InputError
 
 

@@ -117,7 +117,7 @@ def floor_route(ranker, requests, passages: int, batch_size: int):
     """Plain SDPA forwards of the engine's prompts in the engine's groups; prompts made up front."""
     import torch
 
-    from headrank_ir.engine.ranker import batch_groups, right_padded
+    from headrank_ir.engine.windows import batch_groups, right_padded
 
     forwards = []
     for start in range(0, len(requests), batch_size):

@@ -221,7 +221,7 @@ def _head_ndcg(labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]
 
 def head_results(loaded: Loaded, rankings: list[Ranking], head: int) -> list[Result]:
     """Each query reranked by one head's scores alone (windows merged as the ranker merges them)."""
-    from headrank_ir.engine.ranker import merge_windows
+    from headrank_ir.engine.windows import merge_windows
 
     results = []
     for request, ranking in zip(loaded.requests, rankings):

@@ -24,17 +24,22 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel
+from headrank_ir.engine.checks import (
+    check_inputs,
+    check_not_calibration,
+    check_profile,
+    check_rank_range,
+    check_requests,
+)
 from headrank_ir.engine.fusion import fuse
-from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
+from headrank_ir.engine.profile import HeadProfile, check_profile_model
 from headrank_ir.engine.prompt import (
     PromptLayout,
     PromptPieces,
-    build_layouts,
-    normalise,
     passage_pieces,
     prompt_positions,
 )
-from headrank_ir.pipeline.readers import check_text
+from headrank_ir.engine.windows import batch_groups, merge_windows, plan_windows, right_padded
 from headrank_ir.records import (
     Candidate,
     DocId,
@@ -383,13 +388,6 @@ class HeadRanker:
             )
 
 
-def check_rank_range(rank_start: int, rank_end: int, shuffle_candidates: bool) -> None:
-    if shuffle_candidates:
-        raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
-    if not 0 <= rank_start < rank_end:
-        raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
-
-
 def place(
     request: Request, scores: Sequence[float], rank_start: int, rank_end: int, history: Sequence[Invocation] = ()
 ) -> Result:
@@ -424,133 +422,9 @@ def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
     return prefix
 
 
-def right_padded(sequences: Sequence[Sequence[int]], device) -> torch.Tensor:
-    """``(rows, longest)`` token ids, each row padded at its end (with id 0: causal passes never
-    let a real token see what comes after it)."""
-    ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.as_tensor(sequence)
-    return ids.to(device)
-
-
-def batch_groups(lengths: Sequence[int], budget: int, fill: float = 0.75) -> List[List[int]]:
-    """Indices of ``lengths`` grouped for shared forwards, longest first: a row joins the current
-    group while the padded batch (rows × longest) stays within ``budget`` tokens and the row is at
-    least ``fill`` of the longest (padding costs compute); a row longer than ``budget`` runs alone."""
-    groups: List[List[int]] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        longest = lengths[groups[-1][0]] if groups else 0
-        if groups and (len(groups[-1]) + 1) * longest <= budget and lengths[i] >= fill * longest:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
 def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
     """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
     cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
     starts = torch.tensor([s for s, _ in spans], device=rows.device)
     ends = torch.tensor([e for _, e in spans], device=rows.device)
     return cumulative[:, ends] - cumulative[:, starts]
-
-
-# -- windows -------------------------------------------------------------------------------------
-
-PASSAGE_MARGIN = 8  # label "[n] ", newline and tokenizer merges at the edges
-
-
-def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List[List[int]]:
-    """Split passages (their token counts), in input order, into consecutive windows that fit."""
-    prompt = ranker.profile.prompt
-    empty = build_layouts(ranker.tokenizer, [query, prompt.calibration_query], [], prompt)
-    overhead = max(len(layout.input_ids) for layout in empty)
-    budget = ranker.context_tokens - overhead
-    windows: List[List[int]] = [[]]
-    used = 0
-    for i, length in enumerate(lengths):
-        cost = length + PASSAGE_MARGIN
-        if cost > budget:
-            raise ValueError(
-                f"passage {i} needs {cost} tokens next to a {overhead}-token prompt, but the context holds "
-                f"{ranker.context_tokens}; lower max_passage_tokens or shorten the query"
-            )
-        if used + cost > budget:
-            windows.append([])
-            used = 0
-        windows[-1].append(i)
-        used += cost
-    return windows
-
-
-def merge_windows(windows: List[List[int]], scores: List[List[float]], count: int) -> List[float]:
-    """Merge per-window scores into one list that ranks window by window.
-
-    Scores from different prompts are not comparable, so a later window never outranks an
-    earlier one (windows follow the first-stage order): each later window's scores are shifted
-    to sit just below the lowest score so far, keeping their differences within the window.
-    """
-    merged = [0.0] * count
-    floor = None
-    for window, window_scores in zip(windows, scores):
-        shift = 0.0 if floor is None else floor - max(window_scores) - 1.0
-        for i, s in zip(window, window_scores):
-            merged[i] = s + shift
-        floor = min(merged[i] for i in window)
-    return merged
-
-
-# -- input checks --------------------------------------------------------------------------------
-
-
-def check_inputs(query, passages, doc_ids, what: str = "passage") -> None:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if not normalise(check_text(query, "the query")):
-        raise ValueError("query is empty")
-    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
-        raise TypeError(f"{what}s must be a list of str, got {type(passages).__name__}")
-    if doc_ids is not None:
-        if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Sequence):
-            raise TypeError(f"doc_ids must be a list of str or int, got {type(doc_ids).__name__}")
-        if len(doc_ids) != len(passages):
-            raise ValueError(f"{len(doc_ids)} doc_ids for {len(passages)} {what}s")
-    for i, passage in enumerate(passages):
-        item = f"{what} {i}" + (f" (docid {doc_ids[i]!r})" if doc_ids is not None else "")
-        if not isinstance(passage, str):
-            raise TypeError(f"{item} must be a str, got {type(passage).__name__}")
-        if not normalise(check_text(passage, item)):
-            raise ValueError(f"{item} is empty or whitespace only")
-
-
-def check_not_calibration(query: str, prompt: PromptSettings) -> None:
-    """The calibration query scored against itself gives 0.0 for every passage: refuse it."""
-    if prompt.calibrate and normalise(query) == normalise(prompt.calibration_query):
-        raise ValueError(
-            f"the query {query!r} is the calibration query, whose attention calibration subtracts, so every "
-            "passage would score 0.0; rephrase it, or use a profile with another prompt.calibration_query "
-            "or with calibrate false"
-        )
-
-
-def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptSettings()) -> None:
-    """Every query and candidate of ``requests`` checked before any is read, naming the query;
-    a command calls it before writing a run, so that bad input stops it before the first query."""
-    for request in requests:
-        try:
-            texts = [c.text for c in request.candidates]
-            check_inputs(request.query.text, texts, [c.docid for c in request.candidates], what="candidate")
-            check_not_calibration(request.query.text, prompt)
-        except KeyError as error:  # a candidate without a text field
-            raise ValueError(f"query {request.query.qid!r}: {error.args[0]}") from None
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"query {request.query.qid!r}: {error}") from None
-
-
-def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None:
-    for layer, head, _ in profile.heads:
-        if not 0 <= layer < num_layers or not 0 <= head < num_heads:
-            raise ValueError(
-                f"profile names layer {layer} head {head}, but the model has layers 0..{num_layers - 1} "
-                f"and heads 0..{num_heads - 1}"
-            )

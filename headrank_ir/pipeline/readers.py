@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from headrank_ir.engine.checks import check_text as _check_text
 from headrank_ir.pipeline.errors import InputError
 
 # ---------------------------------------------------------------------------------------------
@@ -56,21 +57,13 @@ def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def check_text(value: str, what: str, path: os.PathLike | str | None = None, number: int | None = None) -> str:
-    """``value``, unless it holds a lone surrogate (a ``\\ud800`` JSON escape without its pair),
-    which no tokenizer or UTF-8 file can take."""
-    found = _LONE_SURROGATE.search(value)
-    if found:
-        raise InputError(
-            f"{what} holds a lone surrogate {found.group()!r} at character {found.start() + 1}; "
-            "\\ud800-\\udfff escapes are only valid in pairs",
-            path,
-            number,
-        )
-    return value
+    """``value``, unless it holds a lone surrogate (:func:`headrank_ir.engine.checks.check_text`),
+    reported with the file and line."""
+    try:
+        return _check_text(value, what)
+    except ValueError as error:
+        raise InputError(str(error), path, number) from None
 
 
 def _json_line(path: Path, number: int, line: str) -> dict:

@@ -1,0 +1,85 @@
+"""Input checks shared by the verbs and the commands: what a bad query, passage, request or
+profile gets instead of a deep traceback or a silently wrong ranking."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.prompt import normalise
+from headrank_ir.records import Request
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: str, what: str) -> str:
+    """``value``, unless it holds a lone surrogate (a ``\\ud800`` JSON escape without its pair),
+    which no tokenizer or UTF-8 file can take."""
+    found = _LONE_SURROGATE.search(value)
+    if found:
+        raise ValueError(
+            f"{what} holds a lone surrogate {found.group()!r} at character {found.start() + 1}; "
+            "\\ud800-\\udfff escapes are only valid in pairs"
+        )
+    return value
+
+
+def check_rank_range(rank_start: int, rank_end: int, shuffle_candidates: bool) -> None:
+    if shuffle_candidates:
+        raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
+    if not 0 <= rank_start < rank_end:
+        raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
+
+
+def check_inputs(query, passages, doc_ids, what: str = "passage") -> None:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__}")
+    if not normalise(check_text(query, "the query")):
+        raise ValueError("query is empty")
+    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
+        raise TypeError(f"{what}s must be a list of str, got {type(passages).__name__}")
+    if doc_ids is not None:
+        if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, Sequence):
+            raise TypeError(f"doc_ids must be a list of str or int, got {type(doc_ids).__name__}")
+        if len(doc_ids) != len(passages):
+            raise ValueError(f"{len(doc_ids)} doc_ids for {len(passages)} {what}s")
+    for i, passage in enumerate(passages):
+        item = f"{what} {i}" + (f" (docid {doc_ids[i]!r})" if doc_ids is not None else "")
+        if not isinstance(passage, str):
+            raise TypeError(f"{item} must be a str, got {type(passage).__name__}")
+        if not normalise(check_text(passage, item)):
+            raise ValueError(f"{item} is empty or whitespace only")
+
+
+def check_not_calibration(query: str, prompt: PromptSettings) -> None:
+    """The calibration query scored against itself gives 0.0 for every passage: refuse it."""
+    if prompt.calibrate and normalise(query) == normalise(prompt.calibration_query):
+        raise ValueError(
+            f"the query {query!r} is the calibration query, whose attention calibration subtracts, so every "
+            "passage would score 0.0; rephrase it, or use a profile with another prompt.calibration_query "
+            "or with calibrate false"
+        )
+
+
+def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptSettings()) -> None:
+    """Every query and candidate of ``requests`` checked before any is read, naming the query;
+    a command calls it before writing a run, so that bad input stops it before the first query."""
+    for request in requests:
+        try:
+            texts = [c.text for c in request.candidates]
+            check_inputs(request.query.text, texts, [c.docid for c in request.candidates], what="candidate")
+            check_not_calibration(request.query.text, prompt)
+        except KeyError as error:  # a candidate without a text field
+            raise ValueError(f"query {request.query.qid!r}: {error.args[0]}") from None
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"query {request.query.qid!r}: {error}") from None
+
+
+def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None:
+    for layer, head, _ in profile.heads:
+        if not 0 <= layer < num_layers or not 0 <= head < num_heads:
+            raise ValueError(
+                f"profile names layer {layer} head {head}, but the model has layers 0..{num_layers - 1} "
+                f"and heads 0..{num_heads - 1}"
+            )
