@@ -9,7 +9,7 @@ import sys
 from typing import Callable
 
 from headrank_ir.engine.models import DTYPES
-from headrank_ir.pipeline.errors import USER_ERRORS, InputError, error_line
+from headrank_ir.errors import USER_ERRORS, InputError, error_line
 from headrank_ir.records import Request
 
 

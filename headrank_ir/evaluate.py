@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from headrank_ir.pipeline.errors import USER_ERRORS, error_line
+from headrank_ir.errors import USER_ERRORS, error_line
 from headrank_ir.pipeline.metrics import (
     DEFAULT_MEASURES,
     format_per_query,

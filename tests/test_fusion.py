@@ -13,7 +13,7 @@ from conftest import tiny_model
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import FusionSettings, HeadProfile
 from headrank_ir.engine.ranker import HeadRanker
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.records import Candidate, Query, Request
 
 PASSAGES = {

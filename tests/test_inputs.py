@@ -10,7 +10,7 @@ import pytest
 from pipeline_support import DL19
 
 from headrank_ir.cli import add_first_stage_args, requests_from_args
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import requests_from_run
 from headrank_ir.pipeline.names import read_topics, resolve_name
 from headrank_ir.pipeline.readers import read_corpus, read_qrels_file, read_trec_run

@@ -24,8 +24,8 @@ from headrank_ir import evaluate, progress, rerank
 from headrank_ir.bench import cli as bench_cli
 from headrank_ir.bench import datasets
 from headrank_ir.bench.significance import compare
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline import jvm
-from headrank_ir.pipeline.errors import InputError
 from headrank_ir.pipeline.readers import read_corpus, read_qrels_file, read_topics_file, read_trec_run
 
 DOC = REPO / "docs" / "own-collection.md"

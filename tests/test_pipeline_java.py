@@ -79,3 +79,17 @@ def test_launcher_explains_its_usage(capsys):
     # Running a module is exercised by tests/test_pipeline_docs.py, which indexes with it.
     assert java.main([]) == 2
     assert "usage: python -m headrank_ir.java MODULE" in capsys.readouterr().err
+
+
+def test_the_engine_imports_no_pipeline_training_or_bench_module():
+    import ast
+
+    engine = Path(__file__).resolve().parents[1] / "headrank_ir" / "engine"
+    above = ("headrank_ir.pipeline", "headrank_ir.train", "headrank_ir.bench")
+    found = [
+        f"{path.name}: {node.module}"
+        for path in engine.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(above)
+    ]
+    assert found == []

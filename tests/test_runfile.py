@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.runfile import RunWriter, format_jsonl, format_trec, read_results_jsonl
 from headrank_ir.records import Candidate, Query, Result
 

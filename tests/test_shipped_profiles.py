@@ -12,7 +12,7 @@ import headrank_ir.profiles as profiles
 from headrank_ir.engine.checks import check_profile
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.ranker import HeadRanker
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 
 
 def shipped_files():

@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from pathlib import Path
 
+from headrank_ir.atomic import write_atomic
 from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load, train_set
 from headrank_ir.bench.methods import Context, Ranking, Skip, get_method, rescored_top
 from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey, read_json, write_json
-from headrank_ir.pipeline.atomic import write_atomic
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, per_query, read_run_scores, scores_of
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_trec

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import requests_from_run
 from headrank_ir.pipeline.readers import Topics, read_qrels_file, read_topics_file, read_trec_run
 from headrank_ir.records import Request

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headrank_ir.pipeline.atomic import write_atomic
+from headrank_ir.atomic import write_atomic
 
 
 @dataclass(frozen=True)

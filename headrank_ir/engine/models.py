@@ -210,7 +210,7 @@ def _gguf_file(name: str) -> Path:
 
 
 def _atomic_concat(parts, target: Path) -> None:
-    from headrank_ir.pipeline.atomic import write_atomic_with
+    from headrank_ir.atomic import write_atomic_with
 
     def concatenate(out) -> None:
         for part in parts:

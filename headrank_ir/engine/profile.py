@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from headrank_ir.pipeline.atomic import write_atomic
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.atomic import write_atomic
+from headrank_ir.errors import InputError
 
 PROFILE_VERSION = 1
 

@@ -4,7 +4,8 @@
 - ``readers``: topics, qrels, TREC runs and corpora from files, validated line by line.
 - ``firststage``: BM25 through Pyserini, or a given run and corpus, as ``Request`` records.
 - ``jvm``: the Java 21 set-up Pyserini needs, before its first import.
-- ``runfile``: TREC and rank_llm JSONL run files, written resumably.
+- ``runfile``: TREC and rank_llm JSONL run files, written resumably, locked and checksummed.
 - ``metrics``: ir_measures over runs and qrels.
-- ``errors``: the one-line errors the commands report.
+- ``index``: a Lucene index built from a corpus (``python -m headrank_ir.index``).
+- ``distributed``: batches ranked by a pool of Ray actors (``rerank --ray``).
 """

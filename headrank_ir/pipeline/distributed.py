@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headrank_ir.pipeline.errors import InputError, MissingExtra
+from headrank_ir.errors import InputError, MissingExtra
 
 if TYPE_CHECKING:
     from headrank_ir.engine.ranker import HeadRanker

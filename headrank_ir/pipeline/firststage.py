@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 from headrank_ir.pipeline.names import resolve_name
 from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus, read_topics_file

@@ -36,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from headrank_ir.errors import JavaNotFoundError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_MAJOR = 21
@@ -47,10 +49,6 @@ _configured: Path | None = None
 # Pyserini picks a topic reader by these substrings of a topics *path* before its extension
 # (pyserini.query_iterator.DefaultQueryIterator); .json files are read before the check.
 _TOPICS_PATH_TRAPS = ("beir", "cacm")
-
-
-class JavaNotFoundError(RuntimeError):
-    """No Java runtime recent enough for Pyserini was found."""
 
 
 class LauncherError(ValueError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import ir_measures
 
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import read_results_jsonl
 

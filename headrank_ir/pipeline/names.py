@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 from headrank_ir.pipeline.readers import TOPIC_SUFFIXES, Topics, add_topic, read_qrels_file, read_topics_file
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from headrank_ir.engine.checks import check_text as _check_text
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.errors import InputError
 
 # ---------------------------------------------------------------------------------------------
 # Lines of text files, decoded strictly so that bad bytes are reported with their line.

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from headrank_ir.pipeline.atomic import fsync_dir, write_atomic
-from headrank_ir.pipeline.errors import InputError
+from headrank_ir.atomic import fsync_dir, write_atomic
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline.readers import iter_lines
 from headrank_ir.records import Candidate, Query, Result, best_first
 

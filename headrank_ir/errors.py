@@ -1,10 +1,8 @@
-"""Errors a command reports as one line instead of a traceback."""
+"""Errors a command reports as one line instead of a traceback; every layer raises them."""
 
 from __future__ import annotations
 
 import os
-
-from headrank_ir.pipeline.jvm import JavaNotFoundError
 
 
 class InputError(ValueError):
@@ -23,6 +21,10 @@ class InputError(ValueError):
         super().__init__(where + message)
         self.path = path
         self.line = line
+
+
+class JavaNotFoundError(RuntimeError):
+    """No Java runtime recent enough for Pyserini was found."""
 
 
 class MissingExtra(ImportError):
