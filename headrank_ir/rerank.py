@@ -219,13 +219,13 @@ def _batch_ranker(
     )
     if args.ray is None:
         ranker = load()
-        yield lambda batches: _ranked_here(ranker, list(batches), args.depth)
+        yield lambda batches: ranked_here(ranker, list(batches), args.depth)
     else:
         with RayPool(load, args.depth, args.ray or None, args.workers) as pool:
             yield pool.ranked
 
 
-def _ranked_here(ranker: HeadRanker, batches: list[list[Request]], depth: int) -> Iterator[RankedBatch]:
+def ranked_here(ranker: HeadRanker, batches: list[list[Request]], depth: int) -> Iterator[RankedBatch]:
     """``(batch, results)`` in order, in this process: ``rerank_batches`` tokenises the next batch
     while a GPU reads this one; bad input names its queries, as on a Ray worker."""
     reranked = ranker.rerank_batches(batches, rank_end=depth)

@@ -103,11 +103,13 @@ class PlanClock:
 def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path):
     """The rerank command's loop, writing a TREC run into ``folder``."""
     from headrank_ir.pipeline.runfile import RunWriter
-    from headrank_ir.rerank import rerank_into
+    from headrank_ir.rerank import ranked_here, rerank_into
+
+    batches = [requests[start : start + batch_size] for start in range(0, len(requests), batch_size)]
 
     def run():
         with RunWriter(folder / "run.txt", {"bench": True}, "trec", "bench", resume=False) as writer:
-            rerank_into(writer, ranker, requests, passages, batch_size, len(requests))
+            rerank_into(writer, ranked_here(ranker, batches, passages), passages, len(requests), 0)
             writer.finish()
 
     return run
