@@ -190,3 +190,10 @@ def test_the_committed_cells_still_make_the_committed_table(tmp_path):
     (tmp_path / "bench").symlink_to(runs / "bench")  # the report only reads there
     assert main(["--depth", "20", "--report-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "results.csv").read_text() == (runs / "results.csv").read_text()
+
+
+def test_the_first_stage_alone_makes_a_table_and_plot(tmp_path):
+    # only BM25: nothing is drawn as a point, so the shared legend has no entry (it once crashed)
+    argv = ["--methods", "bm25", "--datasets", "dl19", "--max-queries", "2", "--no-isolate", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "quality_cost.png").exists() and "bm25" in (tmp_path / "results.md").read_text()

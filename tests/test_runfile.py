@@ -282,3 +282,28 @@ def test_output_whose_folder_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match=r"cannot be written: .*file is a file, not a folder"):
         RunWriter(tmp_path / "file" / "sub" / "run.txt", HEADER)
+
+
+def test_evaluating_a_run_of_ours_checks_it_against_its_journal(tmp_path, reference):
+    from headrank_ir.pipeline.metrics import read_run_scores
+
+    path = tmp_path / "run.txt"
+    write_all(path, RESULTS)
+    assert read_run_scores(str(path))  # finished and unchanged: read as it is
+    path.write_bytes(reference.replace(b"2.000000", b"9.000000"))
+    with pytest.raises(InputError, match="changed after the run finished .*SHA-256"):
+        read_run_scores(str(path))
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_bytes(reference)  # no journal: someone else's run, taken as it is
+    assert read_run_scores(str(foreign))
+
+
+def test_evaluating_an_unfinished_run_of_ours_is_refused(tmp_path):
+    path = tmp_path / "run.txt"
+    with RunWriter(path, HEADER) as writer:
+        writer.write(RESULTS[0])
+    path.write_bytes(path.with_name("run.txt.partial").read_bytes())  # someone copies the partial file into place
+    from headrank_ir.pipeline.metrics import read_run_scores
+
+    with pytest.raises(InputError, match="not finished"):
+        read_run_scores(str(path))

@@ -96,7 +96,8 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
     # one legend for all panels (a method keeps its colour and marker): labels beside the points
     # collide where methods cost and score alike
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8), fontsize=9)
+    if handles:  # none when only the first stage was run: it is drawn as a line, not a point
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8), fontsize=9)
     fig.suptitle("Quality against cost (rerank depth as in the table; CPU, 2 threads)")
     return _save(fig, plt, path, bottom=0.45 / fig.get_figheight())
 

@@ -10,7 +10,7 @@ import ir_measures
 
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.readers import read_trec_run
-from headrank_ir.pipeline.runfile import read_results_jsonl
+from headrank_ir.pipeline.runfile import check_finished_run, read_results_jsonl
 
 DEFAULT_MEASURES = ("nDCG@10", "AP@100", "R@100", "RR@10")
 
@@ -41,6 +41,7 @@ def scores_of(results: Iterable) -> RunScores:
 def read_run_scores(path: str, output_format: str | None = None) -> RunScores:
     """A run as ir_measures reads it: ``trec`` or ``jsonl`` (rank_llm-style results); by default
     ``.jsonl`` files are JSONL and anything else TREC."""
+    check_finished_run(path)
     if (output_format or ("jsonl" if Path(path).suffix == ".jsonl" else "trec")) == "jsonl":
         return scores_of(read_results_jsonl(path))
     run = read_trec_run(path)

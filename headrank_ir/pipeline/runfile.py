@@ -165,6 +165,33 @@ def _hash_prefix(path: Path, size: int) -> hashlib._Hash:
 # The output's lock and the files a run may touch
 
 
+def _check_unchanged(path: Path, size: int, sha256: str | None) -> None:
+    """``path`` holds exactly the ``size`` bytes (of digest ``sha256``) its journal recorded."""
+    found = path.stat().st_size
+    if found != size:
+        problem = f"it holds {found} bytes where the finished run had {size}"
+    elif sha256 and _hash_prefix(path, found).hexdigest() != sha256:
+        problem = "its SHA-256 differs from the finished run's"
+    else:
+        return
+    raise InputError(
+        f"{path} was changed after the run finished ({problem}); it cannot be trusted: rerun the command "
+        "with --no-resume to rewrite it"
+    )
+
+
+def check_finished_run(path: os.PathLike | str) -> None:
+    """A run file this package wrote (it has a journal beside it) must be finished and unchanged
+    before anything reads it; a file without a journal is someone else's and is taken as it is."""
+    path = Path(path)
+    journal = _read_journal(path.with_name(path.name + ".journal"))
+    if journal is None:
+        return
+    if not journal.complete:
+        raise InputError(f"{path}: its journal says the run is not finished; run the same command again to finish it")
+    _check_unchanged(path, journal.end, journal.sha256)
+
+
 class OutputLock:
     """An exclusive ``flock`` on ``OUTPUT.lock``, held for a whole run so that two runs never
     write one output; the file names the holder (pid, host, start) for the one refused."""
@@ -347,17 +374,7 @@ class RunWriter:
             fsync_dir(self.path.parent)
         if not self.path.exists():
             raise InputError(f"{self.journal_path} says the run is complete but {self.path} is gone; pass --no-resume")
-        size = self.path.stat().st_size
-        if size != self._end:
-            problem = f"it holds {size} bytes where the finished run had {self._end}"
-        elif self._expected_sha256 and _hash_prefix(self.path, size).hexdigest() != self._expected_sha256:
-            problem = "its SHA-256 differs from the finished run's"
-        else:
-            return
-        raise InputError(
-            f"{self.path} was changed after the run finished ({problem}); it cannot be trusted: "
-            "pass --no-resume to rewrite it"
-        )
+        _check_unchanged(self.path, self._end, self._expected_sha256)
 
     def is_done(self, qid: str) -> bool:
         return str(qid) in self.done
