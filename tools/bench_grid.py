@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--methods", nargs="+", help="only these methods (in the order above)")
     args, bench_args = parser.parse_known_args(argv)
+    env = {"HEADRANK_DATA": str(SHARED_DATA), **os.environ}
     failed = 0
     for method, datasets in ORDER:
         if args.methods and method not in args.methods:
@@ -65,10 +66,8 @@ def main(argv=None) -> int:
                 *bench_args,
             ]
             print("+", " ".join(command), flush=True)
-            env = {"HEADRANK_DATA": str(SHARED_DATA), **os.environ}
-            failed += (
-                subprocess.run(command, check=False, env=env).returncode != 0
-            )  # one failed cell must not stop the rest
+            # one failed cell must not stop the rest
+            failed += subprocess.run(command, check=False, env=env).returncode != 0
     return 1 if failed else 0
 
 

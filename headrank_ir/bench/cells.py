@@ -76,6 +76,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         )
         return None
     rankings, seconds = _rank_all(method, loaded)
+    head_labels = getattr(method, "head_labels", None)  # attention methods only
     run_path = key.run(cell.bench_dir)
     write_atomic(run_path, "".join(format_trec(ranking.result, key.method) for ranking in rankings))
     record = {
@@ -85,9 +86,9 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         **evaluate_run(run_path, loaded.qrels),
         "cost": _cost(key, loaded, rankings, seconds, isolated),
         "format": _format(rankings),
-        "heads": getattr(method, "head_labels", None),
+        "heads": head_labels,
         "scores": _scores(rankings),
-        "head_ndcg": _head_ndcg(getattr(method, "head_labels", None), loaded, rankings),
+        "head_ndcg": _head_ndcg(head_labels, loaded, rankings),
     }
     write_json(key.result(cell.bench_dir), record)
     key.skip_note(cell.bench_dir).unlink(missing_ok=True)

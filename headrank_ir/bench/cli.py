@@ -32,7 +32,7 @@ from headrank_ir.bench.datasets import (
 )
 from headrank_ir.bench.methods import METHODS, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
-from headrank_ir.cli import add_placement_args
+from headrank_ir.cli import add_placement_args, positive_int
 from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 from headrank_ir.engine.profile import parse_head_label
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--depth",
-        type=_positive,
+        type=positive_int,
         default=20,
         help="rerank the first stage's top DEPTH of 100 (default 20)",
     )
@@ -133,21 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
-
-
 def parse_max_queries(values: Sequence[str], datasets: Sequence[str]) -> dict[str, int | None]:
     """``["50"]`` → every dataset 50; ``["cranfield=50"]`` → only Cranfield; others all queries."""
     limits: dict[str, int | None] = {d: None for d in datasets}
     for value in values:
         name, _, count = value.rpartition("=")
         try:
-            number = _positive(count)
-        except (ValueError, argparse.ArgumentTypeError):
+            number = positive_int(count)
+        except argparse.ArgumentTypeError:
             raise ValueError(f"--max-queries takes N or DATASET=N with N a positive integer, got {value!r}") from None
         targets = [get_dataset(name).name] if name else list(datasets)
         limits.update({d: number for d in targets})

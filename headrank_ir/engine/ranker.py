@@ -23,6 +23,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from headrank_ir.engine.adapter import ensure_adapter
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel
 from headrank_ir.engine.checks import (
     check_inputs,
@@ -109,8 +110,6 @@ class HeadRanker:
             check_profile_model(profile, [name, getattr(config, "_name_or_path", "")])
         self.profile = profile or HeadProfile.icr(self.name, config.num_hidden_layers, config.num_attention_heads)
         check_profile(self.profile, config.num_hidden_layers, config.num_attention_heads)
-        from headrank_ir.engine.adapter import ensure_adapter
-
         ensure_adapter(model, self.profile.adapter)
         self.model = model
         self.tokenizer = tokenizer
@@ -157,8 +156,7 @@ class HeadRanker:
 
         Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
         """
-        real, blank = self.head_masses(query, passages)
-        return real if blank is None else real - blank
+        return calibrated(*self.head_masses(query, passages))
 
     def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
@@ -188,8 +186,8 @@ class HeadRanker:
         """Each job's calibrated ``(heads, passages)`` scores; jobs share forwards (``batch_groups``)."""
         scores: List[Optional[torch.Tensor]] = [None] * len(jobs)
         for group in batch_groups([len(job.real.input_ids) for job in jobs], self.batch_tokens):
-            for i, (real, blank) in zip(group, self._read_group([jobs[i] for i in group])):
-                scores[i] = real if blank is None else real - blank
+            for i, masses in zip(group, self._read_group([jobs[i] for i in group])):
+                scores[i] = calibrated(*masses)
         return scores
 
     def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
@@ -225,12 +223,6 @@ class HeadRanker:
         shift = [width - job.prefix for job in jobs]  # a calibration token's column less its place in its prompt
         spans = [(job.blank.query_span[0] + d, job.blank.query_span[1] + d) for job, d in zip(jobs, shift)]
         return self._rows(ids, spans, cache, position_ids=prefix + own[None, :], attention_mask=mask)
-
-    def windowed_head_scores(self, query: str, passages: Sequence[str]) -> Tuple[List[List[int]], List[torch.Tensor]]:
-        """The passages split into windows that fit (``plan_windows``), and each window's
-        ``head_scores``; what ``score`` merges, kept apart for callers that want every head."""
-        reading = self.read_batch([query], [passages])[0]
-        return reading.windows, reading.head_scores
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
         """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
@@ -420,6 +412,11 @@ def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
     if any(end > prefix for _, end in layout.passage_spans):
         raise RuntimeError("the calibration prompt diverges inside the passages; cannot reuse their cache")
     return prefix
+
+
+def calibrated(real: torch.Tensor, blank: Optional[torch.Tensor]) -> torch.Tensor:
+    """The query's attention mass less the calibration query's (``None``: calibration off)."""
+    return real if blank is None else real - blank
 
 
 def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headrank_ir.atomic import write_atomic
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 from headrank_ir.pipeline.names import resolve_name
@@ -188,17 +189,8 @@ def requests_from_run(
 
 
 def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
-    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically:
-    into a partial file beside ``path``, renamed over it once complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        partial.write_text("".join(format_trec(r, tag) for r in results), encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically."""
+    return write_atomic(path, "".join(format_trec(r, tag) for r in results))
 
 
 def write_bm25_run(

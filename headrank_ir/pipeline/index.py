@@ -17,7 +17,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from headrank_ir.atomic import write_atomic_with
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
@@ -149,15 +151,14 @@ def export_corpus(index: os.PathLike | str, corpus: os.PathLike | str) -> int:
     from pyserini.search.lucene import LuceneSearcher
 
     searcher = LuceneSearcher(str(Path(index).resolve()))
-    corpus = Path(corpus)
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    partial = corpus.with_name(f".{corpus.name}.partial-{os.getpid()}")
-    with partial.open("w", encoding="utf-8") as out:
+
+    def write(out: IO[bytes]) -> None:
         for number in range(searcher.num_docs):
             document = searcher.doc(number)
             docid = document.docid()
             record = {"id": docid, "contents": passage_text(document.raw(), docid)}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(partial, corpus)
+            out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    write_atomic_with(corpus, write)
     logger.info("wrote the %d stored documents of %s to %s", searcher.num_docs, index, corpus)
     return searcher.num_docs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ir_measures
 
@@ -48,6 +49,13 @@ def read_run_scores(path: str, output_format: str | None = None) -> RunScores:
     return {qid: {hit.docid: hit.score for hit in hits} for qid, hits in run.hits.items()}
 
 
+def _checked_measures(run: Mapping[str, Any], qrels: Qrels, measures: Sequence[str]) -> list[ir_measures.Measure]:
+    """The parsed ``measures``, once the run is known to share queries with the qrels."""
+    if not set(run) & set(qrels):
+        raise InputError("no query of the run has judgements in the qrels: are they for the same topics?")
+    return parse_measures(measures)
+
+
 def evaluate(
     run: Mapping[str, Mapping[str, float]],
     qrels: Qrels,
@@ -55,9 +63,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean of each measure, in the order asked, over every judged query (a judged query missing
     from the run counts as zero, as ir_measures does)."""
-    if not set(run) & set(qrels):
-        raise InputError("no query of the run has judgements in the qrels: are they for the same topics?")
-    parsed = parse_measures(measures)
+    parsed = _checked_measures(run, qrels, measures)
     values = ir_measures.calc_aggregate(parsed, qrels, run)
     return {str(measure): float(values[measure]) for measure in parsed}
 
@@ -79,9 +85,7 @@ def per_query(
 ) -> dict[str, dict[str, float]]:
     """``{measure: {qid: value}}`` for every judged query, by ir_measures (a judged query missing
     from the run scores zero, so the values average to :func:`evaluate`'s means)."""
-    if not set(run) & set(qrels):
-        raise InputError("no query of the run has judgements in the qrels: are they for the same topics?")
-    parsed = parse_measures(measures)
+    parsed = _checked_measures(run, qrels, measures)
     values: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
     for metric in ir_measures.iter_calc(parsed, qrels, run):
         values[str(metric.measure)][metric.query_id] = float(metric.value)

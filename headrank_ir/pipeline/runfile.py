@@ -370,11 +370,14 @@ class RunWriter:
         """A complete journal whose rename did not happen yet (a crash in :meth:`finish`) is
         finished now; then the output must be byte for byte what the journal recorded."""
         if self.partial.exists():
-            os.replace(self.partial, self.path)
-            fsync_dir(self.path.parent)
+            self._promote()
         if not self.path.exists():
             raise InputError(f"{self.journal_path} says the run is complete but {self.path} is gone; pass --no-resume")
         _check_unchanged(self.path, self._end, self._expected_sha256)
+
+    def _promote(self) -> None:
+        os.replace(self.partial, self.path)
+        fsync_dir(self.path.parent)
 
     def is_done(self, qid: str) -> bool:
         return str(qid) in self.done
@@ -407,7 +410,7 @@ class RunWriter:
             )
             self.complete = True
             self._close_files()
-            self._settle_complete()
+            self._promote()  # the bytes were just hashed as written: no need to read them back
         self.close()
         return self.path
 

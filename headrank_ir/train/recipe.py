@@ -23,14 +23,20 @@ from headrank_ir.train.examples import (
     collect_features,
     training_queries,
 )
-from headrank_ir.train.selection import DEFAULT_ENTROPY_WEIGHT, HeadQuality, head_quality, select_heads
+from headrank_ir.train.selection import (
+    DEFAULT_ENTROPY_WEIGHT,
+    SELECTION_METHODS,
+    HeadQuality,
+    head_quality,
+    select_heads,
+)
 
 logger = logging.getLogger(__name__)
 
 PROFILE_FILE = "profile.json"
 ADAPTER_FILE = "adapter.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
-SELECTIONS = ("entropy", "ndcg", "none")  # "none": every head, as ICR
+SELECTIONS = (*SELECTION_METHODS, "none")  # "none": every head, as ICR
 
 
 @dataclass(frozen=True)
