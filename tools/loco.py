@@ -1,7 +1,8 @@
 """Leave-one-collection-out: choose the recipe and the fusion on three sets, test on the fourth.
 
     .venv/bin/python tools/loco.py features            # every head's reading, cached per query
-    .venv/bin/python tools/loco.py evaluate            # runs/loco.md and runs/loco.json
+    .venv/bin/python tools/loco.py evaluate            # runs/loco.<model>.md and .json
+    .venv/bin/python tools/loco.py align               # runs/loco_align.<model>.md and .json
 
 ``features`` reads every head (up to ``--max-depth`` layers) on the BM25 top ``--depth`` of
 every judged query of DL19, DL20, Cranfield and Vaswani whose top ``--depth`` holds a relevant
@@ -45,6 +46,13 @@ logger = logging.getLogger("loco")
 
 CACHE = ROOT / ".cache" / "loco"
 DATA = Path(os.environ.get("HEADRANK_DATA", ROOT.parent / "shared" / "data"))
+
+
+def output(stem: str, result: dict, markdown: str) -> None:
+    """``runs/STEM.json`` and ``runs/STEM.md``."""
+    (ROOT / "runs" / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (ROOT / "runs" / f"{stem}.md").write_text(markdown)
+    logger.info("wrote runs/%s.md and runs/%s.json", stem, stem)
 
 
 def feature_folder(args: argparse.Namespace, dataset: str) -> Path:
@@ -252,9 +260,15 @@ OLD_PROFILES = {  # the bench's DL20-trained selection-only profiles (their head
 }
 
 
-def old_heads(args: argparse.Namespace, method: str) -> tuple[tuple[int, int, float], ...]:
-    record = json.loads((ROOT / "runs" / "bench" / args.model / "vaswani.all.d20" / f"{method}.json").read_text())
-    return tuple((*parse_head_label(h), 1.0 / len(record["heads"])) for h in record["heads"])
+def old_profiles(args: argparse.Namespace) -> dict[str, tuple[tuple[int, int, float], ...]]:
+    """The old profiles' heads, from the bench's cells for the model (none where it has no cells)."""
+    heads = {}
+    for name, method in OLD_PROFILES.items():
+        path = ROOT / "runs" / "bench" / args.model / "vaswani.all.d20" / f"{method}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            heads[name] = tuple((*parse_head_label(h), 1.0 / len(record["heads"])) for h in record["heads"])
+    return heads
 
 
 def held_out_record(args, selector: Selector, held_out: str, sets: Sequence[str]) -> dict:
@@ -265,10 +279,7 @@ def held_out_record(args, selector: Selector, held_out: str, sets: Sequence[str]
     chosen = selector.heads(train, recipe)
     systems = {
         "all heads": rerank(collection, selector.heads(train, RECIPES[0]), FusionSettings(), args.depth),
-        **{
-            name: rerank(collection, old_heads(args, m), FusionSettings(), args.depth)
-            for name, m in OLD_PROFILES.items()
-        },
+        **{name: rerank(collection, heads, FusionSettings(), args.depth) for name, heads in old_profiles(args).items()},
         "recipe": rerank(collection, chosen, FusionSettings(), args.depth),
         "recipe + fusion": rerank(collection, chosen, fusion, args.depth),
     }
@@ -331,7 +342,7 @@ def evaluate(args: argparse.Namespace) -> None:
             "rerank_depth": args.depth,
             "feature_depth": args.max_depth,
             **shipped,
-            "made_by": "tools/loco.py evaluate (see runs/loco.md)",
+            "made_by": f"tools/loco.py evaluate (see runs/loco.{args.model}.md)",
         },
     )
     result = {
@@ -339,6 +350,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "model": args.model,
         "depth": args.depth,
         "passage_tokens": args.passage_tokens,
+        "max_queries": query_caps(args),
         "max_depth": args.max_depth,
         "recipes": [recipe_label(r) for r in RECIPES],
         "fusions": [fusion_label(f) for f in FUSIONS],
@@ -346,17 +358,21 @@ def evaluate(args: argparse.Namespace) -> None:
         "shipped": {**shipped, "heads": [list(h[:2]) for h in profile.heads]},
         "seconds": round(time.perf_counter() - began, 1),
     }
-    (ROOT / "runs" / "loco.json").write_text(json.dumps(result, indent=1))
-    (ROOT / "runs" / "loco.md").write_text(report(result))
+    output(f"loco.{args.model}", result, report(result))
     if args.ship:
         profile.save(ROOT / "headrank_ir" / "profiles" / f"{args.model}.json")
-    logger.info("wrote runs/loco.md and runs/loco.json in %.0f s", result["seconds"])
+    logger.info("evaluated in %.0f s", result["seconds"])
 
 
-SYSTEM_ORDER = ("bm25", "all heads", *OLD_PROFILES, "recipe", "recipe + fusion")
+def capped_sets(result: dict) -> str:
+    caps = result.get("max_queries") or {}
+    if not caps:
+        return "every such query"
+    return "every such query, except " + ", ".join(f"{name}: the first {count}" for name, count in caps.items())
 
 
 def report(result: dict) -> str:
+    systems = list(result["held_out"][0]["systems"])  # bm25 first; the old profiles where the model has them
     lines = [
         f"# Leave-one-collection-out, {result['model']}",
         "",
@@ -364,27 +380,27 @@ def report(result: dict) -> str:
         f"tokens, heads from the first {result['max_depth']} layers. For each held-out set the recipe (head "
         "selection) and the fusion with BM25 are chosen by leave-one-out among the other three sets and trained "
         "on all three; the held-out set is never seen. nDCG@10 over the held-out set's evaluated queries "
-        "(those with a relevant passage in the BM25 top 20; Cranfield and Vaswani: the first of them, see "
-        "`queries`). Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
-        "The old profiles are the bench's, selected on DL20 (so in-sample on DL20).",
+        f"(those with a relevant passage in the BM25 top {result['depth']}; {capped_sets(result)}). "
+        "Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
+        "The old profiles (where the bench has them for the model) are its DL20-selected ones (in-sample on DL20).",
         "",
-        "| held out | queries | chosen recipe | chosen fusion | " + " | ".join(SYSTEM_ORDER) + " |",
-        "| --- " * (4 + len(SYSTEM_ORDER)) + "|",
+        "| held out | queries | chosen recipe | chosen fusion | " + " | ".join(systems) + " |",
+        "| --- " * (4 + len(systems)) + "|",
     ]
     for record in result["held_out"]:
         cells = [record["held_out"], str(record["queries"]), recipe_label(record["recipe"])]
         cells.append(fusion_label(FusionSettings(**record["fusion"])))
-        for name in SYSTEM_ORDER:
+        for name in systems:
             row = record["systems"][name]
             cells.append(
                 f"{row['ndcg']:.4f}" if name == "bm25" else f"{row['ndcg']:.4f} ({row['delta']:+.4f}, p {row['p']:.3f})"
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Selectivity gap (middle zone, relevant share minus irrelevant share in the top quartile):", ""]
-    lines.append("| held out | " + " | ".join(SYSTEM_ORDER[1:]) + " |")
-    lines.append("| --- " * len(SYSTEM_ORDER) + "|")
+    lines.append("| held out | " + " | ".join(systems[1:]) + " |")
+    lines.append("| --- " * len(systems) + "|")
     for record in result["held_out"]:
-        gaps = [f"{record['systems'][n]['gap']:+.3f}" for n in SYSTEM_ORDER[1:]]
+        gaps = [f"{record['systems'][n]['gap']:+.3f}" for n in systems[1:]]
         lines.append(f"| {record['held_out']} | " + " | ".join(gaps) + " |")
     shipped = result["shipped"]
     lines += [
@@ -528,8 +544,7 @@ def align_folds(args: argparse.Namespace) -> None:
         )
         logger.info("%s: %s", held_out, {k: round(v["ndcg"], 4) for k, v in rows.items()})
     result = {"model": args.model, "depth": args.depth, "align_queries": args.align_queries, "folds": records}
-    (ROOT / "runs" / "loco_align.json").write_text(json.dumps(result, indent=1))
-    (ROOT / "runs" / "loco_align.md").write_text(align_report(result))
+    output(f"loco_align.{args.model}", result, align_report(result))
 
 
 ALIGN_SYSTEMS = ("recipe", "recipe + fusion", "aligned", "aligned + fusion")
@@ -539,7 +554,7 @@ def align_report(result: dict) -> str:
     lines = [
         f"# Alignment by leave-one-collection-out, {result['model']}",
         "",
-        "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.md); its heads' "
+        "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.<model>.md); its heads' "
         f"weights and a q/k LoRA aligned (the package's defaults: 1 epoch, lr 1e-3, tau 0.5, rank 8, regulariser "
         f"on) on the first {result['align_queries']} evaluated queries of each of the other three; the held-out "
         f"set reranked by a forward with the adapter merged (BM25 top {result['depth']}). nDCG@10, Δ and p "
