@@ -1,6 +1,6 @@
 """Head profiles shipped with the package: one JSON file per model, named by the model's short
 name (``smollm2-135m.json``), chosen and trained by leave-one-collection-out (``tools/loco.py``,
-``runs/loco.md``). With no profile asked for, a model gets its shipped profile; ``"icr"`` asks
+``runs/loco.smollm2-135m.md``). With no profile asked for, a model gets its shipped profile; ``"icr"`` asks
 for ICR's all-heads profile; anything else is a profile file or folder.
 """
 
