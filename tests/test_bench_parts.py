@@ -9,7 +9,7 @@ import pytest
 from headrank_ir.bench.baselines.rankgpt import parse_permutation, windows
 from headrank_ir.bench.cli import parse_max_queries
 from headrank_ir.bench.methods import qrhead_profile
-from headrank_ir.bench.report import COLUMNS, to_csv
+from headrank_ir.bench.report import COLUMNS, SIGNIFICANCE_REFERENCES, significance_marks, to_csv, to_markdown
 from headrank_ir.bench.significance import compare
 
 
@@ -91,6 +91,67 @@ def test_csv_has_exactly_the_agreed_columns_and_blanks_for_missing_values():
         "s_per_query,passages_per_s,forward_passes,peak_rss_mb,format_success"
     )
     assert line == "bm25,dl19,43,0.5058" + "," * 11
+
+
+def _record(method: str, dataset: str, offset: float, note: str | None = None) -> dict:
+    """A finished cell whose per-query nDCG@10 is a fixed base shifted by ``offset`` on average
+    (by half, once, one and a half times and once ``offset``: the differences are not constant)."""
+    bases = {"1": (0.2, 0.5), "2": (0.5, 1.0), "3": (0.7, 1.5), "4": (0.1, 1.0)}
+    per_query = {q: base + weight * offset for q, (base, weight) in bases.items()}
+    record = {
+        "method": method,
+        "dataset": dataset,
+        "queries": len(per_query),
+        "measures": {"ndcg_cut_10": sum(per_query.values()) / 4, "map_100": 0.1, "recall_100": 0.5, "rr_10": 0.3},
+        "per_query_ndcg_cut_10": per_query,
+        "cost": {"s_per_query": 1.0, "passages_per_s": 20.0, "forward_passes": 2.0, "peak_rss_mb": 900.0},
+    }
+    return record | ({"note": note} if note else {})
+
+
+# every method shifted by its own amount: a Δ names the reference it was taken against
+OFFSETS = {"bm25": 0.0, "icr": 0.01, "headrank-select": 0.03, "headrank": 0.07, "headrank-default": 0.15}
+
+
+def _table(markdown: str, dataset: str) -> dict[str, dict[str, str]]:
+    """``method -> {header: cell}`` for one dataset's table of ``to_markdown``."""
+    lines = markdown.split(f"## {dataset}\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    return {r["method"]: r for r in rows}
+
+
+def test_each_significance_column_compares_against_its_own_reference():
+    records = [_record(m, "dl19", offset) for m, offset in OFFSETS.items()]
+    records += [_record(m, "dl20", OFFSETS[m]) for m in ("bm25", "headrank-default")]  # no ICR nor old profiles
+    assert [r for r, _ in SIGNIFICANCE_REFERENCES] == ["bm25", "icr", "headrank-select", "headrank"]
+    table = _table(to_markdown(records, ["dl19", "dl20"], [], [], ""), "dl19")
+    for method, offset in OFFSETS.items():
+        for reference, header in SIGNIFICANCE_REFERENCES:
+            cell = table[method][header]
+            if reference == method:
+                assert cell == "", (method, header)  # no row against itself
+            else:
+                # every query moves the same way: p is the smallest two-sided one, 2/16
+                assert cell == f"{offset - OFFSETS[reference]:+.4f} (p=0.125)", (method, header)
+    dl20 = _table(to_markdown(records, ["dl19", "dl20"], [], [], ""), "dl20")
+    assert [dl20["headrank-default"][h] for _, h in SIGNIFICANCE_REFERENCES] == ["+0.1500 (p=0.125)", "", "", ""]
+    marks = significance_marks(records)
+    assert marks["headrank-default", "dl19"] == [
+        "+0.1500 (p=0.125)",
+        "+0.1400 (p=0.125)",
+        "+0.1200 (p=0.125)",
+        "+0.0800 (p=0.125)",
+    ]
+
+
+def test_a_cells_own_note_is_listed_once_with_the_cells_it_applies_to():
+    note = "timed while other jobs loaded the machine"
+    records = [_record("bm25", "dl19", 0.0), _record("headrank-default", "dl19", 0.1, note)]
+    records.append(_record("headrank-default", "dl20", 0.1, note))
+    markdown = to_markdown(records, ["dl19", "dl20"], ["a standing note"], [], "")
+    notes = markdown.split("## Notes\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert notes == ["- a standing note", f"- `headrank-default` on dl19, `headrank-default` on dl20: {note}"]
 
 
 def test_a_heads_own_ranking_merges_windows_as_the_ranker_does():

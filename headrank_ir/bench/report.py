@@ -68,13 +68,25 @@ def to_csv(rows: Sequence[Mapping]) -> str:
     return out.getvalue()
 
 
+# The Markdown table's paired-significance columns, one per reference method: the first stage, the
+# engine's default, and the old (trained-on-one-set) profiles that the shipped default replaces.
+SIGNIFICANCE_REFERENCES = (
+    ("bm25", "Δ nDCG@10 vs BM25"),
+    ("icr", "Δ vs ICR"),
+    ("headrank-select", "Δ vs headrank-select"),
+    ("headrank", "Δ vs headrank"),
+)
+
+
 def significance_marks(records: Sequence[Mapping]) -> dict[tuple, list[str]]:
-    """``(method, dataset) -> ["+0.012 (p=0.030)", "-0.004 (p=0.710)"]``: nDCG@10 against BM25, ICR."""
+    """``(method, dataset) -> ["+0.012 (p=0.030)", "-0.004 (p=0.710)", ...]``: nDCG@10 against each
+    of ``SIGNIFICANCE_REFERENCES`` in order; blank where that reference's cell is missing, shares no
+    query with the row, or is the row itself."""
     per_query = {(r["method"], r["dataset"]): r["per_query_ndcg_cut_10"] for r in records}
     marks = {}
     for (method, dataset), scores in per_query.items():
         parts = []
-        for reference in ("bm25", "icr"):
+        for reference, _ in SIGNIFICANCE_REFERENCES:
             other = per_query.get((reference, dataset))
             if other is None or reference == method or not set(other) & set(scores):
                 parts.append("")
@@ -95,8 +107,9 @@ def to_markdown(
     plots: Sequence[str],
     settings: str,
 ) -> str:
-    """Tables per dataset, significance columns, notes on skipped cells and profiles, plot links."""
+    """Tables per dataset, significance columns, ``notes`` then the cells' own notes, plot links."""
     marks = significance_marks(records)
+    significance_headers = [header for _, header in SIGNIFICANCE_REFERENCES]
     lines = ["# HeadRank benchmark results", "", settings, ""]
     for dataset in datasets:
         rows = [row(r) for r in records if r["dataset"] == dataset]
@@ -105,8 +118,8 @@ def to_markdown(
         lines += [
             f"## {dataset}",
             "",
-            "| " + " | ".join(MD_COLUMNS) + " | Δ nDCG@10 vs BM25 | Δ vs ICR |",
-            "|" + "---|" * (len(MD_COLUMNS) + 2),
+            "| " + " | ".join([*MD_COLUMNS, *significance_headers]) + " |",
+            "|" + "---|" * (len(MD_COLUMNS) + len(significance_headers)),
         ]
         for r in rows:
             cells = [
@@ -126,7 +139,7 @@ def to_markdown(
             ]
             lines.append("| " + " | ".join(cells + marks[r["method"], dataset]) + " |")
         lines.append("")
-    lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in [*notes, *cell_notes(records)]] + [""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
 
@@ -137,6 +150,16 @@ def about_notes(records: Sequence[Mapping]) -> list[str]:
     for r in records:
         seen.setdefault(f"`{r['method']}`: {r['about']}", []).append(r["dataset"])
     return [f"{text} — on {', '.join(ds)}" for text, ds in seen.items()]
+
+
+def cell_notes(records: Sequence[Mapping]) -> list[str]:
+    """A record's optional ``note`` (written into the cell's JSON by whoever ran it, e.g. the load
+    its timings were taken under), once per distinct text, with the cells it applies to."""
+    seen: dict[str, list[str]] = {}
+    for r in records:
+        if r.get("note"):
+            seen.setdefault(r["note"], []).append(f"`{r['method']}` on {r['dataset']}")
+    return [f"{', '.join(cells)}: {text}" for text, cells in seen.items()]
 
 
 def order_records(records: Sequence[Mapping], methods: Sequence[str], datasets: Sequence[str]) -> list[Mapping]:
