@@ -93,7 +93,7 @@ def test_csv_has_exactly_the_agreed_columns_and_blanks_for_missing_values():
     assert line == "bm25,dl19,43,0.5058" + "," * 11
 
 
-def _record(method: str, dataset: str, offset: float, note: str | None = None) -> dict:
+def _record(method: str, dataset: str, offset: float, load: float | None = None) -> dict:
     """A finished cell whose per-query nDCG@10 is a fixed base shifted by ``offset`` on average
     (by half, once, one and a half times and once ``offset``: the differences are not constant)."""
     bases = {"1": (0.2, 0.5), "2": (0.5, 1.0), "3": (0.7, 1.5), "4": (0.1, 1.0)}
@@ -106,7 +106,9 @@ def _record(method: str, dataset: str, offset: float, note: str | None = None) -
         "per_query_ndcg_cut_10": per_query,
         "cost": {"s_per_query": 1.0, "passages_per_s": 20.0, "forward_passes": 2.0, "peak_rss_mb": 900.0},
     }
-    return record | ({"note": note} if note else {})
+    if load is not None:
+        record["cost"] |= {"load_average_max": load, "cpus": 2}
+    return record
 
 
 # every method shifted by its own amount: a Δ names the reference it was taken against
@@ -145,13 +147,17 @@ def test_each_significance_column_compares_against_its_own_reference():
     ]
 
 
-def test_a_cells_own_note_is_listed_once_with_the_cells_it_applies_to():
-    note = "timed while other jobs loaded the machine"
-    records = [_record("bm25", "dl19", 0.0), _record("headrank-default", "dl19", 0.1, note)]
-    records.append(_record("headrank-default", "dl20", 0.1, note))
+def test_the_load_a_cell_was_timed_under_is_noted_and_a_shared_cpu_is_flagged():
+    records = [_record("bm25", "dl19", 0.0), _record("headrank-default", "dl19", 0.1, load=1.9)]
+    records.append(_record("headrank-default", "dl20", 0.1, load=4.5))
     markdown = to_markdown(records, ["dl19", "dl20"], ["a standing note"], [], "")
     notes = markdown.split("## Notes\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert notes == ["- a standing note", f"- `headrank-default` on dl19, `headrank-default` on dl20: {note}"]
+    assert notes == [
+        "- a standing note",
+        "- `headrank-default` on dl19: load average up to 1.9 on 2 CPUs",
+        "- `headrank-default` on dl20: load average up to 4.5 on 2 CPUs"
+        " (shared with other jobs: its times overstate an idle run)",
+    ]
 
 
 def test_a_heads_own_ranking_merges_windows_as_the_ranker_does():

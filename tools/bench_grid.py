@@ -35,6 +35,7 @@ ORDER = [
     ("headrank-select", ("vaswani", "cranfield")),
     ("headrank", ("vaswani", "cranfield")),
     ("rankgpt", ("vaswani", "cranfield")),
+    ("headrank-default", ("dl19", "dl20", "cranfield", "vaswani")),
 ]
 
 

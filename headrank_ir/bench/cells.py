@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -75,7 +76,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
             {"method": key.method, "dataset": key.dataset, "reason": str(reason)},
         )
         return None
-    rankings, seconds = _rank_all(method, loaded)
+    rankings, seconds, load_max = _rank_all(method, loaded)
     head_labels = getattr(method, "head_labels", None)  # attention methods only
     run_path = key.run(cell.bench_dir)
     write_atomic(run_path, "".join(format_trec(ranking.result, key.method) for ranking in rankings))
@@ -84,7 +85,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         "about": method.about,
         "queries": len(loaded.requests),
         **evaluate_run(run_path, loaded.qrels),
-        "cost": _cost(key, loaded, rankings, seconds, isolated),
+        "cost": _cost(key, loaded, rankings, seconds, load_max, isolated),
         "format": _format(rankings),
         "heads": head_labels,
         "scores": _scores(rankings),
@@ -120,12 +121,13 @@ def _rank_all(method, loaded: Loaded):
     from headrank_ir.progress import progress
 
     rankings: list[Ranking] = []
-    seconds = 0.0
+    seconds, load_max = 0.0, 0.0
     for request in progress(loaded.requests, desc="queries", unit="q", mininterval=10):
         start = time.perf_counter()
         rankings.append(method.rank(request))
         seconds += time.perf_counter() - start
-    return rankings, seconds
+        load_max = max(load_max, os.getloadavg()[0])  # other jobs on the CPUs inflate the times
+    return rankings, seconds, load_max
 
 
 def evaluate_run(run_path: Path, qrels: Qrels) -> dict:
@@ -163,6 +165,7 @@ def _cost(
     loaded: Loaded,
     rankings: list[Ranking],
     seconds: float,
+    load_max: float,
     isolated: bool,
 ) -> dict:
     queries = len(rankings)
@@ -176,6 +179,8 @@ def _cost(
         # ru_maxrss is in KiB on Linux; only meaningful per method when the cell had its own process
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "isolated": isolated,
+        "load_average_max": load_max,  # the highest 1-minute load average while ranking
+        "cpus": os.cpu_count(),
     }
 
 

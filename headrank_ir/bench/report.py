@@ -153,13 +153,18 @@ def about_notes(records: Sequence[Mapping]) -> list[str]:
 
 
 def cell_notes(records: Sequence[Mapping]) -> list[str]:
-    """A record's optional ``note`` (written into the cell's JSON by whoever ran it, e.g. the load
-    its timings were taken under), once per distinct text, with the cells it applies to."""
-    seen: dict[str, list[str]] = {}
+    """The load each timed cell was ranked under, where its record has it (cells written since the
+    bench recorded it): the highest 1-minute load average seen while ranking, against the CPUs.
+    A load above the CPU count means other jobs shared them and the row's times overstate an idle run."""
+    notes = []
     for r in records:
-        if r.get("note"):
-            seen.setdefault(r["note"], []).append(f"`{r['method']}` on {r['dataset']}")
-    return [f"{', '.join(cells)}: {text}" for text, cells in seen.items()]
+        cost = r["cost"]
+        if cost.get("load_average_max") is None or cost.get("s_per_query") is None:
+            continue
+        load, cpus = cost["load_average_max"], cost["cpus"]
+        note = f"`{r['method']}` on {r['dataset']}: load average up to {load:.1f} on {cpus} CPUs"
+        notes.append(note + (" (shared with other jobs: its times overstate an idle run)" if load > cpus else ""))
+    return notes
 
 
 def order_records(records: Sequence[Mapping], methods: Sequence[str], datasets: Sequence[str]) -> list[Mapping]:
