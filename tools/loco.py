@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/loco.py features            # every head's reading, cached per query
     .venv/bin/python tools/loco.py evaluate            # runs/loco.<model>.md and .json
-    .venv/bin/python tools/loco.py align               # runs/loco_align.<model>.md and .json
+    .venv/bin/python tools/loco.py align               # runs/loco_align.<model>.q<N>.md and .json
 
 ``features`` reads every head (up to ``--max-depth`` layers) on the BM25 top ``--depth`` of
 every judged query of DL19, DL20, Cranfield and Vaswani whose top ``--depth`` holds a relevant
@@ -443,8 +443,32 @@ def report(result: dict) -> str:
 # -- alignment by leave-one-collection-out: a LoRA + head weights per fold, tested by forwards ---
 
 
+def align_settings(args: argparse.Namespace) -> dict:
+    """``--align-setting KEY=VALUE`` pairs as ``AlignConfig`` fields, typed like the defaults."""
+    from headrank_ir.train.alignment import AlignConfig
+
+    defaults = AlignConfig()
+    settings = {}
+    for pair in args.align_setting:
+        key, _, value = pair.partition("=")
+        if key not in ALIGN_SWEEPABLE:
+            raise SystemExit(f"--align-setting: {key!r} is not one of {', '.join(ALIGN_SWEEPABLE)}")
+        settings[key] = type(getattr(defaults, key))(value)
+    return settings
+
+
+ALIGN_SWEEPABLE = ("epochs", "lr", "head_lr", "temperature", "lora_rank", "lora_alpha", "max_pairs")
+
+
+def align_name(args: argparse.Namespace) -> str:
+    """``loco_align.<model>.q<N>`` with the non-default settings appended (one result per setting)."""
+    settings = [f"{k}{v}" for k, v in align_settings(args).items()]
+    return ".".join([f"loco_align.{args.model}", f"q{args.align_queries}", *settings])
+
+
 def align_folder(args: argparse.Namespace, held_out: str) -> Path:
-    return CACHE / "align" / f"{args.model}.without-{held_out}.top{args.depth}.q{args.align_queries}"
+    name = align_name(args).removeprefix("loco_align.")
+    return CACHE / "align" / f"{name}.without-{held_out}.top{args.depth}"
 
 
 def capped(collections: Sequence[Collection], count: int) -> list[Collection]:
@@ -471,9 +495,11 @@ def aligned_profile(args, selector: Selector, held_out: str, recipe: dict) -> Pa
     model, tokenizer = load_model(args.model)
     folder.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    aligned = align(model, tokenizer, profile, queries, references, AlignConfig(), folder / "checkpoint.pt")
+    config = AlignConfig(**align_settings(args))
+    aligned = align(model, tokenizer, profile, queries, references, config, folder / "checkpoint.pt")
     save_adapter(aligned.adapter, aligned.spec, folder / "adapter.safetensors")
     meta = {"trained_on": train, "queries": len(queries), "seconds": round(time.perf_counter() - began, 1)}
+    meta["align"] = config.to_json()
     meta["loss"] = [round(h["loss"], 4) for h in aligned.history]
     replace(profile, heads=aligned.heads, adapter="adapter.safetensors", meta=meta).save(folder / "profile.json")
     (folder / "checkpoint.pt").unlink(missing_ok=True)
@@ -538,16 +564,29 @@ def align_folds(args: argparse.Namespace) -> None:
                 "recipe": recipe,
                 "fusion": asdict(fusion),
                 "train_queries": meta["queries"],
+                # queries without two candidates one grade apart have no pair and are skipped
+                "aligned_queries": len(meta["loss"]) // meta.get("align", {}).get("epochs", 1),
                 "align_seconds": meta["seconds"],
                 "systems": rows,
             }
         )
         logger.info("%s: %s", held_out, {k: round(v["ndcg"], 4) for k, v in rows.items()})
+    from headrank_ir.train.alignment import AlignConfig
+
     result = {"model": args.model, "depth": args.depth, "align_queries": args.align_queries, "folds": records}
-    output(f"loco_align.{args.model}", result, align_report(result))
+    result["align"] = AlignConfig(**align_settings(args)).to_json()
+    output(align_name(args), result, align_report(result))
 
 
 ALIGN_SYSTEMS = ("recipe", "recipe + fusion", "aligned", "aligned + fusion")
+
+
+def align_label(settings: dict) -> str:
+    return (
+        f"{settings['epochs']} epoch(s), lr {settings['lr']}, head lr {settings['head_lr']}, "
+        f"tau {settings['temperature']}, LoRA rank {settings['lora_rank']} alpha {settings['lora_alpha']}, "
+        f"{settings['max_pairs']} pairs per query"
+    )
 
 
 def align_report(result: dict) -> str:
@@ -555,18 +594,20 @@ def align_report(result: dict) -> str:
         f"# Alignment by leave-one-collection-out, {result['model']}",
         "",
         "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.<model>.md); its heads' "
-        f"weights and a q/k LoRA aligned (the package's defaults: 1 epoch, lr 1e-3, tau 0.5, rank 8, regulariser "
-        f"on) on the first {result['align_queries']} evaluated queries of each of the other three; the held-out "
+        f"weights and a q/k LoRA aligned ({align_label(result['align'])}, regulariser on) on the first "
+        f"{result['align_queries']} evaluated queries of each of the other three (those with two candidates one "
+        "grade apart: the others have no pair, so Vaswani, judged relevant-only, adds none); the held-out "
         f"set reranked by a forward with the adapter merged (BM25 top {result['depth']}). nDCG@10, Δ and p "
         "(paired randomisation) against BM25; the last column: aligned + fusion against the same heads "
         "unaligned + fusion.",
         "",
-        "| held out | queries | train queries | align s | bm25 | " + " | ".join(ALIGN_SYSTEMS) + " | aligned vs not |",
+        "| held out | queries | aligned on | align s | bm25 | " + " | ".join(ALIGN_SYSTEMS) + " | aligned vs not |",
         "| --- " * (6 + len(ALIGN_SYSTEMS)) + "|",
     ]
     for fold in result["folds"]:
         rows = fold["systems"]
-        cells = [fold["held_out"], str(fold["queries"]), str(fold["train_queries"]), f"{fold['align_seconds']:.0f}"]
+        cells = [fold["held_out"], str(fold["queries"]), f"{fold['aligned_queries']} of {fold['train_queries']}"]
+        cells.append(f"{fold['align_seconds']:.0f}")
         cells.append(f"{rows['bm25']['ndcg']:.4f}")
         cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in ALIGN_SYSTEMS]
         versus = rows["aligned + fusion"]["vs_unaligned"]
@@ -602,6 +643,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
     parser.add_argument(
         "--align-queries", type=int, default=40, help="align: the first N evaluated queries of each training set"
+    )
+    parser.add_argument(
+        "--align-setting",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"align: AlignConfig fields other than the defaults ({', '.join(ALIGN_SWEEPABLE)}); one result each",
     )
     parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
     return parser
