@@ -172,7 +172,7 @@ def build_shipped(ctx: Context) -> AttentionMethod:
     path = shipped_profile_path(ctx.model)
     if path is None:
         raise Skip(f"no profile is shipped for {ctx.model}")
-    about = f"shipped profile {path.name} (trained on all four public sets: in-sample here; see runs/loco.md)"
+    about = f"shipped profile {path.name} (trained on all four public sets: in-sample; see runs/loco.{ctx.model}.md)"
     return _attention(ctx, HeadProfile.load(path), about)
 
 
