@@ -364,6 +364,11 @@ def evaluate(args: argparse.Namespace) -> None:
     logger.info("evaluated in %.0f s", result["seconds"])
 
 
+def table_head(columns: Sequence[str]) -> list[str]:
+    """A Markdown table's header and rule."""
+    return ["| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
+
+
 def capped_sets(result: dict) -> str:
     caps = result.get("max_queries") or {}
     if not caps:
@@ -384,8 +389,7 @@ def report(result: dict) -> str:
         "Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
         "The old profiles (where the bench has them for the model) are its DL20-selected ones (in-sample on DL20).",
         "",
-        "| held out | queries | chosen recipe | chosen fusion | " + " | ".join(systems) + " |",
-        "| --- " * (4 + len(systems)) + "|",
+        *table_head(["held out", "queries", "chosen recipe", "chosen fusion", *systems]),
     ]
     for record in result["held_out"]:
         cells = [record["held_out"], str(record["queries"]), recipe_label(record["recipe"])]
@@ -397,8 +401,7 @@ def report(result: dict) -> str:
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Selectivity gap (middle zone, relevant share minus irrelevant share in the top quartile):", ""]
-    lines.append("| held out | " + " | ".join(systems[1:]) + " |")
-    lines.append("| --- " * len(systems) + "|")
+    lines += table_head(["held out", *systems[1:]])
     for record in result["held_out"]:
         gaps = [f"{record['systems'][n]['gap']:+.3f}" for n in systems[1:]]
         lines.append(f"| {record['held_out']} | " + " | ".join(gaps) + " |")
@@ -425,8 +428,7 @@ def report(result: dict) -> str:
         "Depth: the shipped recipe with its heads kept to the first L layers (a forward runs L layers), "
         "leave-one-out nDCG@10, fused / unfused:",
         "",
-        "| layers | " + " | ".join(shipped["per_set"]) + " | mean |",
-        "| --- " * (len(shipped["per_set"]) + 2) + "|",
+        *table_head(["layers", *shipped["per_set"], "mean"]),
         *[
             f"| {layers} | "
             + " | ".join(f"{row['fused'][n]:.4f} / {row['unfused'][n]:.4f}" for n in shipped["per_set"])
@@ -601,8 +603,7 @@ def align_report(result: dict) -> str:
         "(paired randomisation) against BM25; the last column: aligned + fusion against the same heads "
         "unaligned + fusion.",
         "",
-        "| held out | queries | aligned on | align s | bm25 | " + " | ".join(ALIGN_SYSTEMS) + " | aligned vs not |",
-        "| --- " * (6 + len(ALIGN_SYSTEMS)) + "|",
+        *table_head(["held out", "queries", "aligned on", "align s", "bm25", *ALIGN_SYSTEMS, "aligned vs not"]),
     ]
     for fold in result["folds"]:
         rows = fold["systems"]
