@@ -158,8 +158,9 @@ class Selector:
 
     def heads(self, train: Sequence[str], recipe: dict) -> tuple[tuple[int, int, float], ...]:
         all_heads = self.collections[train[0]].features.heads
-        if recipe["selection"] == "none":
-            return tuple((layer, head, 1.0 / len(all_heads)) for layer, head in all_heads)
+        if recipe["selection"] == "none":  # every head, up to the depth cap where the recipe has one
+            kept = [(layer, head) for layer, head in all_heads if layer < (recipe.get("max_depth") or len(all_heads))]
+            return tuple((layer, head, 1.0 / len(kept)) for layer, head in kept)
         key = frozenset(train)
         if key not in self.qualities:
             queries, features = pooled([self.collections[n] for n in sorted(train)])
