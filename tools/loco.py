@@ -159,7 +159,8 @@ class Selector:
     def heads(self, train: Sequence[str], recipe: dict) -> tuple[tuple[int, int, float], ...]:
         all_heads = self.collections[train[0]].features.heads
         if recipe["selection"] == "none":  # every head, up to the depth cap where the recipe has one
-            kept = [(layer, head) for layer, head in all_heads if layer < (recipe.get("max_depth") or len(all_heads))]
+            cap = recipe.get("max_depth")
+            kept = [(layer, head) for layer, head in all_heads if cap is None or layer < cap]
             return tuple((layer, head, 1.0 / len(kept)) for layer, head in kept)
         key = frozenset(train)
         if key not in self.qualities:
@@ -180,12 +181,17 @@ def rerank(collection: Collection, heads, fusion: FusionSettings, depth: int) ->
     """The set's BM25 top 100 with the top ``depth`` reranked by ``heads`` and fused, as ``rerank_batch`` does."""
     chosen = [(layer, head) for layer, head, _ in heads]
     weights = [w for _, _, w in heads]
+    scores = {q.qid: collection.features.combined(q.qid, chosen, weights).tolist() for q in collection.queries}
+    return placed(collection, scores, fusion, depth)
+
+
+def placed(collection: Collection, scores: dict[str, list[float]], fusion: FusionSettings, depth: int) -> Reranked:
+    """Each query's top ``depth`` ordered by its window ``scores`` fused with BM25, the rest below."""
     run, top = {}, {}
     for q in collection.queries:
         request = collection.requests[q.qid]
-        scores = collection.features.combined(q.qid, chosen, weights).tolist()
         window = request.candidates[:depth]
-        result = place(request, fuse(fusion, scores, *first_stage(window)), 0, depth)
+        result = place(request, fuse(fusion, scores[q.qid], *first_stage(window)), 0, depth)
         run[q.qid] = {c.docid: c.score for c in result.candidates}
         top[q.qid] = [c.docid for c in result.candidates[:depth]]
     return Reranked(per_query(run, collection.qrels, ["nDCG@10"])["nDCG@10"], top)
@@ -518,20 +524,13 @@ def rerank_aligned(args, collection: Collection, profile_path: Path, fusion: Fus
     requests = [collection.requests[q.qid] for q in collection.queries]
     scores = {}
     with torch.inference_mode():
-        for result in ranker.rerank_batch(requests, rank_end=args.depth):
-            scores[result.query.qid] = {c.docid: c.score for c in result.candidates}
-    out = {}
-    for label, chosen in (("aligned", FusionSettings()), ("aligned + fusion", fusion)):
-        run, top = {}, {}
-        for q in collection.queries:
-            request = collection.requests[q.qid]
-            window = request.candidates[: args.depth]
-            fused = fuse(chosen, [scores[q.qid][c.docid] for c in window], *first_stage(window))
-            result = place(request, fused, 0, args.depth)
-            run[q.qid] = {c.docid: c.score for c in result.candidates}
-            top[q.qid] = [c.docid for c in result.candidates[: args.depth]]
-        out[label] = Reranked(per_query(run, collection.qrels, ["nDCG@10"])["nDCG@10"], top)
-    return out
+        for request, result in zip(requests, ranker.rerank_batch(requests, rank_end=args.depth)):
+            by_docid = {c.docid: c.score for c in result.candidates}
+            scores[request.query.qid] = [by_docid[c.docid] for c in request.candidates[: args.depth]]
+    return {
+        "aligned": placed(collection, scores, FusionSettings(), args.depth),
+        "aligned + fusion": placed(collection, scores, fusion, args.depth),
+    }
 
 
 def align_folds(args: argparse.Namespace) -> None:
