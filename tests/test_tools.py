@@ -19,3 +19,44 @@ def test_bench_throughput_runs_the_commands_loop(tmp_path, tiny_model_dir):
     rows = json.loads(output.read_text())
     assert [row["batch_size"] for row in rows] == [1, 2]
     assert all(row["queries"] == 2 and row["engine_s_per_query"] > 0 and row["floor_s_per_query"] > 0 for row in rows)
+
+
+def pseudo_queries():
+    sys.path.insert(0, str(REPO / "tools"))
+    import pseudo_queries
+
+    return pseudo_queries
+
+
+def test_inverse_cloze_cuts_a_sentence_or_a_window_out_of_the_passage():
+    import random
+
+    tool = pseudo_queries()
+    sentences = ["The first sentence has eight words in it.", "A second one is also eight words long.", "Tiny."]
+    passage = " ".join([*sentences, "Also too short."])  # only the first two are long enough to be queries
+    for seed in range(4):
+        span, rest = tool.cloze(passage, random.Random(seed))
+        assert span in {s.rstrip(".") for s in sentences[:2]} and span not in rest
+        assert sorted((span + " " + rest).replace(".", "").split()) == sorted(passage.replace(".", "").split())
+    words = [f"w{i}" for i in range(30)]  # no punctuation: a window of SPAN_WORDS words
+    span, rest = tool.cloze(" ".join(words), random.Random(1))
+    assert len(span.split()) == tool.SPAN_WORDS and " ".join(words).replace(span, " ").split() == rest.split()
+    assert tool.cloze("too short to lose a sentence", random.Random(0)) is None
+
+
+def test_pseudo_lists_grade_the_source_and_the_bi_encoders_closest_others():
+    from headrank_ir.records import Candidate, Query, Request
+
+    tool = pseudo_queries()
+
+    class Closeness:  # the bi-encoder's cosine: the passage's number, so "p5" is the closest
+        def scores(self, query, passages):
+            return [float(p.removeprefix("p")) if p.startswith("p") else -1.0 for p in passages]
+
+    docs = [Candidate(f"d{i}", 10.0 - i, {"contents": f"p{i}"}) for i in range(6)]
+    spans = {"q": ("d2", "the span", "the source without it"), "lost": ("d9", "gone", "rest")}
+    requests = [Request(Query("the span", "q"), docs), Request(Query("gone", "lost"), docs)]
+    [listed] = tool.graded(spans, requests, Closeness())  # "lost": its source is not among the candidates
+    assert listed.qid == "q" and listed.text == "the span" and listed.docids == tuple(c.docid for c in docs)
+    assert listed.passages[2] == "the source without it"
+    assert listed.grades == (0, 0, 2, 1, 1, 1)  # d5, d4, d3 closest of the others

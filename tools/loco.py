@@ -71,8 +71,8 @@ def query_caps(args: argparse.Namespace) -> dict[str, int]:
     return {name: int(count) for name, count in (pair.split("=") for pair in args.max_queries)}
 
 
-def collect(args: argparse.Namespace) -> None:
-    """Every head's calibrated scores and attention entropy, one file per query (resumable)."""
+def feature_ranker(args: argparse.Namespace):
+    """A ranker reading every head of the first ``--max-depth`` layers, prompts as ``--passage-tokens`` says."""
     from headrank_ir.engine.models import load_model
     from headrank_ir.engine.ranker import HeadRanker
 
@@ -80,23 +80,40 @@ def collect(args: argparse.Namespace) -> None:
     config = model.config.get_text_config()
     prompt = PromptSettings(max_passage_tokens=args.passage_tokens)
     profile = HeadProfile.icr(args.model, args.max_depth, config.num_attention_heads, **asdict(prompt))
-    ranker = HeadRanker(model, tokenizer, profile, name=args.model)
+    return HeadRanker(model, tokenizer, profile, name=args.model)
+
+
+def store_features(ranker, folder: Path, query: TrainingQuery) -> None:
+    """One forward: every head's calibrated scores and attention entropy, written atomically."""
+    began = time.perf_counter()
+    with torch.inference_mode():
+        real, blank = ranker.head_masses(query.text, query.passages)
+    path = folder / f"{query.qid}.pt"
+    torch.save({"scores": real - blank, "entropy": attention_entropy(real)}, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    logger.info("%s %s %.1f s", folder.name, query.qid, time.perf_counter() - began)
+
+
+def collect_sets(args: argparse.Namespace, sets: dict[str, list[TrainingQuery]]) -> None:
+    """Features for every query of every set not read yet (resumable), one file per query; the
+    sets in turn, so that a pass stopped early leaves every set with some queries."""
     todo = {}
-    for name in args.datasets:
-        queries, _ = dataset_queries(name, args.depth, query_caps(args).get(name))
+    for name, queries in sets.items():
         feature_folder(args, name).mkdir(parents=True, exist_ok=True)
         todo[name] = [q for q in queries if not (feature_folder(args, name) / f"{q.qid}.pt").exists()]
         logger.info("%s: %d queries, %d to read", name, len(queries), len(todo[name]))
-    # the sets in turn, so that a pass stopped early leaves every set with some queries
+    if not any(todo.values()):
+        return
+    ranker = feature_ranker(args)
     for turn in itertools.zip_longest(*([(name, q) for q in queries] for name, queries in todo.items())):
         for name, query in filter(None, turn):
-            began = time.perf_counter()
-            with torch.inference_mode():
-                real, blank = ranker.head_masses(query.text, query.passages)
-            path = feature_folder(args, name) / f"{query.qid}.pt"
-            torch.save({"scores": real - blank, "entropy": attention_entropy(real)}, path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
-            logger.info("%s %s %.1f s", name, query.qid, time.perf_counter() - began)
+            store_features(ranker, feature_folder(args, name), query)
+
+
+def collect(args: argparse.Namespace) -> None:
+    """Every head's calibrated scores and attention entropy on every evaluated query."""
+    caps = query_caps(args)
+    collect_sets(args, {name: dataset_queries(name, args.depth, caps.get(name))[0] for name in args.datasets})
 
 
 # -- evaluation: everything from the cached readings, no model ------------------------------------

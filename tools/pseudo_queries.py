@@ -1,0 +1,305 @@
+"""Label-free training lists: inverse-cloze pseudo-queries from the four public corpora.
+
+    .venv/bin/python tools/pseudo_queries.py build       # the lists: .cache/pseudo/ict-<set>.jsonl
+    .venv/bin/python tools/pseudo_queries.py features    # every head's reading, as loco.py caches them
+    .venv/bin/python tools/pseudo_queries.py evaluate    # runs/pseudo.<model>.md and .json
+
+``build`` draws ``--per-corpus`` passages of each corpus (DL19's and DL20's are the passage texts
+of their BM25 runs; Cranfield's and Vaswani's the full collections) and cuts a span out of each:
+a sentence where the passage has two or more, else a ``SPAN_WORDS``-word window (Vaswani's
+abstracts have no punctuation). The span is the query, as in the inverse cloze task; its
+candidates are its Pyserini BM25 top ``--depth`` over the corpus, and the passage it came from
+is shown without the span. Grades come from no judge: the source passage 2, the MiniLM
+bi-encoder's ``MINILM_RELEVANT`` closest other candidates 1, the rest 0 (soft labels that
+distil what the bench's best method prefers). A list whose source is not in its top ``--depth``
+is dropped.
+
+``evaluate`` keeps the shipped recipe and fusion fixed (runs/loco.<model>.json) and, for each
+held-out set, selects heads from different training data: the other three sets' judged
+queries (as loco.py), their pseudo-queries, the pseudo-queries of all four corpora (the held-out
+corpus's texts but none of its queries or judgements), and judged + pseudo together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from loco import (
+    CACHE,
+    DATA,
+    ROOT,
+    Collection,
+    Selector,
+    all_heads,
+    bm25,
+    collect_sets,
+    feature_folder,
+    fusion_label,
+    mean,
+    output,
+    read_collection,
+    recipe_label,
+    rerank,
+    table_head,
+)
+
+from headrank_ir.bench.datasets import BUILT_IN, Dataset, get_dataset, prepare  # noqa: E402
+from headrank_ir.bench.significance import compare  # noqa: E402
+from headrank_ir.engine.profile import FusionSettings  # noqa: E402
+from headrank_ir.pipeline.firststage import requests_from_run  # noqa: E402
+from headrank_ir.pipeline.readers import read_topics_file, read_trec_run  # noqa: E402
+from headrank_ir.train.examples import HeadFeatures, TrainingQuery  # noqa: E402
+
+logger = logging.getLogger("pseudo")
+
+PSEUDO = CACHE.parent / "pseudo"
+SPAN_WORDS = 8
+MIN_SPAN_WORDS = 5
+MIN_REST_WORDS = 12  # what is left of the source passage must still say something
+MINILM_RELEVANT = 3
+SOURCE, CLOSE, OTHER = 2, 1, 0
+
+
+def pseudo_name(corpus: str) -> str:
+    return f"ict-{corpus}"
+
+
+def read_corpus(path: Path) -> dict[str, str]:
+    with path.open(encoding="utf-8") as lines:
+        return {doc["id"]: doc["contents"] for doc in map(json.loads, lines)}
+
+
+def cloze(text: str, rng: random.Random) -> tuple[str, str] | None:
+    """``(span, rest)``: a sentence (or a word window) of ``text`` and the text without it, or
+    None when the passage is too short to lose one and still be worth ranking."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    usable = [i for i, s in enumerate(sentences) if len(s.split()) >= MIN_SPAN_WORDS]
+    if len(sentences) >= 2 and usable:
+        i = rng.choice(usable)
+        span, rest = sentences[i], " ".join(sentences[:i] + sentences[i + 1 :])
+    else:
+        words = text.split()
+        if len(words) < SPAN_WORDS + MIN_REST_WORDS:
+            return None
+        start = rng.randrange(len(words) - SPAN_WORDS + 1)
+        span, rest = " ".join(words[start : start + SPAN_WORDS]), " ".join(words[:start] + words[start + SPAN_WORDS :])
+    span = span.strip(" .")
+    if len(span.split()) < MIN_SPAN_WORDS or len(rest.split()) < MIN_REST_WORDS:
+        return None
+    return span, rest
+
+
+def draw(corpus: dict[str, str], count: int, seed: int) -> dict[str, tuple[str, str, str]]:
+    """Up to ``count`` pseudo-queries: qid → (source docid, span, source without the span)."""
+    rng = random.Random(seed)
+    drawn = {}
+    for docid in rng.sample(sorted(corpus), len(corpus)):
+        cut = cloze(corpus[docid], rng)
+        if cut is not None:
+            drawn[f"ict{len(drawn)}"] = (docid, *cut)
+        if len(drawn) == count:
+            break
+    return drawn
+
+
+def graded(spans: dict[str, tuple[str, str, str]], requests, encoder) -> list[TrainingQuery]:
+    """Each span's BM25 list, the source shown without the span and graded by construction,
+    the others by the bi-encoder's closeness to the span."""
+    lists = []
+    for request in requests:
+        source, span, rest = spans[request.query.qid]
+        docids = [c.docid for c in request.candidates]
+        if source not in docids:
+            continue
+        passages = [rest if d == source else c.text for d, c in zip(docids, request.candidates)]
+        closeness = encoder.scores(span, passages)
+        others = sorted((i for i, d in enumerate(docids) if d != source), key=lambda i: -closeness[i])
+        close = set(others[:MINILM_RELEVANT])
+        grades = [SOURCE if d == source else CLOSE if i in close else OTHER for i, d in enumerate(docids)]
+        lists.append(TrainingQuery(request.query.qid, span, tuple(docids), tuple(passages), tuple(grades)))
+    return lists
+
+
+def lists_path(args: argparse.Namespace, corpus: str) -> Path:
+    return PSEUDO / f"{pseudo_name(corpus)}.n{args.per_corpus}.top{args.depth}.jsonl"
+
+
+def build(args: argparse.Namespace) -> None:
+    """The pseudo-query lists of every corpus (one JSONL per corpus, written once)."""
+    from headrank_ir.bench.baselines.dense import MiniLM
+
+    encoder = None
+    for offset, name in enumerate(args.datasets):
+        path = lists_path(args, name)
+        if path.exists():
+            logger.info("%s exists", path)
+            continue
+        dataset = get_dataset(name)
+        corpus_path = dataset.path(DATA, dataset.corpus)
+        spans = draw(read_corpus(corpus_path), args.per_corpus, args.seed + offset)
+        folder = PSEUDO / pseudo_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        topics = folder / f"topics.n{args.per_corpus}.tsv"
+        topics.write_text("".join(f"{qid}\t{span}\n" for qid, (_, span, _) in spans.items()), encoding="utf-8")
+        # the JVM in a child process (prepare's way): the index built once, the BM25 run searched once
+        files = Dataset(pseudo_name(name), "", SOURCE, topics=str(topics), qrels="", corpus=str(corpus_path))
+        collection = prepare(files, None, folder, PSEUDO)
+        requests = requests_from_run(read_topics_file(topics), read_trec_run(collection.run), corpus_path, args.depth)
+        encoder = encoder or MiniLM()
+        lists = graded(spans, requests, encoder)
+        logger.info(
+            "%s: %d spans, %d lists with the source in the BM25 top %d", name, len(spans), len(lists), args.depth
+        )
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text("".join(json.dumps(asdict(q)) + "\n" for q in lists), encoding="utf-8")
+        temporary.replace(path)
+
+
+def read_lists(args: argparse.Namespace, corpus: str) -> list[TrainingQuery]:
+    path = lists_path(args, corpus)
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: run `tools/pseudo_queries.py build` first")
+    with path.open(encoding="utf-8") as lines:
+        return [
+            TrainingQuery(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(line).items()})
+            for line in lines
+        ]
+
+
+def features(args: argparse.Namespace) -> None:
+    collect_sets(args, {pseudo_name(name): read_lists(args, name) for name in args.datasets})
+
+
+def pseudo_collection(args: argparse.Namespace, corpus: str, heads) -> Collection:
+    """A corpus's pseudo-query lists with their cached features (selection reads nothing else)."""
+    folder = feature_folder(args, pseudo_name(corpus))
+    queries = [q for q in read_lists(args, corpus) if (folder / f"{q.qid}.pt").exists()]
+    import torch
+
+    stored = {q.qid: torch.load(folder / f"{q.qid}.pt", weights_only=True) for q in queries}
+    scores = {q: s["scores"] for q, s in stored.items()}
+    entropy = {q: s["entropy"] for q, s in stored.items()}
+    return Collection(pseudo_name(corpus), queries, {}, {}, HeadFeatures(heads, scores, entropy))
+
+
+def training_sources(held_out: str, sets: Sequence[str]) -> dict[str, list[str]]:
+    """What the heads are selected on, per system, when ``held_out`` is tested."""
+    others = [s for s in sets if s != held_out]
+    return {
+        "judged": others,
+        "pseudo": [pseudo_name(s) for s in others],
+        "pseudo, all four corpora": [pseudo_name(s) for s in sets],
+        "judged + pseudo": others + [pseudo_name(s) for s in others],
+    }
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    sets = list(args.datasets)
+    heads = all_heads(args, sets)
+    shipped = json.loads((ROOT / "runs" / f"loco.{args.model}.json").read_text())["shipped"]
+    recipe, fusion = shipped["recipe"], FusionSettings(**shipped["fusion"])
+    collections = {name: read_collection(args, name, heads) for name in sets}
+    collections.update({pseudo_name(name): pseudo_collection(args, name, heads) for name in sets})
+    selector = Selector(collections)
+    folds = []
+    for held_out in sets:
+        collection = collections[held_out]
+        base = bm25(collection)
+        rows = {"bm25": {"ndcg": mean(base)}}
+        fused = {}
+        for system, train in training_sources(held_out, sets).items():
+            chosen = selector.heads(train, recipe)
+            for suffix, settings in (("", FusionSettings()), (" + fusion", fusion)):
+                reranked = rerank(collection, chosen, settings, args.depth)
+                test = compare(reranked.ndcg, base)
+                rows[system + suffix] = {
+                    "ndcg": mean(reranked.ndcg),
+                    "delta": test.mean_difference,
+                    "p": test.p_randomisation,
+                }
+            fused[system] = rerank(collection, chosen, fusion, args.depth).ndcg
+        for system in fused:
+            versus = compare(fused[system], fused["judged"])
+            rows[system + " + fusion"]["vs_judged"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
+        folds.append({"held_out": held_out, "queries": len(collection.queries), "systems": rows})
+        logger.info("%s: %s", held_out, {k: round(v["ndcg"], 4) for k, v in rows.items()})
+    result = {
+        "model": args.model,
+        "depth": args.depth,
+        "per_corpus": args.per_corpus,
+        "lists": {name: len(collections[pseudo_name(name)].queries) for name in sets},
+        "recipe": recipe,
+        "fusion": asdict(fusion),
+        "folds": folds,
+    }
+    output(f"pseudo.{args.model}", result, report(result))
+
+
+def report(result: dict) -> str:
+    systems = [s for s in result["folds"][0]["systems"] if s != "bm25"]
+    lists = ", ".join(f"{name} {count}" for name, count in result["lists"].items())
+    lines = [
+        f"# Label-free head selection: inverse-cloze pseudo-queries, {result['model']}",
+        "",
+        f"Pseudo-query lists (tools/pseudo_queries.py; {result['per_corpus']} spans drawn per corpus, kept where "
+        f"the source passage is in the span's BM25 top {result['depth']}): {lists}. Recipe and fusion fixed to "
+        f"the shipped ones ({recipe_label(result['recipe'])}, {fusion_label(FusionSettings(**result['fusion']))}); "
+        "only the training data of head selection changes. nDCG@10 on the held-out set's judged queries, "
+        "Δ and p (paired randomisation) against BM25; the last columns: fused, against the judged selection fused.",
+        "",
+        *table_head(["held out", "queries", "bm25", *systems]),
+    ]
+    for fold in result["folds"]:
+        rows = fold["systems"]
+        cells = [fold["held_out"], str(fold["queries"]), f"{rows['bm25']['ndcg']:.4f}"]
+        cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in systems]
+        lines.append("| " + " | ".join(cells) + " |")
+    fused = [s for s in systems if s.endswith(" + fusion") and s != "judged + fusion"]
+    lines += ["", "Fused, against the heads selected on judged queries:", "", *table_head(["held out", *fused])]
+    for fold in result["folds"]:
+        versus = [fold["systems"][n]["vs_judged"] for n in fused]
+        lines.append(
+            f"| {fold['held_out']} | " + " | ".join(f"{v['delta']:+.4f} (p {v['p']:.3f})" for v in versus) + " |"
+        )
+    means = {n: mean({f["held_out"]: f["systems"][n]["ndcg"] for f in result["folds"]}) for n in ("bm25", *systems)}
+    lines += ["", "Mean over the held-out sets: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("build", "features", "evaluate"))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
+    parser.add_argument("--per-corpus", type=int, default=250, help="spans drawn per corpus")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--depth", type=int, default=20, help="BM25 candidates per list (and reranked when evaluating)")
+    parser.add_argument("--passage-tokens", type=int, default=64, help="prompt.max_passage_tokens")
+    parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
+    parser.add_argument(
+        "--max-queries",
+        nargs="*",
+        default=[],
+        metavar="SET=N",
+        help="evaluate: per judged set, only the first N queries with a relevant passage (default: all)",
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    {"build": build, "features": features, "evaluate": evaluate}[args.stage](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
