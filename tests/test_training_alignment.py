@@ -146,3 +146,23 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tokenizer, tmp_pa
             checkpoint,
             AlignConfig(epochs=3, lr=1e-3, lora_rank=4, checkpoint_every=2, seed=7),
         )
+
+
+def test_weights_from_cached_features_equal_alignment_with_the_model_frozen(tokenizer):
+    """``align_weights`` (no forward) against ``align`` with the LoRA held still (lr 1e-12, no
+    clipping, which would couple the two): the same steps on the same scores, the same weights."""
+    from headrank_ir.train.examples import collect_features
+
+    queries = [
+        misordered_query(initial_scores(tokenizer)),
+        TrainingQuery("r", "bananas", tuple("abcde"), PASSAGES, (0, 1, 0, 1, None)),
+    ]
+    config = AlignConfig(epochs=3, lr=1e-12, head_lr=5e-2, lora_rank=4, max_grad_norm=1e9, checkpoint_every=100)
+    ranker = HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE)
+    features = collect_features(ranker, queries, progress=False)
+    references = {q.qid: features.combined(q.qid, [h[:2] for h in PROFILE.heads], [0.5, 0.5]) for q in queries}
+    frozen = align(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE, queries, references, config, progress=False)
+    cached = alignment.align_weights(features, queries, PROFILE, config)
+    assert [h[:2] for h in cached] == [h[:2] for h in frozen.heads]
+    assert [w for *_, w in cached] == pytest.approx([w for *_, w in frozen.heads], abs=1e-5)
+    assert any(abs(w - 0.5) > 1e-3 for *_, w in cached)  # the weights did move

@@ -21,7 +21,7 @@ from headrank_ir.atomic import write_atomic_with
 from headrank_ir.bench.selectivity import middle_zone
 from headrank_ir.engine.adapter import AdapterSpec, add_lora, load_lora_state, lora_state
 from headrank_ir.engine.profile import HeadProfile
-from headrank_ir.train.examples import TrainingQuery
+from headrank_ir.train.examples import HeadFeatures, TrainingQuery
 from headrank_ir.train.objective import Regularizer, objective, standardise
 from headrank_ir.train.pairs import adjacent_pairs, choose_pairs
 
@@ -111,6 +111,51 @@ def query_schedule(count: int, epochs: int, seed: int) -> list[int]:
     return [i for _ in range(epochs) for i in torch.randperm(count, generator=generator).tolist()]
 
 
+def query_objective(
+    scores: torch.Tensor,
+    query: TrainingQuery,
+    reference: torch.Tensor | None,
+    profile: HeadProfile,
+    config: AlignConfig,
+):
+    """The objective of one query's candidate ``scores``, its pairs picked under those very scores
+    (the current scorer) and the middle zone from where ``profile``'s prompt shows each one."""
+    shown_middle = middle_zone(query.docids, profile.prompt)
+    middle = [i for i, docid in enumerate(query.docids) if docid in shown_middle]
+    current = standardise(scores.detach()).tolist()
+    pairs = choose_pairs(query.grades, current, set(middle), config.max_pairs, config.hard_margin)
+    return objective(scores, pairs, config.temperature, reference, middle, config.regularizer)
+
+
+def align_weights(
+    features: HeadFeatures,
+    queries: Sequence[TrainingQuery],
+    profile: HeadProfile,
+    config: AlignConfig,
+) -> tuple[tuple[int, int, float], ...]:
+    """``profile``'s head weights trained on the objective from cached head features: what
+    :func:`align` does to the weights with the model frozen (no LoRA, so no forward: seconds, not
+    hours). ``config.lr`` (the LoRA's) is unused; the references are the initial weights' scores."""
+    chosen = [(layer, head) for layer, head, _ in profile.heads]
+    rows = features.rows(chosen)
+    initial = torch.tensor([w for _, _, w in profile.heads])
+    weights = torch.nn.Parameter(initial / initial.abs().mean())
+    optimiser = torch.optim.Adam([weights], lr=config.head_lr)
+    trainable = [q for q in queries if adjacent_pairs(q.grades)]
+    if not trainable:
+        raise ValueError("no training query has two candidates whose grades differ by exactly one")
+    for index in query_schedule(len(trainable), config.epochs, config.seed):
+        query = trainable[index]
+        block = features.scores[query.qid][rows]
+        loss, _ = query_objective(weights @ block, query, initial @ block, profile, config)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([weights], config.max_grad_norm)
+        optimiser.step()
+    final = weights.detach() / weights.detach().abs().sum()
+    return tuple((layer, head, float(w)) for (layer, head), w in zip(chosen, final))
+
+
 class Trainer:
     """The state of one alignment run: adapter, head weights, optimiser, steps taken."""
 
@@ -174,27 +219,11 @@ class Trainer:
         self.history.append({**parts, "loss": loss.item(), "seconds": time.perf_counter() - began})
 
     def loss(self, query: TrainingQuery):
-        """Score the query's candidates with gradients, pick its pairs under those scores, and
-        return the objective and its parts."""
+        """Score the query's candidates with gradients and return its objective and parts."""
         scores = self.weights @ self.ranker.head_scores(query.text, query.passages)
-        shown_middle = middle_zone(query.docids, self.profile.prompt)
-        middle = [i for i, docid in enumerate(query.docids) if docid in shown_middle]
-        current = standardise(scores.detach()).tolist()
-        pairs = choose_pairs(
-            query.grades,
-            current,
-            set(middle),
-            self.config.max_pairs,
-            self.config.hard_margin,
-        )
-        config = self.config
-        return objective(
-            scores,
-            pairs,
-            config.temperature,
-            None if query.qid not in self.references else self.references[query.qid].to(scores.device),
-            middle,
-            config.regularizer,
+        reference = self.references.get(query.qid)
+        return query_objective(
+            scores, query, None if reference is None else reference.to(scores.device), self.profile, self.config
         )
 
     def result(self) -> Aligned:
