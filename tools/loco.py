@@ -3,6 +3,7 @@
     .venv/bin/python tools/loco.py features            # every head's reading, cached per query
     .venv/bin/python tools/loco.py evaluate            # runs/loco.<model>.md and .json
     .venv/bin/python tools/loco.py align               # runs/loco_align.<model>.q<N>.md and .json
+    .venv/bin/python tools/loco.py weights             # runs/loco_weights.<model>.md and .json
 
 ``features`` reads every head (up to ``--max-depth`` layers) on the BM25 top ``--depth`` of
 every judged query of DL19, DL20, Cranfield and Vaswani whose top ``--depth`` holds a relevant
@@ -637,6 +638,142 @@ def align_report(result: dict) -> str:
     return "\n".join(lines)
 
 
+# -- head weights aligned from the cached features (no LoRA, no forward), swept and nested ---------
+
+WEIGHT_GRID = {
+    "top_k": (None, 32),  # None: the recipe's own heads; 32: its criterion, 32 heads
+    "epochs": (1, 5, 20, 50),
+    "head_lr": (1e-3, 1e-2, 1e-1),
+    "temperature": (0.25, 0.5, 1.0),
+}
+
+
+def weight_settings() -> list[dict | None]:
+    """None (equal weights, as selected) and every point of ``WEIGHT_GRID``."""
+    keys = list(WEIGHT_GRID)
+    return [None] + [dict(zip(keys, values)) for values in itertools.product(*WEIGHT_GRID.values())]
+
+
+def weight_label(settings: dict | None) -> str:
+    if settings is None:
+        return "equal (as selected)"
+    heads = "recipe's heads" if settings["top_k"] is None else f"top-{settings['top_k']}"
+    return f"{heads}, {settings['epochs']} ep, lr {settings['head_lr']}, tau {settings['temperature']}"
+
+
+class Weigher:
+    """A group of sets' selected heads with their weights aligned on the group's judged queries
+    (``train.alignment.align_weights``), each (group, recipe, setting) trained once."""
+
+    def __init__(self, args: argparse.Namespace, selector: Selector):
+        self.args, self.selector = args, selector
+        self.trained: dict[tuple, tuple] = {}
+
+    def heads(self, train: Sequence[str], recipe: dict, settings: dict | None) -> tuple[tuple[int, int, float], ...]:
+        from headrank_ir.train.alignment import AlignConfig, align_weights
+
+        if settings is None:
+            return self.selector.heads(train, recipe)
+        config = {k: v for k, v in settings.items() if k != "top_k"}
+        if settings["top_k"] is not None and recipe["selection"] != "none":
+            recipe = {**recipe, "top_k": settings["top_k"]}
+        heads = self.selector.heads(train, recipe)
+        key = (frozenset(train), recipe_label(recipe), weight_label(settings))
+        if key not in self.trained:
+            queries, features = pooled([self.selector.collections[n] for n in sorted(train)])
+            profile = HeadProfile(self.args.model, heads, PromptSettings(max_passage_tokens=self.args.passage_tokens))
+            self.trained[key] = align_weights(features, queries, profile, AlignConfig(**config))
+        return self.trained[key]
+
+    def score(self, train: Sequence[str], held_out: str, recipe: dict, settings, fusion: FusionSettings) -> Reranked:
+        heads = self.heads(train, recipe, settings)
+        return rerank(self.selector.collections[held_out], heads, fusion, self.args.depth)
+
+
+def weight_folds(args: argparse.Namespace) -> None:
+    """Per held-out set: the recipe and fusion chosen on the other three (as ``evaluate``), then
+    the weight setting chosen by leave-one-out among those three, trained on all three, tested."""
+    sets = list(args.datasets)
+    selector = Selector({name: read_collection(args, name, all_heads(args, sets)) for name in sets})
+    weigher = Weigher(args, selector)
+    grid = weight_settings()
+    folds, sweep = [], {}
+    for held_out in sets:
+        train = [s for s in sets if s != held_out]
+        recipe, fusion, _ = choose(selector, train, args.depth)
+        inner = {}
+        for index, settings in enumerate(grid):
+            values = [weigher.score([t for t in train if t != i], i, recipe, settings, fusion) for i in train]
+            inner[index] = sum(mean(v.ndcg) for v in values) / len(values)
+        best = max(inner, key=lambda i: (inner[i], -i))  # ties: the earlier (equal weights first)
+        base = bm25(selector.collections[held_out])
+        rows = {"bm25": {"ndcg": mean(base)}}
+        systems = {
+            "recipe + fusion": weigher.score(train, held_out, recipe, None, fusion),
+            "aligned weights": weigher.score(train, held_out, recipe, grid[best], FusionSettings()),
+            "aligned weights + fusion": weigher.score(train, held_out, recipe, grid[best], fusion),
+        }
+        for name, reranked in systems.items():
+            test = compare(reranked.ndcg, base)
+            rows[name] = {"ndcg": mean(reranked.ndcg), "delta": test.mean_difference, "p": test.p_randomisation}
+        versus = compare(systems["aligned weights + fusion"].ndcg, systems["recipe + fusion"].ndcg)
+        rows["aligned weights + fusion"]["vs_equal"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
+        folds.append(
+            {
+                "held_out": held_out,
+                "queries": len(selector.collections[held_out].queries),
+                "recipe": recipe,
+                "fusion": asdict(fusion),
+                "chosen": weight_label(grid[best]),
+                "inner": {weight_label(grid[i]): v for i, v in inner.items()},
+                "systems": rows,
+            }
+        )
+        for settings in grid:  # the un-nested sweep: this fold's recipe, every setting
+            value = mean(weigher.score(train, held_out, recipe, settings, fusion).ndcg)
+            sweep.setdefault(weight_label(settings), {})[held_out] = value
+        logger.info("%s: %s, %s", held_out, weight_label(grid[best]), {k: round(v["ndcg"], 4) for k, v in rows.items()})
+    result = {"model": args.model, "depth": args.depth, "grid": WEIGHT_GRID, "folds": folds, "sweep": sweep}
+    output(f"loco_weights.{args.model}", result, weights_report(result))
+
+
+WEIGHT_SYSTEMS = ("recipe + fusion", "aligned weights", "aligned weights + fusion")
+
+
+def weights_report(result: dict) -> str:
+    lines = [
+        f"# Head weights aligned from cached features, {result['model']}",
+        "",
+        "Per held-out set: recipe and fusion chosen on the other three (as in runs/loco.<model>.md); the selected "
+        "heads' weights trained on the alignment objective (pairs, reference KL, middle spread; the model frozen, "
+        "so no LoRA: `train.alignment.align_weights`), the setting (epochs × head lr × tau, or equal weights) "
+        "chosen by leave-one-out among the other three, trained on all three, tested on the held-out set "
+        f"(BM25 top {result['depth']}). nDCG@10, Δ and p (paired randomisation) against BM25; the last column: "
+        "aligned weights + fusion against the equal weights + fusion.",
+        "",
+        *table_head(["held out", "queries", "chosen setting", "bm25", *WEIGHT_SYSTEMS, "aligned vs equal"]),
+    ]
+    for fold in result["folds"]:
+        rows = fold["systems"]
+        cells = [fold["held_out"], str(fold["queries"]), fold["chosen"], f"{rows['bm25']['ndcg']:.4f}"]
+        cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in WEIGHT_SYSTEMS]
+        versus = rows["aligned weights + fusion"]["vs_equal"]
+        lines.append("| " + " | ".join(cells) + f" | {versus['delta']:+.4f} (p {versus['p']:.3f}) |")
+    held = [f["held_out"] for f in result["folds"]]
+    lines += [
+        "",
+        "Every setting, not nested (each fold's own recipe and fusion, weights trained on the other three), fused:",
+        "",
+        *table_head(["weights", *held, "mean"]),
+        *[
+            f"| {label} | " + " | ".join(f"{by_set[h]:.4f}" for h in held) + f" | {mean(by_set):.4f} |"
+            for label, by_set in result["sweep"].items()
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def all_heads(args: argparse.Namespace, sets: Sequence[str]) -> tuple[tuple[int, int], ...]:
     """Every (layer, head) the cached features hold, read off the first cached file."""
     first = next(feature_folder(args, sets[0]).glob("*.pt"))
@@ -646,7 +783,7 @@ def all_heads(args: argparse.Namespace, sets: Sequence[str]) -> tuple[tuple[int,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("features", "evaluate", "align"))
+    parser.add_argument("stage", choices=("features", "evaluate", "align", "weights"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates reranked per query")
@@ -676,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    stages = {"features": collect, "evaluate": evaluate, "align": align_folds}
+    stages = {"features": collect, "evaluate": evaluate, "align": align_folds, "weights": weight_folds}
     stages[args.stage](args)
     return 0
 
