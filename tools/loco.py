@@ -394,6 +394,22 @@ def table_head(columns: Sequence[str]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
 
 
+def report_head(title: str, paragraph: str, columns: Sequence[str]) -> list[str]:
+    """A result's Markdown title, what it measured, and its table's header."""
+    return [f"# {title}", "", paragraph, "", *table_head(columns)]
+
+
+def measured(row: dict) -> str:
+    """A system's cell: nDCG@10 (Δ against BM25, p)."""
+    return f"{row['ndcg']:.4f} ({row['delta']:+.4f}, p {row['p']:.3f})"
+
+
+def fold_means(folds: Sequence[dict], names: Sequence[str]) -> str:
+    """The line of each system's mean nDCG@10 over the held-out sets."""
+    means = {n: mean({f["held_out"]: f["systems"][n]["ndcg"] for f in folds}) for n in names}
+    return "Mean over the held-out sets: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + "."
+
+
 def capped_sets(result: dict) -> str:
     caps = result.get("max_queries") or {}
     if not caps:
@@ -403,27 +419,25 @@ def capped_sets(result: dict) -> str:
 
 def report(result: dict) -> str:
     systems = list(result["held_out"][0]["systems"])  # bm25 first; the old profiles where the model has them
-    lines = [
-        f"# Leave-one-collection-out, {result['model']}",
-        "",
-        f"BM25 top {result['depth']} reranked (rest in BM25 order), passages cut to {result['passage_tokens']} "
-        f"tokens, heads from the first {result['max_depth']} layers. For each held-out set the recipe (head "
-        "selection) and the fusion with BM25 are chosen by leave-one-out among the other three sets and trained "
-        "on all three; the held-out set is never seen. nDCG@10 over the held-out set's evaluated queries "
-        f"(those with a relevant passage in the BM25 top {result['depth']}; {capped_sets(result)}). "
-        "Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
-        "The old profiles (where the bench has them for the model) are its DL20-selected ones (in-sample on DL20).",
-        "",
-        *table_head(["held out", "queries", "chosen recipe", "chosen fusion", *systems]),
-    ]
+    lines = report_head(
+        f"Leave-one-collection-out, {result['model']}",
+        (
+            f"BM25 top {result['depth']} reranked (rest in BM25 order), passages cut to {result['passage_tokens']} "
+            f"tokens, heads from the first {result['max_depth']} layers. For each held-out set the recipe (head "
+            "selection) and the fusion with BM25 are chosen by leave-one-out among the other three sets and trained "
+            "on all three; the held-out set is never seen. nDCG@10 over the held-out set's evaluated queries "
+            f"(those with a relevant passage in the BM25 top {result['depth']}; {capped_sets(result)}). "
+            "Δ and p (paired randomisation, 10,000 resamples): against BM25 on the same queries. "
+            "The old profiles (where the bench has them for the model) are its DL20-selected ones (in-sample on DL20)."
+        ),
+        ["held out", "queries", "chosen recipe", "chosen fusion", *systems],
+    )
     for record in result["held_out"]:
         cells = [record["held_out"], str(record["queries"]), recipe_label(record["recipe"])]
         cells.append(fusion_label(FusionSettings(**record["fusion"])))
         for name in systems:
             row = record["systems"][name]
-            cells.append(
-                f"{row['ndcg']:.4f}" if name == "bm25" else f"{row['ndcg']:.4f} ({row['delta']:+.4f}, p {row['p']:.3f})"
-            )
+            cells.append(f"{row['ndcg']:.4f}" if name == "bm25" else measured(row))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Selectivity gap (middle zone, relevant share minus irrelevant share in the top quartile):", ""]
     lines += table_head(["held out", *systems[1:]])
@@ -610,31 +624,29 @@ def align_label(settings: dict) -> str:
 
 
 def align_report(result: dict) -> str:
-    lines = [
-        f"# Alignment by leave-one-collection-out, {result['model']}",
-        "",
-        "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.<model>.md); its heads' "
-        f"weights and a q/k LoRA aligned ({align_label(result['align'])}, regulariser on) on the first "
-        f"{result['align_queries']} evaluated queries of each of the other three (those with two candidates one "
-        "grade apart: the others have no pair, so Vaswani, judged relevant-only, adds none); the held-out "
-        f"set reranked by a forward with the adapter merged (BM25 top {result['depth']}). nDCG@10, Δ and p "
-        "(paired randomisation) against BM25; the last column: aligned + fusion against the same heads "
-        "unaligned + fusion.",
-        "",
-        *table_head(["held out", "queries", "aligned on", "align s", "bm25", *ALIGN_SYSTEMS, "aligned vs not"]),
-    ]
+    lines = report_head(
+        f"Alignment by leave-one-collection-out, {result['model']}",
+        (
+            "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.<model>.md); "
+            f"its heads' weights and a q/k LoRA aligned ({align_label(result['align'])}, regulariser on) on the first "
+            f"{result['align_queries']} evaluated queries of each of the other three (those with two candidates one "
+            "grade apart: the others have no pair, so Vaswani, judged relevant-only, adds none); the held-out "
+            f"set reranked by a forward with the adapter merged (BM25 top {result['depth']}). nDCG@10, Δ and p "
+            "(paired randomisation) against BM25; the last column: aligned + fusion against the same heads "
+            "unaligned + fusion."
+        ),
+        ["held out", "queries", "aligned on", "align s", "bm25", *ALIGN_SYSTEMS, "aligned vs not"],
+    )
     for fold in result["folds"]:
         rows = fold["systems"]
         cells = [fold["held_out"], str(fold["queries"]), f"{fold['aligned_queries']} of {fold['train_queries']}"]
         cells.append(f"{fold['align_seconds']:.0f}")
         cells.append(f"{rows['bm25']['ndcg']:.4f}")
-        cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in ALIGN_SYSTEMS]
+        cells += [measured(rows[n]) for n in ALIGN_SYSTEMS]
         versus = rows["aligned + fusion"]["vs_unaligned"]
         cells.append(f"{versus['delta']:+.4f} (p {versus['p']:.3f})")
         lines.append("| " + " | ".join(cells) + " |")
-    names = ("bm25", *ALIGN_SYSTEMS)
-    means = {n: mean({f["held_out"]: f["systems"][n]["ndcg"] for f in result["folds"]}) for n in names}
-    lines += ["", "Mean over the held-out sets: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + ".", ""]
+    lines += ["", fold_means(result["folds"], ("bm25", *ALIGN_SYSTEMS)), ""]
     return "\n".join(lines)
 
 
@@ -741,22 +753,22 @@ WEIGHT_SYSTEMS = ("recipe + fusion", "aligned weights", "aligned weights + fusio
 
 
 def weights_report(result: dict) -> str:
-    lines = [
-        f"# Head weights aligned from cached features, {result['model']}",
-        "",
-        "Per held-out set: recipe and fusion chosen on the other three (as in runs/loco.<model>.md); the selected "
-        "heads' weights trained on the alignment objective (pairs, reference KL, middle spread; the model frozen, "
-        "so no LoRA: `train.alignment.align_weights`), the setting (epochs × head lr × tau, or equal weights) "
-        "chosen by leave-one-out among the other three, trained on all three, tested on the held-out set "
-        f"(BM25 top {result['depth']}). nDCG@10, Δ and p (paired randomisation) against BM25; the last column: "
-        "aligned weights + fusion against the equal weights + fusion.",
-        "",
-        *table_head(["held out", "queries", "chosen setting", "bm25", *WEIGHT_SYSTEMS, "aligned vs equal"]),
-    ]
+    lines = report_head(
+        f"Head weights aligned from cached features, {result['model']}",
+        (
+            "Per held-out set: recipe and fusion chosen on the other three (as in runs/loco.<model>.md); the selected "
+            "heads' weights trained on the alignment objective (pairs, reference KL, middle spread; the model frozen, "
+            "so no LoRA: `train.alignment.align_weights`), the setting (epochs × head lr × tau, or equal weights) "
+            "chosen by leave-one-out among the other three, trained on all three, tested on the held-out set "
+            f"(BM25 top {result['depth']}). nDCG@10, Δ and p (paired randomisation) against BM25; the last column: "
+            "aligned weights + fusion against the equal weights + fusion."
+        ),
+        ["held out", "queries", "chosen setting", "bm25", *WEIGHT_SYSTEMS, "aligned vs equal"],
+    )
     for fold in result["folds"]:
         rows = fold["systems"]
         cells = [fold["held_out"], str(fold["queries"]), fold["chosen"], f"{rows['bm25']['ndcg']:.4f}"]
-        cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in WEIGHT_SYSTEMS]
+        cells += [measured(rows[n]) for n in WEIGHT_SYSTEMS]
         versus = rows["aligned weights + fusion"]["vs_equal"]
         lines.append("| " + " | ".join(cells) + f" | {versus['delta']:+.4f} (p {versus['p']:.3f}) |")
     held = [f["held_out"] for f in result["folds"]]

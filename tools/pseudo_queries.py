@@ -42,11 +42,14 @@ from loco import (
     bm25,
     collect_sets,
     feature_folder,
+    fold_means,
     fusion_label,
     mean,
+    measured,
     output,
     read_collection,
     recipe_label,
+    report_head,
     rerank,
     table_head,
 )
@@ -246,21 +249,21 @@ def evaluate(args: argparse.Namespace) -> None:
 def report(result: dict) -> str:
     systems = [s for s in result["folds"][0]["systems"] if s != "bm25"]
     lists = ", ".join(f"{name} {count}" for name, count in result["lists"].items())
-    lines = [
-        f"# Label-free head selection: inverse-cloze pseudo-queries, {result['model']}",
-        "",
-        f"Pseudo-query lists (tools/pseudo_queries.py; {result['per_corpus']} spans drawn per corpus, kept where "
-        f"the source passage is in the span's BM25 top {result['depth']}): {lists}. Recipe and fusion fixed to "
-        f"the shipped ones ({recipe_label(result['recipe'])}, {fusion_label(FusionSettings(**result['fusion']))}); "
-        "only the training data of head selection changes. nDCG@10 on the held-out set's judged queries, "
-        "Δ and p (paired randomisation) against BM25; the last columns: fused, against the judged selection fused.",
-        "",
-        *table_head(["held out", "queries", "bm25", *systems]),
-    ]
+    lines = report_head(
+        f"Label-free head selection: inverse-cloze pseudo-queries, {result['model']}",
+        (
+            f"Pseudo-query lists (tools/pseudo_queries.py; {result['per_corpus']} spans drawn per corpus, kept where "
+            f"the source passage is in the span's BM25 top {result['depth']}): {lists}. Recipe and fusion fixed to "
+            f"the shipped ones ({recipe_label(result['recipe'])}, {fusion_label(FusionSettings(**result['fusion']))}); "
+            "only the training data of head selection changes. nDCG@10 on the held-out set's judged queries, "
+            "Δ and p (paired randomisation) against BM25; the last columns: fused, against the judged selection fused."
+        ),
+        ["held out", "queries", "bm25", *systems],
+    )
     for fold in result["folds"]:
         rows = fold["systems"]
         cells = [fold["held_out"], str(fold["queries"]), f"{rows['bm25']['ndcg']:.4f}"]
-        cells += [f"{rows[n]['ndcg']:.4f} ({rows[n]['delta']:+.4f}, p {rows[n]['p']:.3f})" for n in systems]
+        cells += [measured(rows[n]) for n in systems]
         lines.append("| " + " | ".join(cells) + " |")
     fused = [s for s in systems if s.endswith(" + fusion") and s != "judged + fusion"]
     lines += ["", "Fused, against the heads selected on judged queries:", "", *table_head(["held out", *fused])]
@@ -269,8 +272,7 @@ def report(result: dict) -> str:
         lines.append(
             f"| {fold['held_out']} | " + " | ".join(f"{v['delta']:+.4f} (p {v['p']:.3f})" for v in versus) + " |"
         )
-    means = {n: mean({f["held_out"]: f["systems"][n]["ndcg"] for f in result["folds"]}) for n in ("bm25", *systems)}
-    lines += ["", "Mean over the held-out sets: " + ", ".join(f"{n} {v:.4f}" for n, v in means.items()) + ".", ""]
+    lines += ["", fold_means(result["folds"], ("bm25", *systems)), ""]
     return "\n".join(lines)
 
 
