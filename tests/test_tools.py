@@ -56,7 +56,10 @@ def test_pseudo_lists_grade_the_source_and_the_bi_encoders_closest_others():
     docs = [Candidate(f"d{i}", 10.0 - i, {"contents": f"p{i}"}) for i in range(6)]
     spans = {"q": ("d2", "the span", "the source without it"), "lost": ("d9", "gone", "rest")}
     requests = [Request(Query("the span", "q"), docs), Request(Query("gone", "lost"), docs)]
-    [listed] = tool.graded(spans, requests, Closeness())  # "lost": its source is not among the candidates
-    assert listed.qid == "q" and listed.text == "the span" and listed.docids == tuple(c.docid for c in docs)
-    assert listed.passages[2] == "the source without it"
-    assert listed.grades == (0, 0, 2, 1, 1, 1)  # d5, d4, d3 closest of the others
+    [listed] = tool.graded(spans, requests, Closeness(), seed=0)  # "lost": its source is not among the candidates
+    assert listed.qid == "q" and listed.text == "the span" and sorted(listed.docids) == [c.docid for c in docs]
+    assert listed.docids != tuple(c.docid for c in docs)  # shown in a random order, not BM25's
+    shown = dict(zip(listed.docids, listed.passages))
+    assert shown["d2"] == "the source without it" and shown["d0"] == "p0"
+    grades = dict(zip(listed.docids, listed.grades))
+    assert grades == {"d0": 0, "d1": 0, "d2": 2, "d3": 1, "d4": 1, "d5": 1}  # d5, d4, d3 closest of the others

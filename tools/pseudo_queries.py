@@ -8,8 +8,9 @@
 of their BM25 runs; Cranfield's and Vaswani's the full collections) and cuts a span out of each:
 a sentence where the passage has two or more, else a ``SPAN_WORDS``-word window (Vaswani's
 abstracts have no punctuation). The span is the query, as in the inverse cloze task; its
-candidates are its Pyserini BM25 top ``--depth`` over the corpus, and the passage it came from
-is shown without the span. Grades come from no judge: the source passage 2, the MiniLM
+candidates are its Pyserini BM25 top ``--depth`` over the corpus, in a random order (BM25 ranks
+the source first, so the first place would otherwise be the answer), and the passage it came
+from is shown without the span. Grades come from no judge: the source passage 2, the MiniLM
 bi-encoder's ``MINILM_RELEVANT`` closest other candidates 1, the rest 0 (soft labels that
 distil what the bench's best method prefers). A list whose source is not in its top ``--depth``
 is dropped.
@@ -113,9 +114,20 @@ def draw(corpus: dict[str, str], count: int, seed: int) -> dict[str, tuple[str, 
     return drawn
 
 
-def graded(spans: dict[str, tuple[str, str, str]], requests, encoder) -> list[TrainingQuery]:
-    """Each span's BM25 list, the source shown without the span and graded by construction,
-    the others by the bi-encoder's closeness to the span."""
+def shuffled(query: TrainingQuery, seed: int) -> TrainingQuery:
+    """The list in a seeded random order. BM25 puts the source first (it still holds the span),
+    so in BM25 order a head that favours whatever is shown first would pass for a relevance head."""
+    order = list(range(len(query.docids)))
+    random.Random(f"{seed}:{query.qid}").shuffle(order)
+    docids, passages, grades = (
+        tuple(column[i] for i in order) for column in (query.docids, query.passages, query.grades)
+    )
+    return TrainingQuery(query.qid, query.text, docids, passages, grades)
+
+
+def graded(spans: dict[str, tuple[str, str, str]], requests, encoder, seed: int) -> list[TrainingQuery]:
+    """Each span's BM25 list in a random order, the source shown without the span and graded by
+    construction, the others by the bi-encoder's closeness to the span."""
     lists = []
     for request in requests:
         source, span, rest = spans[request.query.qid]
@@ -127,7 +139,9 @@ def graded(spans: dict[str, tuple[str, str, str]], requests, encoder) -> list[Tr
         others = sorted((i for i, d in enumerate(docids) if d != source), key=lambda i: -closeness[i])
         close = set(others[:MINILM_RELEVANT])
         grades = [SOURCE if d == source else CLOSE if i in close else OTHER for i, d in enumerate(docids)]
-        lists.append(TrainingQuery(request.query.qid, span, tuple(docids), tuple(passages), tuple(grades)))
+        lists.append(
+            shuffled(TrainingQuery(request.query.qid, span, tuple(docids), tuple(passages), tuple(grades)), seed)
+        )
     return lists
 
 
@@ -157,7 +171,7 @@ def build(args: argparse.Namespace) -> None:
         collection = prepare(files, None, folder, PSEUDO)
         requests = requests_from_run(read_topics_file(topics), read_trec_run(collection.run), corpus_path, args.depth)
         encoder = encoder or MiniLM()
-        lists = graded(spans, requests, encoder)
+        lists = graded(spans, requests, encoder, args.seed + offset)
         logger.info(
             "%s: %d spans, %d lists with the source in the BM25 top %d", name, len(spans), len(lists), args.depth
         )
