@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from headrank_ir.atomic import write_atomic_with  # noqa: E402
 from headrank_ir.bench.datasets import BUILT_IN, get_dataset, load, prepare  # noqa: E402
 from headrank_ir.bench.selectivity import selectivity  # noqa: E402
 from headrank_ir.bench.significance import compare  # noqa: E402
@@ -89,9 +90,8 @@ def store_features(ranker, folder: Path, query: TrainingQuery) -> None:
     began = time.perf_counter()
     with torch.inference_mode():
         real, blank = ranker.head_masses(query.text, query.passages)
-    path = folder / f"{query.qid}.pt"
-    torch.save({"scores": real - blank, "entropy": attention_entropy(real)}, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
+    stored = {"scores": real - blank, "entropy": attention_entropy(real)}
+    write_atomic_with(folder / f"{query.qid}.pt", lambda handle: torch.save(stored, handle))
     logger.info("%s %s %.1f s", folder.name, query.qid, time.perf_counter() - began)
 
 
@@ -144,14 +144,17 @@ class Collection:
     features: HeadFeatures
 
 
+def cached_features(folder: Path, queries: Sequence[TrainingQuery], heads) -> tuple[list, HeadFeatures]:
+    """The queries whose features are cached in ``folder`` (a pass still running: what is read), and those."""
+    queries = [q for q in queries if (folder / f"{q.qid}.pt").exists()]
+    stored = {q.qid: torch.load(folder / f"{q.qid}.pt", weights_only=True) for q in queries}
+    scores = {q: s["scores"] for q, s in stored.items()}
+    return queries, HeadFeatures(heads, scores, {q: s["entropy"] for q, s in stored.items()})
+
+
 def read_collection(args: argparse.Namespace, name: str, heads) -> Collection:
     queries, loaded = dataset_queries(name, args.depth, query_caps(args).get(name))
-    folder = feature_folder(args, name)
-    queries = [q for q in queries if (folder / f"{q.qid}.pt").exists()]  # a pass still running: what is read
-    stored = {q.qid: torch.load(folder / f"{q.qid}.pt", weights_only=True) for q in queries}
-    features = HeadFeatures(
-        heads, {q: s["scores"] for q, s in stored.items()}, {q: s["entropy"] for q, s in stored.items()}
-    )
+    queries, features = cached_features(feature_folder(args, name), queries, heads)
     requests = {r.query.qid: r for r in loaded.requests}
     return Collection(name, queries, requests, {q.qid: loaded.qrels[q.qid] for q in queries}, features)
 

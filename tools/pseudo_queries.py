@@ -41,6 +41,7 @@ from loco import (
     Selector,
     all_heads,
     bm25,
+    cached_features,
     collect_sets,
     feature_folder,
     fold_means,
@@ -55,12 +56,13 @@ from loco import (
     table_head,
 )
 
+from headrank_ir.atomic import write_atomic  # noqa: E402
 from headrank_ir.bench.datasets import BUILT_IN, Dataset, get_dataset, prepare  # noqa: E402
 from headrank_ir.bench.significance import compare  # noqa: E402
 from headrank_ir.engine.profile import FusionSettings  # noqa: E402
 from headrank_ir.pipeline.firststage import requests_from_run  # noqa: E402
-from headrank_ir.pipeline.readers import read_topics_file, read_trec_run  # noqa: E402
-from headrank_ir.train.examples import HeadFeatures, TrainingQuery  # noqa: E402
+from headrank_ir.pipeline.readers import read_corpus, read_topics_file, read_trec_run  # noqa: E402
+from headrank_ir.train.examples import TrainingQuery  # noqa: E402
 
 logger = logging.getLogger("pseudo")
 
@@ -74,11 +76,6 @@ SOURCE, CLOSE, OTHER = 2, 1, 0
 
 def pseudo_name(corpus: str) -> str:
     return f"ict-{corpus}"
-
-
-def read_corpus(path: Path) -> dict[str, str]:
-    with path.open(encoding="utf-8") as lines:
-        return {doc["id"]: doc["contents"] for doc in map(json.loads, lines)}
 
 
 def cloze(text: str, rng: random.Random) -> tuple[str, str] | None:
@@ -175,9 +172,7 @@ def build(args: argparse.Namespace) -> None:
         logger.info(
             "%s: %d spans, %d lists with the source in the BM25 top %d", name, len(spans), len(lists), args.depth
         )
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text("".join(json.dumps(asdict(q)) + "\n" for q in lists), encoding="utf-8")
-        temporary.replace(path)
+        write_atomic(path, "".join(json.dumps(asdict(q)) + "\n" for q in lists))
 
 
 def read_lists(args: argparse.Namespace, corpus: str) -> list[TrainingQuery]:
@@ -197,14 +192,8 @@ def features(args: argparse.Namespace) -> None:
 
 def pseudo_collection(args: argparse.Namespace, corpus: str, heads) -> Collection:
     """A corpus's pseudo-query lists with their cached features (selection reads nothing else)."""
-    folder = feature_folder(args, pseudo_name(corpus))
-    queries = [q for q in read_lists(args, corpus) if (folder / f"{q.qid}.pt").exists()]
-    import torch
-
-    stored = {q.qid: torch.load(folder / f"{q.qid}.pt", weights_only=True) for q in queries}
-    scores = {q: s["scores"] for q, s in stored.items()}
-    entropy = {q: s["entropy"] for q, s in stored.items()}
-    return Collection(pseudo_name(corpus), queries, {}, {}, HeadFeatures(heads, scores, entropy))
+    queries, features = cached_features(feature_folder(args, pseudo_name(corpus)), read_lists(args, corpus), heads)
+    return Collection(pseudo_name(corpus), queries, {}, {}, features)
 
 
 def training_sources(held_out: str, sets: Sequence[str]) -> dict[str, list[str]]:
@@ -242,7 +231,7 @@ def evaluate(args: argparse.Namespace) -> None:
                     "delta": test.mean_difference,
                     "p": test.p_randomisation,
                 }
-            fused[system] = rerank(collection, chosen, fusion, args.depth).ndcg
+            fused[system] = reranked.ndcg  # the loop's last: fused
         for system in fused:
             versus = compare(fused[system], fused["judged"])
             rows[system + " + fusion"]["vs_judged"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
