@@ -33,7 +33,7 @@ from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
 from headrank_ir.profiles import ICR, resolve_profile
 from headrank_ir.progress import progress as progress_bar
-from headrank_ir.records import Request
+from headrank_ir.records import Request, in_given_order
 
 if TYPE_CHECKING:
     from headrank_ir.engine.ranker import HeadRanker
@@ -257,7 +257,7 @@ def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Reque
     """Both runs on the judged queries that were reranked, so a --max-queries trial is fair."""
     judged = {r.query.qid: qrels[r.query.qid] for r in requests if r.query.qid in qrels}
     columns = {
-        "first stage": evaluate(scores_of(requests), judged),
+        "first stage": evaluate(scores_of(map(in_given_order, requests)), judged),
         "reranked": evaluate(read_run_scores(args.output, args.output_format), judged),
     }
     columns["gain"] = {m: columns["reranked"][m] - columns["first stage"][m] for m in columns["reranked"]}

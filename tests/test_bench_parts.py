@@ -190,3 +190,33 @@ def test_head_labels_round_trip_and_bad_ones_are_named():
     for bad in ("12", "12.x", "1.2.3", ""):
         with pytest.raises(ValueError, match=f"got {bad!r}"):
             parse_head_label(bad)
+
+
+def test_the_first_stage_keeps_its_given_order_where_rounded_scores_tie():
+    from headrank_ir.bench.methods import FirstStage
+    from headrank_ir.pipeline.metrics import evaluate, scores_of
+    from headrank_ir.records import Candidate, Query, Request
+
+    # "a" ranked first by the first stage; with equal scores trec_eval would put "b" first
+    request = Request(Query("q", "1"), [Candidate("a", 7.25), Candidate("b", 7.25)])
+    qrels = {"1": {"a": 1}}
+    ranked = FirstStage().rank(request).result
+    assert [c.docid for c in ranked.candidates] == ["a", "b"]
+    assert evaluate(scores_of([ranked]), qrels, ["nDCG@10"])["nDCG@10"] == pytest.approx(1.0)
+    assert evaluate(scores_of([request]), qrels, ["nDCG@10"])["nDCG@10"] < 1.0  # the tie, read by score
+
+
+def test_the_dl20_bm25_run_in_its_given_order_scores_the_published_figure():
+    from headrank_ir.bench.datasets import DATASETS, default_data_root
+    from headrank_ir.pipeline.metrics import evaluate, scores_of
+    from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
+    from headrank_ir.records import Candidate, Query, Request, in_given_order
+
+    folder = default_data_root() / DATASETS["dl20"].folder
+    run = read_trec_run(folder / "run.bm25.txt").hits
+    requests = [Request(Query("", qid), [Candidate(h.docid, h.score) for h in hits]) for qid, hits in run.items()]
+    qrels = read_qrels_file(folder / "qrels.txt")
+    given = evaluate(scores_of(map(in_given_order, requests)), qrels, ["nDCG@10"])["nDCG@10"]
+    by_score = evaluate(scores_of(requests), qrels, ["nDCG@10"])["nDCG@10"]
+    assert round(given, 4) == 0.4796  # Pyserini's published BM25 figure for DL20
+    assert round(by_score, 4) == 0.4803  # the 4-decimal scores' ties broken by docid

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from headrank_ir.bench.datasets import HITS, Collection, train_set
 from headrank_ir.engine.profile import HeadProfile, head_label, parse_head_label
-from headrank_ir.records import Candidate, Request, Result
+from headrank_ir.records import Candidate, Request, Result, in_given_order
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class FirstStage:
     about = f"Pyserini BM25 (its defaults for the index), top {HITS} as retrieved"
 
     def rank(self, request: Request) -> Ranking:
-        return Ranking(Result(request.query, list(request.candidates)))
+        return Ranking(in_given_order(request))
 
 
 # -- attention heads ---------------------------------------------------------------------------
