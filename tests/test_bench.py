@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import ir_measures
@@ -12,7 +11,7 @@ import pytest
 
 from headrank_ir import rerank
 from headrank_ir.bench.cells import Cell, run_isolated
-from headrank_ir.bench.cli import _homogenisation, main
+from headrank_ir.bench.cli import main
 from headrank_ir.bench.datasets import DATASETS, default_data_root, load, prepare
 from headrank_ir.bench.report import MEASURE_COLUMNS
 from headrank_ir.bench.selectivity import selectivity
@@ -142,21 +141,6 @@ def test_plots_and_markdown_are_written_and_linked(bench):
         assert f"]({png})" in markdown
     assert "skipped `headrank` on dl19: no profile trained on dl20" in markdown
     assert "(p=" in markdown  # significance against BM25 and ICR
-
-
-def test_the_shipped_default_stands_in_for_headrank_in_the_homogenisation_plot(bench, tiny_model_dir, tmp_path):
-    """A model whose only HeadRank is its shipped default (no profile trained on one set) still gets the plot."""
-    out, _ = bench
-    key = CellKey(tiny_model_dir, "dl19", "icr", DEPTH, QUERIES)
-    icr = json.loads(key.result(out / "bench").read_text())
-    qrhead = json.loads(replace(key, method="qrhead").result(out / "bench").read_text())
-    by_cell = {
-        ("icr", "dl19"): icr,
-        ("headrank-default", "dl19"): {**qrhead, "method": "headrank-default"},
-    }
-    qrels = {"dl19": read_qrels_file(default_data_root() / DATASETS["dl19"].folder / "qrels.txt")}
-    assert _homogenisation(by_cell, ["dl19"], qrels, tmp_path) == [tmp_path / "homogenisation.png"]
-    assert (tmp_path / "homogenisation.png").stat().st_size > 10_000
 
 
 def test_a_second_run_resumes_without_recomputing(bench):

@@ -38,9 +38,11 @@ from headrank_ir.engine.profile import parse_head_label
 
 logger = logging.getLogger("headrank_ir.bench")
 
-HEADRANK_PREFERENCE = ("headrank", "headrank-select", "qrhead")  # trained on one set: the head maps mark their heads
-# the homogenisation plot's HeadRank: a trained one, else the shipped default (the only one a model may have)
-HOMOGENISATION_PREFERENCE = HEADRANK_PREFERENCE + ("headrank-default",)
+HEADRANK_PREFERENCE = (
+    "headrank",
+    "headrank-select",
+    "qrhead",
+)  # the homogenisation plot's HeadRank
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,8 +254,8 @@ def _homogenisation(by_cell, datasets: list[str], qrels, out: Path) -> list[Path
     for dataset in datasets:
         icr = by_cell.get(("icr", dataset))
         best = plots.best_available(
-            {m: by_cell[m, dataset] for m in HOMOGENISATION_PREFERENCE if (m, dataset) in by_cell},
-            HOMOGENISATION_PREFERENCE,
+            {m: by_cell[m, dataset] for m in HEADRANK_PREFERENCE if (m, dataset) in by_cell},
+            HEADRANK_PREFERENCE,
         )
         if icr is None or best is None:
             continue
