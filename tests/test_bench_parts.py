@@ -220,3 +220,11 @@ def test_the_dl20_bm25_run_in_its_given_order_scores_the_published_figure():
     by_score = evaluate(scores_of(requests), qrels, ["nDCG@10"])["nDCG@10"]
     assert round(given, 4) == 0.4796  # Pyserini's published BM25 figure for DL20
     assert round(by_score, 4) == 0.4803  # the 4-decimal scores' ties broken by docid
+
+
+def test_the_cost_axis_spans_whole_decades_so_its_labels_are_where_they_say():
+    from headrank_ir.bench.plots import decade_limits
+
+    assert decade_limits(3.82, 6.29) == pytest.approx((1.0, 10.0))  # qwen's DL panels: two points in one decade
+    assert decade_limits(0.38, 8.1) == pytest.approx((0.1, 10.0))
+    assert decade_limits(0.009, 0.02) == pytest.approx((0.001, 0.1))

@@ -38,11 +38,10 @@ from headrank_ir.engine.profile import parse_head_label
 
 logger = logging.getLogger("headrank_ir.bench")
 
-HEADRANK_PREFERENCE = (
-    "headrank",
-    "headrank-select",
-    "qrhead",
-)  # the homogenisation plot's HeadRank
+# The homogenisation plot's HeadRank, and the profiles whose heads the head maps mark. Not the
+# shipped default: its cell's scores are fused with BM25's ranks, so by position they would show
+# the first stage's order, not how the heads' attention spreads.
+HEADRANK_PREFERENCE = ("headrank", "headrank-select", "qrhead")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,10 +280,14 @@ def _head_maps(by_cell, model: str, out: Path) -> list[Path]:
                 selected[method] = set(record["heads"])
         labels = [parse_head_label(h) for h in icr["head_ndcg"]]
         layers, heads = max(l for l, _ in labels) + 1, max(h for _, h in labels) + 1
+        marked = (
+            f"marked: heads chosen on {train} (used on {', '.join(tests)})"
+            if selected
+            else f"no heads marked: no profile chosen on {train} was benched"
+        )
         title = (
             f"{model_label(model)}: nDCG@10 of each head alone on {train} "
-            f"({icr['queries']} queries, top {icr['depth']});\n"
-            f"marked: heads chosen on {train} (used on {', '.join(tests)})"
+            f"({icr['queries']} queries, top {icr['depth']});\n{marked}"
         )
         written.append(
             plots.head_map(

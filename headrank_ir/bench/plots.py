@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +52,13 @@ def _grid(plt, count: int, width: float = 5.0, height: float = 4.0):
     return fig, list(axes.flat[:count])
 
 
+def decade_limits(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` widened to whole powers of ten. A log axis labels only its decades: over a
+    narrower range its labelled ticks fall outside the view and are drawn at its edges, so that
+    points at 3.9 and 6.2 s looked like 1 and 10 s."""
+    return 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
+
+
 def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path) -> Path:
     """nDCG@10 against seconds per query, one point per method, one panel per dataset."""
     plt = _pyplot()
@@ -86,6 +94,8 @@ def quality_cost(records: Sequence[Mapping], datasets: Sequence[str], path: Path
             )
         queries = cells[0]["queries"] if cells else 0
         ax.set_xscale("log")
+        if any(r["cost"]["s_per_query"] is not None for r in cells):
+            ax.set_xlim(*decade_limits(*ax.get_xlim()))
         # plain numbers on the log axis, and no minor labels: they collide over a short range
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
