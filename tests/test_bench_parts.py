@@ -212,10 +212,10 @@ def test_the_dl20_bm25_run_in_its_given_order_scores_the_published_figure():
     from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
     from headrank_ir.records import Candidate, Query, Request, in_given_order
 
-    folder = default_data_root() / DATASETS["dl20"].folder
-    run = read_trec_run(folder / "run.bm25.txt").hits
+    dl20 = DATASETS["dl20"]
+    run = read_trec_run(dl20.path(default_data_root(), dl20.bm25_run)).hits
     requests = [Request(Query("", qid), [Candidate(h.docid, h.score) for h in hits]) for qid, hits in run.items()]
-    qrels = read_qrels_file(folder / "qrels.txt")
+    qrels = read_qrels_file(dl20.path(default_data_root(), dl20.qrels))
     given = evaluate(scores_of(map(in_given_order, requests)), qrels, ["nDCG@10"])["nDCG@10"]
     by_score = evaluate(scores_of(requests), qrels, ["nDCG@10"])["nDCG@10"]
     assert round(given, 4) == 0.4796  # Pyserini's published BM25 figure for DL20
