@@ -504,14 +504,14 @@ def align_settings(args: argparse.Namespace) -> dict:
 ALIGN_SWEEPABLE = ("epochs", "lr", "head_lr", "temperature", "lora_rank", "lora_alpha", "max_pairs")
 
 
-def align_name(args: argparse.Namespace) -> str:
-    """``loco_align.<model>.q<N>`` with the non-default settings appended (one result per setting)."""
+def align_name(args: argparse.Namespace, kind: str = "loco_align") -> str:
+    """``<kind>.<model>.q<N>`` with the non-default settings appended (one result per setting)."""
     settings = [f"{k}{v}" for k, v in align_settings(args).items()]
-    return ".".join([f"loco_align.{args.model}", f"q{args.align_queries}", *settings])
+    return ".".join([f"{kind}.{args.model}", f"q{args.align_queries}", *settings])
 
 
-def align_folder(args: argparse.Namespace, held_out: str) -> Path:
-    name = align_name(args).removeprefix("loco_align.")
+def align_folder(args: argparse.Namespace, held_out: str, kind: str = "loco_align") -> Path:
+    name = align_name(args, kind).removeprefix("loco_align.")
     return CACHE / "align" / f"{name}.without-{held_out}.top{args.depth}"
 
 
@@ -520,20 +520,18 @@ def capped(collections: Sequence[Collection], count: int) -> list[Collection]:
     return [replace(c, queries=c.queries[:count]) for c in collections]
 
 
-def aligned_profile(args, selector: Selector, held_out: str, recipe: dict) -> Path:
-    """Align the fold's selected heads on the other sets (resumable) and write profile + adapter."""
+def aligned_profile(args, folder: Path, heads, training: Sequence[Collection]) -> Path:
+    """``heads`` aligned on the first ``--align-queries`` of each ``training`` set (resumable),
+    written to ``folder`` as profile + adapter."""
     from headrank_ir.engine.adapter import save_adapter
     from headrank_ir.engine.models import load_model
     from headrank_ir.train.alignment import AlignConfig, align
 
-    folder = align_folder(args, held_out)
     if (folder / "profile.json").exists():
         return folder / "profile.json"
-    train = [s for s in selector.collections if s != held_out]
-    heads = selector.heads(train, recipe)
     prompt = PromptSettings(max_passage_tokens=args.passage_tokens)
     profile = HeadProfile(args.model, heads, prompt)
-    queries, features = pooled(capped([selector.collections[n] for n in sorted(train)], args.align_queries))
+    queries, features = pooled(capped(training, args.align_queries))
     chosen, weights = [h[:2] for h in heads], [h[2] for h in heads]
     references = {q.qid: features.combined(q.qid, chosen, weights) for q in queries}
     model, tokenizer = load_model(args.model)
@@ -542,7 +540,8 @@ def aligned_profile(args, selector: Selector, held_out: str, recipe: dict) -> Pa
     config = AlignConfig(**align_settings(args))
     aligned = align(model, tokenizer, profile, queries, references, config, folder / "checkpoint.pt")
     save_adapter(aligned.adapter, aligned.spec, folder / "adapter.safetensors")
-    meta = {"trained_on": train, "queries": len(queries), "seconds": round(time.perf_counter() - began, 1)}
+    meta = {"trained_on": [c.name for c in training], "queries": len(queries)}
+    meta["seconds"] = round(time.perf_counter() - began, 1)
     meta["align"] = config.to_json()
     meta["loss"] = [round(h["loss"], 4) for h in aligned.history]
     replace(profile, heads=aligned.heads, adapter="adapter.safetensors", meta=meta).save(folder / "profile.json")
@@ -568,51 +567,59 @@ def rerank_aligned(args, collection: Collection, profile_path: Path, fusion: Fus
     }
 
 
+def aligned_fold(args, collection: Collection, recipe: dict, heads, fusion: FusionSettings, path: Path) -> dict:
+    """A held-out set's record: ``heads`` unaligned and aligned (the profile at ``path``), each
+    unfused and fused, against BM25; aligned + fusion against unaligned + fusion."""
+    systems = {
+        "recipe": rerank(collection, heads, FusionSettings(), args.depth),
+        "recipe + fusion": rerank(collection, heads, fusion, args.depth),
+        **rerank_aligned(args, collection, path, fusion),
+    }
+    base = bm25(collection)
+    rows = {"bm25": {"ndcg": mean(base)}}
+    for name, reranked in systems.items():
+        test = compare(reranked.ndcg, base)
+        rows[name] = {"ndcg": mean(reranked.ndcg), "delta": test.mean_difference, "p": test.p_randomisation}
+    versus = compare(systems["aligned + fusion"].ndcg, systems["recipe + fusion"].ndcg)
+    rows["aligned + fusion"]["vs_unaligned"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
+    meta = HeadProfile.load(path).meta
+    logger.info("%s: %s", collection.name, {k: round(v["ndcg"], 4) for k, v in rows.items()})
+    return {
+        "held_out": collection.name,
+        "queries": len(collection.queries),
+        "recipe": recipe,
+        "fusion": asdict(fusion),
+        "train_queries": meta["queries"],
+        # queries without two candidates one grade apart have no pair and are skipped
+        "aligned_queries": len(meta["loss"]) // meta.get("align", {}).get("epochs", 1),
+        "align_seconds": meta["seconds"],
+        "systems": rows,
+    }
+
+
+def align_result(args: argparse.Namespace, folds: list[dict]) -> dict:
+    from headrank_ir.train.alignment import AlignConfig
+
+    result = {"model": args.model, "depth": args.depth, "align_queries": args.align_queries, "folds": folds}
+    result["align"] = AlignConfig(**align_settings(args)).to_json()
+    return result
+
+
 def align_folds(args: argparse.Namespace) -> None:
     """For each held-out set: the recipe and fusion chosen on the other three (as ``evaluate``),
     the selected heads aligned on the other three, the held-out set reranked with the adapter."""
     sets = list(args.datasets)
     selector = Selector({name: read_collection(args, name, all_heads(args, sets)) for name in sets})
-    records = []
+    folds = []
     for held_out in sets:
         train = [s for s in sets if s != held_out]
         recipe, fusion, _ = choose(selector, train, args.depth)
-        collection = selector.collections[held_out]
         heads = selector.heads(train, recipe)
-        path = aligned_profile(args, selector, held_out, recipe)
-        systems = {
-            "recipe": rerank(collection, heads, FusionSettings(), args.depth),
-            "recipe + fusion": rerank(collection, heads, fusion, args.depth),
-            **rerank_aligned(args, collection, path, fusion),
-        }
-        base = bm25(collection)
-        rows = {"bm25": {"ndcg": mean(base)}}
-        for name, reranked in systems.items():
-            test = compare(reranked.ndcg, base)
-            rows[name] = {"ndcg": mean(reranked.ndcg), "delta": test.mean_difference, "p": test.p_randomisation}
-        if "aligned" in systems:
-            versus = compare(systems["aligned + fusion"].ndcg, systems["recipe + fusion"].ndcg)
-            rows["aligned + fusion"]["vs_unaligned"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
-        meta = HeadProfile.load(path).meta
-        records.append(
-            {
-                "held_out": held_out,
-                "queries": len(collection.queries),
-                "recipe": recipe,
-                "fusion": asdict(fusion),
-                "train_queries": meta["queries"],
-                # queries without two candidates one grade apart have no pair and are skipped
-                "aligned_queries": len(meta["loss"]) // meta.get("align", {}).get("epochs", 1),
-                "align_seconds": meta["seconds"],
-                "systems": rows,
-            }
-        )
-        logger.info("%s: %s", held_out, {k: round(v["ndcg"], 4) for k, v in rows.items()})
-    from headrank_ir.train.alignment import AlignConfig
-
-    result = {"model": args.model, "depth": args.depth, "align_queries": args.align_queries, "folds": records}
-    result["align"] = AlignConfig(**align_settings(args)).to_json()
-    output(align_name(args), result, align_report(result))
+        training = [selector.collections[n] for n in sorted(train)]
+        path = aligned_profile(args, align_folder(args, held_out), heads, training)
+        folds.append(aligned_fold(args, selector.collections[held_out], recipe, heads, fusion, path))
+    result = align_result(args, folds)
+    output(align_name(args), result, loco_align_report(result))
 
 
 ALIGN_SYSTEMS = ("recipe", "recipe + fusion", "aligned", "aligned + fusion")
@@ -626,8 +633,9 @@ def align_label(settings: dict) -> str:
     )
 
 
-def align_report(result: dict) -> str:
-    lines = report_head(
+def loco_align_report(result: dict) -> str:
+    return align_report(
+        result,
         f"Alignment by leave-one-collection-out, {result['model']}",
         (
             "Per held-out set: the recipe and fusion chosen on the other three (as in runs/loco.<model>.md); "
@@ -638,8 +646,13 @@ def align_report(result: dict) -> str:
             "(paired randomisation) against BM25; the last column: aligned + fusion against the same heads "
             "unaligned + fusion."
         ),
-        ["held out", "queries", "aligned on", "align s", "bm25", *ALIGN_SYSTEMS, "aligned vs not"],
     )
+
+
+def align_report(result: dict, title: str, paragraph: str) -> str:
+    """The folds of an alignment result as a table, under ``title`` and ``paragraph``."""
+    columns = ["held out", "queries", "aligned on", "align s", "bm25", *ALIGN_SYSTEMS, "aligned vs not"]
+    lines = report_head(title, paragraph, columns)
     for fold in result["folds"]:
         rows = fold["systems"]
         cells = [fold["held_out"], str(fold["queries"]), f"{fold['aligned_queries']} of {fold['train_queries']}"]
@@ -811,8 +824,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="per set, only the first N queries with a relevant passage (default cranfield=40 vaswani=40)",
     )
     parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
+    add_align_arguments(parser, default_queries=40)
+    parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
+    return parser
+
+
+def add_align_arguments(parser: argparse.ArgumentParser, default_queries: int) -> None:
     parser.add_argument(
-        "--align-queries", type=int, default=40, help="align: the first N evaluated queries of each training set"
+        "--align-queries",
+        type=int,
+        default=default_queries,
+        help="align: the first N evaluated queries (or lists) of each training set",
     )
     parser.add_argument(
         "--align-setting",
@@ -821,8 +843,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help=f"align: AlignConfig fields other than the defaults ({', '.join(ALIGN_SWEEPABLE)}); one result each",
     )
-    parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
-    return parser
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,7 @@
     .venv/bin/python tools/pseudo_queries.py build       # the lists: .cache/pseudo/ict-<set>.jsonl
     .venv/bin/python tools/pseudo_queries.py features    # every head's reading, as loco.py caches them
     .venv/bin/python tools/pseudo_queries.py evaluate    # runs/pseudo.<model>.md and .json
+    .venv/bin/python tools/pseudo_queries.py align       # runs/pseudo_align.<model>.q<N>.md and .json
 
 ``build`` draws ``--per-corpus`` passages of each corpus (DL19's and DL20's are the passage texts
 of their BM25 runs; Cranfield's and Vaswani's the full collections) and cuts a span out of each:
@@ -19,6 +20,11 @@ is dropped.
 held-out set, selects heads from different training data: the other three sets' judged
 queries (as loco.py), their pseudo-queries, the pseudo-queries of all four corpora (the held-out
 corpus's texts but none of its queries or judgements), and judged + pseudo together.
+
+``align`` keeps the judged selection (the shipped recipe's heads, chosen on the other three sets'
+judged queries) and aligns them, head weights and a q/k LoRA as ``loco.py align`` does, on the
+other three corpora's pseudo-query lists instead of judged queries: label-free preference pairs
+(source over the bi-encoder's closest, those over the rest).
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from loco import (
     ROOT,
     Collection,
     Selector,
+    add_align_arguments,
+    align_folder,
+    align_label,
+    align_name,
+    align_report,
+    align_result,
+    aligned_fold,
+    aligned_profile,
     all_heads,
     bm25,
     cached_features,
@@ -207,13 +221,20 @@ def training_sources(held_out: str, sets: Sequence[str]) -> dict[str, list[str]]
     }
 
 
-def evaluate(args: argparse.Namespace) -> None:
+def shipped_selection(args: argparse.Namespace) -> tuple[dict, FusionSettings, dict[str, Collection]]:
+    """The shipped recipe and fusion (runs/loco.<model>.json), and every judged set and pseudo-query
+    list set with its cached features."""
     sets = list(args.datasets)
     heads = all_heads(args, sets)
     shipped = json.loads((ROOT / "runs" / f"loco.{args.model}.json").read_text())["shipped"]
-    recipe, fusion = shipped["recipe"], FusionSettings(**shipped["fusion"])
     collections = {name: read_collection(args, name, heads) for name in sets}
     collections.update({pseudo_name(name): pseudo_collection(args, name, heads) for name in sets})
+    return shipped["recipe"], FusionSettings(**shipped["fusion"]), collections
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    sets = list(args.datasets)
+    recipe, fusion, collections = shipped_selection(args)
     selector = Selector(collections)
     folds = []
     for held_out in sets:
@@ -279,9 +300,46 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def align(args: argparse.Namespace) -> None:
+    """For each held-out set: the judged selection's heads aligned on the other three corpora's
+    pseudo-query lists (the first ``--align-queries`` of each), the held-out set reranked with them."""
+    sets = list(args.datasets)
+    recipe, fusion, collections = shipped_selection(args)
+    selector = Selector(collections)
+    folds = []
+    for held_out in sets:
+        others = sorted(s for s in sets if s != held_out)
+        heads = selector.heads(others, recipe)
+        training = [collections[pseudo_name(s)] for s in others]
+        path = aligned_profile(args, align_folder(args, held_out, "pseudo_align"), heads, training)
+        folds.append(aligned_fold(args, collections[held_out], recipe, heads, fusion, path))
+    result = align_result(args, folds)
+    result["per_corpus"] = args.per_corpus
+    output(align_name(args, "pseudo_align"), result, align_pseudo_report(result))
+
+
+def align_pseudo_report(result: dict) -> str:
+    fold = result["folds"][0]
+    return align_report(
+        result,
+        f"Alignment on label-free pairs: inverse-cloze pseudo-queries, {result['model']}",
+        (
+            f"Per held-out set: the shipped recipe's heads ({recipe_label(fold['recipe'])}, selected on the other "
+            f"three sets' judged queries: the `judged` system of runs/pseudo.{result['model']}.md) and its fusion "
+            f"({fusion_label(FusionSettings(**fold['fusion']))}); their weights and a q/k LoRA aligned "
+            f"({align_label(result['align'])}, regulariser on) on the first {result['align_queries']} pseudo-query "
+            f"lists (of {result['per_corpus']} spans drawn) of each of the other three corpora: no judged query, the "
+            "pairs graded by construction (the source passage 2, the MiniLM bi-encoder's closest three 1, the rest 0). "
+            f"The held-out set's judged queries reranked by a forward with the adapter merged (BM25 top "
+            f"{result['depth']}). Columns as in runs/loco_align.*.md: `recipe` is the heads unaligned; nDCG@10, Δ and "
+            "p (paired randomisation) against BM25; the last column: aligned + fusion against unaligned + fusion."
+        ),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("build", "features", "evaluate"))
+    parser.add_argument("stage", choices=("build", "features", "evaluate", "align"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
     parser.add_argument("--per-corpus", type=int, default=250, help="spans drawn per corpus")
@@ -296,13 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SET=N",
         help="evaluate: per judged set, only the first N queries with a relevant passage (default: all)",
     )
+    add_align_arguments(parser, default_queries=50)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    {"build": build, "features": features, "evaluate": evaluate}[args.stage](args)
+    {"build": build, "features": features, "evaluate": evaluate, "align": align}[args.stage](args)
     return 0
 
 
