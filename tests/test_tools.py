@@ -63,3 +63,16 @@ def test_pseudo_lists_grade_the_source_and_the_bi_encoders_closest_others():
     assert shown["d2"] == "the source without it" and shown["d0"] == "p0"
     grades = dict(zip(listed.docids, listed.grades))
     assert grades == {"d0": 0, "d1": 0, "d2": 2, "d3": 1, "d4": 1, "d5": 1}  # d5, d4, d3 closest of the others
+
+
+def test_pseudo_alignment_caches_its_adapters_apart_from_the_judged_ones():
+    """Both tools cache a fold's aligned profile by name and reuse one that exists: with the same
+    settings, a pseudo-query adapter found under the judged one's name would be reported as label-free."""
+    tool = pseudo_queries()
+    import loco
+
+    args = tool.build_parser().parse_args(["align", "--align-queries", "50", "--align-setting", "lora_rank=2"])
+    judged, pseudo = loco.align_folder(args, "dl19"), loco.align_folder(args, "dl19", "pseudo_align")
+    assert judged.parent == pseudo.parent and judged != pseudo
+    assert judged.name == "smollm2-135m.q50.lora_rank2.without-dl19.top20"  # the committed runs' cache names
+    assert loco.align_name(args, "pseudo_align") == "pseudo_align.smollm2-135m.q50.lora_rank2"
