@@ -511,6 +511,7 @@ def align_name(args: argparse.Namespace, kind: str = "loco_align") -> str:
 
 
 def align_folder(args: argparse.Namespace, held_out: str, kind: str = "loco_align") -> Path:
+    # loco's folders were named before other kinds existed: theirs stay unprefixed, as cached
     name = align_name(args, kind).removeprefix("loco_align.")
     return CACHE / "align" / f"{name}.without-{held_out}.top{args.depth}"
 
