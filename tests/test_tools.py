@@ -76,3 +76,20 @@ def test_pseudo_alignment_caches_its_adapters_apart_from_the_judged_ones():
     assert judged.parent == pseudo.parent and judged != pseudo
     assert judged.name == "smollm2-135m.q50.lora_rank2.without-dl19.top20"  # the committed runs' cache names
     assert loco.align_name(args, "pseudo_align") == "pseudo_align.smollm2-135m.q50.lora_rank2"
+
+
+def test_reports_of_another_passage_length_get_their_own_names():
+    """A pass at 128-token passages must not overwrite the committed 64-token reports (nor read
+    the 64-token shipped recipe as its own), while the 64-token names stay as committed."""
+    tool = pseudo_queries()
+    import loco
+
+    default = loco.build_parser().parse_args(["evaluate"])
+    longer = loco.build_parser().parse_args(["evaluate", "--passage-tokens", "128"])
+    assert loco.report_name(default, "loco") == "loco.smollm2-135m"
+    assert loco.report_name(longer, "loco") == "loco.smollm2-135m.tok128"
+    assert loco.report_name(longer, "loco_weights") == "loco_weights.smollm2-135m.tok128"
+    assert loco.align_name(longer) == "loco_align.smollm2-135m.tok128.q40"
+    assert loco.align_folder(longer, "dl19").name == "smollm2-135m.tok128.q40.without-dl19.top20"
+    pseudo = tool.build_parser().parse_args(["align", "--passage-tokens", "128"])
+    assert loco.report_name(pseudo, "pseudo") == "pseudo.smollm2-135m.tok128"

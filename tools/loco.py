@@ -48,6 +48,7 @@ logger = logging.getLogger("loco")
 
 CACHE = ROOT / ".cache" / "loco"
 DATA = Path(os.environ.get("HEADRANK_DATA", ROOT.parent / "shared" / "data"))
+PASSAGE_TOKENS = 64
 
 
 def output(stem: str, result: dict, markdown: str) -> None:
@@ -55,6 +56,16 @@ def output(stem: str, result: dict, markdown: str) -> None:
     (ROOT / "runs" / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (ROOT / "runs" / f"{stem}.md").write_text(markdown)
     logger.info("wrote runs/%s.md and runs/%s.json", stem, stem)
+
+
+def report_name(args: argparse.Namespace, kind: str) -> str:
+    """``<kind>.<model>``, with ``.tok<N>`` when passages are not cut at the default 64 tokens: one
+    report per passage length, the committed 64-token reports keeping their names."""
+    return ".".join([f"{kind}.{args.model}", *passage_suffix(args)])
+
+
+def passage_suffix(args: argparse.Namespace) -> list[str]:
+    return [] if args.passage_tokens == PASSAGE_TOKENS else [f"tok{args.passage_tokens}"]
 
 
 def feature_folder(args: argparse.Namespace, dataset: str) -> Path:
@@ -370,7 +381,7 @@ def evaluate(args: argparse.Namespace) -> None:
             "rerank_depth": args.depth,
             "feature_depth": args.max_depth,
             **shipped,
-            "made_by": f"tools/loco.py evaluate (see runs/loco.{args.model}.md)",
+            "made_by": f"tools/loco.py evaluate (see runs/{report_name(args, 'loco')}.md)",
         },
     )
     result = {
@@ -386,7 +397,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "shipped": {**shipped, "heads": [list(h[:2]) for h in profile.heads]},
         "seconds": round(time.perf_counter() - began, 1),
     }
-    output(f"loco.{args.model}", result, report(result))
+    output(report_name(args, "loco"), result, report(result))
     if args.ship:
         profile.save(ROOT / "headrank_ir" / "profiles" / f"{args.model}.json")
     logger.info("evaluated in %.0f s", result["seconds"])
@@ -507,7 +518,7 @@ ALIGN_SWEEPABLE = ("epochs", "lr", "head_lr", "temperature", "lora_rank", "lora_
 def align_name(args: argparse.Namespace, kind: str = "loco_align") -> str:
     """``<kind>.<model>.q<N>`` with the non-default settings appended (one result per setting)."""
     settings = [f"{k}{v}" for k, v in align_settings(args).items()]
-    return ".".join([f"{kind}.{args.model}", f"q{args.align_queries}", *settings])
+    return ".".join([report_name(args, kind), f"q{args.align_queries}", *settings])
 
 
 def align_folder(args: argparse.Namespace, held_out: str, kind: str = "loco_align") -> Path:
@@ -763,7 +774,7 @@ def weight_folds(args: argparse.Namespace) -> None:
             sweep.setdefault(weight_label(settings), {})[held_out] = value
         logger.info("%s: %s, %s", held_out, weight_label(grid[best]), {k: round(v["ndcg"], 4) for k, v in rows.items()})
     result = {"model": args.model, "depth": args.depth, "grid": WEIGHT_GRID, "folds": folds, "sweep": sweep}
-    output(f"loco_weights.{args.model}", result, weights_report(result))
+    output(report_name(args, "loco_weights"), result, weights_report(result))
 
 
 WEIGHT_SYSTEMS = ("recipe + fusion", "aligned weights", "aligned weights + fusion")
@@ -816,7 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates reranked per query")
-    parser.add_argument("--passage-tokens", type=int, default=64, help="prompt.max_passage_tokens")
+    parser.add_argument(
+        "--passage-tokens",
+        type=int,
+        default=PASSAGE_TOKENS,
+        help=f"prompt.max_passage_tokens (default {PASSAGE_TOKENS}; another length's reports are named .tok<N>)",
+    )
     parser.add_argument(
         "--max-queries",
         nargs="*",

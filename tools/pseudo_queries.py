@@ -42,6 +42,7 @@ from pathlib import Path
 from loco import (
     CACHE,
     DATA,
+    PASSAGE_TOKENS,
     ROOT,
     Collection,
     Selector,
@@ -66,6 +67,7 @@ from loco import (
     read_collection,
     recipe_label,
     report_head,
+    report_name,
     rerank,
     table_head,
 )
@@ -226,7 +228,7 @@ def shipped_selection(args: argparse.Namespace) -> tuple[dict, FusionSettings, d
     list set with its cached features."""
     sets = list(args.datasets)
     heads = all_heads(args, sets)
-    shipped = json.loads((ROOT / "runs" / f"loco.{args.model}.json").read_text())["shipped"]
+    shipped = json.loads((ROOT / "runs" / f"{report_name(args, 'loco')}.json").read_text())["shipped"]
     collections = {name: read_collection(args, name, heads) for name in sets}
     collections.update({pseudo_name(name): pseudo_collection(args, name, heads) for name in sets})
     return shipped["recipe"], FusionSettings(**shipped["fusion"]), collections
@@ -267,7 +269,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "fusion": asdict(fusion),
         "folds": folds,
     }
-    output(f"pseudo.{args.model}", result, report(result))
+    output(report_name(args, "pseudo"), result, report(result))
 
 
 def report(result: dict) -> str:
@@ -345,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-corpus", type=int, default=250, help="spans drawn per corpus")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates per list (and reranked when evaluating)")
-    parser.add_argument("--passage-tokens", type=int, default=64, help="prompt.max_passage_tokens")
+    parser.add_argument("--passage-tokens", type=int, default=PASSAGE_TOKENS, help="prompt.max_passage_tokens")
     parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
     parser.add_argument(
         "--max-queries",
