@@ -15,9 +15,9 @@ def test_bench_throughput_runs_the_commands_loop(tmp_path, tiny_model_dir):
     argv = [sys.executable, str(REPO / "tools" / "bench_throughput.py"), "--model", tiny_model_dir]
     argv += ["--passages", "3", "--profiles", "2:2", "--batch-sizes", "1", "2", "--max-queries", "2"]
     argv += ["--repeats", "1", "--no-warmup", "--baseline-queries", "0", "--output", str(output)]
-    subprocess.run(argv, cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run(argv + ["--passage-tokens", "8", "16"], cwd=REPO, check=True, capture_output=True, timeout=300)
     rows = json.loads(output.read_text())
-    assert [row["batch_size"] for row in rows] == [1, 2]
+    assert [(row["passage_tokens"], row["batch_size"]) for row in rows] == [(8, 1), (8, 2), (16, 1), (16, 2)]
     assert all(row["queries"] == 2 and row["engine_s_per_query"] > 0 and row["floor_s_per_query"] > 0 for row in rows)
 
 

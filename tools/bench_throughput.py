@@ -1,6 +1,6 @@
 """Throughput of HeadRank over every query of a run, end to end through the rerank command's code.
 
-For each passage count, head profile and batch size the queries go through ``rerank_into`` (what
+For each passage count, head profile, passage length and batch size the queries go through ``rerank_into`` (what
 ``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``, a run file written), and,
 interleaved with it, through the floor: one plain SDPA forward of the same prompts, in the same
 padded groups, through the same truncated layers. Reported per row: seconds per query and queries
@@ -20,6 +20,7 @@ same device. One JSON list of rows; each time is the best of ``--repeats`` after
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 
 from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
+
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=["all:24"],
         help="HEADS:LAYERS, HEADS a number or 'all': that many heads spread over the first LAYERS layers",
     )
+    parser.add_argument(
+        "--passage-tokens",
+        type=int,
+        nargs="+",
+        default=[PromptSettings().max_passage_tokens],
+        help="passages cut to each of these token counts in turn (default: the engine's, %(default)s)",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch-tokens", type=int, help="padded tokens per forward (default: the ranker's)")
     parser.add_argument("--max-queries", type=int, help="first N queries of the run (default all)")
@@ -60,17 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def head_profile(spec: str, model: str, num_layers: int, num_heads: int):
+def head_profile(spec: str, model: str, num_layers: int, num_heads: int, passage_tokens: int):
     """``all:L`` every head of the first L layers; ``H:L`` H heads spread evenly over them,
-    the last in layer L - 1 (so the truncation depth is L either way)."""
-    from headrank_ir.engine.profile import HeadProfile
+    the last in layer L - 1 (so the truncation depth is L either way); passages cut to
+    ``passage_tokens``."""
 
     heads, _, layers = spec.partition(":")
     layers = int(layers or num_layers)
     every = [(layer, head) for layer in range(layers) for head in range(num_heads)]
     count = len(every) if heads == "all" else int(heads)
     chosen = [every[len(every) - 1 - round(i * (len(every) - 1) / max(count - 1, 1))] for i in range(count)][::-1]
-    return HeadProfile(model, tuple((layer, head, 1.0) for layer, head in chosen), meta={"bench": spec})
+    heads = tuple((layer, head, 1.0) for layer, head in chosen)
+    return HeadProfile(model, heads, PromptSettings(max_passage_tokens=passage_tokens), meta={"bench": spec})
 
 
 def timed(device: str, step) -> float:
@@ -236,14 +247,19 @@ def main(argv=None) -> int:
         for passages in args.passages:
             requests = requests_from_run(topics, run, data / "corpus.jsonl", passages, args.max_queries)
             baseline = baseline_seconds(model, tokenizer, requests[: args.baseline_queries], passages, args.device)
-            for spec in args.profiles:
+            for spec, passage_tokens in itertools.product(args.profiles, args.passage_tokens):
                 profile = head_profile(
-                    spec, args.config or args.model, config.num_hidden_layers, config.num_attention_heads
+                    spec,
+                    args.config or args.model,
+                    config.num_hidden_layers,
+                    config.num_attention_heads,
+                    passage_tokens,
                 )
                 ranker = HeadRanker(model, tokenizer, profile, batch_tokens=args.batch_tokens)
                 for batch_size in args.batch_sizes:
                     row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
                     row.update(machine=machine(args.device), passages=passages, profile=spec)
+                    row.update(passage_tokens=profile.prompt.max_passage_tokens)
                     row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.batch_tokens)
                     row.update(overlap=ranker.overlap, repeats=args.repeats, warmup=args.warmup)
                     row.update(measure_pair(ranker, requests, passages, batch_size, args))
