@@ -1,14 +1,15 @@
 """Throughput of HeadRank over every query of a run, end to end through the rerank command's code.
 
-For each passage count, head profile, passage length and batch size the queries go through ``rerank_into`` (what
-``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``, a run file written), and,
-interleaved with it, through the floor: one plain SDPA forward of the same prompts, in the same
-padded groups, through the same truncated layers. Reported per row: seconds per query and queries
-per second of both, engine/floor, the CPU share (seconds in ``HeadRanker.plan``, tokenising and
-joining prompts, over the engine's; hidden behind the forwards where ``overlap`` is on), peak
-memory (CUDA ``max_memory_allocated``; on the CPU the process's peak RSS, reset before each
-route), and the generative baseline (RankGPT, sliding window 20/10, greedy ``generate``) on the
-same device. One JSON list of rows; each time is the best of ``--repeats`` after a warm-up.
+For each passage count, head profile, passage length and batch size the queries go through
+``rerank_into`` (what ``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``, a run
+file written), and, interleaved with it, through the floor: one plain SDPA forward of the same
+prompts, in the same padded groups, through the same truncated layers. Reported per row:
+seconds per query and queries per second of both, engine/floor, the CPU share (seconds in
+``HeadRanker.plan``, tokenising and joining prompts, over the engine's; hidden behind the forwards
+where ``overlap`` is on), peak memory (CUDA ``max_memory_allocated``; on the CPU the process's
+peak RSS, reset before each route), and the generative baseline (RankGPT, sliding window 20/10,
+greedy ``generate``) on the same device. One JSON list of rows; each time is the best of
+``--repeats`` after a warm-up.
 
     python tools/bench_throughput.py --passages 20 100 --profiles all:24 --batch-sizes 1 2 4 \\
         --max-queries 4 --output runs/bench_throughput_cpu.json                  # smollm2-135m, CPU
@@ -80,8 +81,8 @@ def head_profile(spec: str, model: str, num_layers: int, num_heads: int, passage
     every = [(layer, head) for layer in range(layers) for head in range(num_heads)]
     count = len(every) if heads == "all" else int(heads)
     chosen = [every[len(every) - 1 - round(i * (len(every) - 1) / max(count - 1, 1))] for i in range(count)][::-1]
-    heads = tuple((layer, head, 1.0) for layer, head in chosen)
-    return HeadProfile(model, heads, PromptSettings(max_passage_tokens=passage_tokens), meta={"bench": spec})
+    weighted = tuple((layer, head, 1.0) for layer, head in chosen)
+    return HeadProfile(model, weighted, PromptSettings(max_passage_tokens=passage_tokens), meta={"bench": spec})
 
 
 def timed(device: str, step) -> float:

@@ -516,7 +516,7 @@ ALIGN_SWEEPABLE = ("epochs", "lr", "head_lr", "temperature", "lora_rank", "lora_
 
 
 def align_name(args: argparse.Namespace, kind: str = "loco_align") -> str:
-    """``<kind>.<model>.q<N>`` with the non-default settings appended (one result per setting)."""
+    """``<kind>.<model>[.tok<T>].q<N>`` with the non-default settings appended (one result per setting)."""
     settings = [f"{k}{v}" for k, v in align_settings(args).items()]
     return ".".join([report_name(args, kind), f"q{args.align_queries}", *settings])
 
