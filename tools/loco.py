@@ -61,11 +61,8 @@ def output(stem: str, result: dict, markdown: str) -> None:
 def report_name(args: argparse.Namespace, kind: str) -> str:
     """``<kind>.<model>``, with ``.tok<N>`` when passages are not cut at the default 64 tokens: one
     report per passage length, the committed 64-token reports keeping their names."""
-    return ".".join([f"{kind}.{args.model}", *passage_suffix(args)])
-
-
-def passage_suffix(args: argparse.Namespace) -> list[str]:
-    return [] if args.passage_tokens == PASSAGE_TOKENS else [f"tok{args.passage_tokens}"]
+    length = [] if args.passage_tokens == PASSAGE_TOKENS else [f"tok{args.passage_tokens}"]
+    return ".".join([f"{kind}.{args.model}", *length])
 
 
 def feature_folder(args: argparse.Namespace, dataset: str) -> Path:
