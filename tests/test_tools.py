@@ -96,9 +96,9 @@ def test_reports_of_another_passage_length_get_their_own_names():
 
 
 def toy_collection(loco, name: str, seed: int):
-    """Six queries of eight candidates, one relevant each and never BM25's first; four heads of
-    layer 0 (0-3 for seed 0, 4-7 for seed 1) score the relevant passage 1 and the rest 0, the
-    other 60 heads score at random."""
+    """Six queries of eight candidates, one relevant each and never BM25's first (grade 1, or 2 for
+    seed 1: no adjacent-grade pair to train weights on); four heads of layer 0 (0-3 for seed 0,
+    4-7 for seed 1) score the relevant passage 1 and the rest 0, the other 60 at random."""
     import torch
 
     from headrank_ir.records import Candidate, Query, Request
@@ -110,19 +110,20 @@ def toy_collection(loco, name: str, seed: int):
     for number in range(6):
         qid, relevant = f"{name}{number}", 1 + number % 7
         docids = tuple(f"{qid}-d{i}" for i in range(8))
-        grades = tuple(int(i == relevant) for i in range(8))
+        grades = tuple((1 + seed) * int(i == relevant) for i in range(8))
         queries.append(TrainingQuery(qid, "q", docids, ("p",) * 8, grades))
         requests[qid] = Request(Query("q", qid), [Candidate(d, 10.0 - i, {"contents": "p"}) for i, d in enumerate(docids)])
         qrels[qid] = dict(zip(docids, grades))
         scores[qid] = torch.rand(64, 8, generator=generator)
-        scores[qid][4 * seed : 4 * seed + 4] = torch.tensor(grades, dtype=torch.float32)
+        scores[qid][4 * seed : 4 * seed + 4] = torch.tensor(grades, dtype=torch.float32) / (1 + seed)
         entropy[qid] = torch.rand(64, generator=generator)
     return loco.Collection(name, queries, requests, qrels, HeadFeatures(heads, scores, entropy))
 
 
 def test_the_ceiling_chooses_the_grid_on_each_sets_own_judgements(monkeypatch):
     """On each set the grid's best entry is that set's four perfect heads (not the other set's),
-    found by in-sample nDCG and scored against the set's BM25; reported unfused and fused."""
+    found by in-sample nDCG and scored against the set's BM25; reported unfused and fused, and
+    with weights trained on the set where it has adjacent-grade pairs."""
     pseudo_queries()  # puts tools/ on the path
     import loco
 
@@ -131,7 +132,7 @@ def test_the_ceiling_chooses_the_grid_on_each_sets_own_judgements(monkeypatch):
     monkeypatch.setattr(loco, "read_collection", lambda args, name, heads: sets[name])
     monkeypatch.setattr(loco, "all_heads", lambda args, names: sets["a"].features.heads)
     monkeypatch.setattr(loco, "output", lambda stem, result, markdown: written.update({stem: (result, markdown)}))
-    args = loco.build_parser().parse_args(["ceiling", "--depth", "8"])
+    args = loco.build_parser().parse_args(["ceiling", "--depth", "8", "--trained-weights"])
     args.datasets = ["a", "b"]
     loco.ceiling(args)
     result, markdown = written["loco_ceiling.smollm2-135m"]
@@ -140,4 +141,6 @@ def test_the_ceiling_chooses_the_grid_on_each_sets_own_judgements(monkeypatch):
         assert record["bm25"] == bm25 < 1.0  # the relevant passage is never BM25's first
         assert record["unfused"] == {"entry": "ndcg top-4, none", "ndcg": 1.0, "delta": 1.0 - bm25}
         assert record["fused"]["ndcg"] == 1.0 and record["fused"]["entry"] == "ndcg top-4, none"  # ties: grid order
-    assert markdown.count("| ndcg top-4, none |") == 4
+    trained = {record["set"]: record["trained_weights"] for record in result["sets"]}
+    assert trained["b"] is None and trained["a"]["ndcg"] == 1.0 and " ep, lr " in trained["a"]["entry"]
+    assert markdown.count("| ndcg top-4, none |") == 4 and markdown.count("| – | – |") == 1

@@ -834,6 +834,28 @@ def grid_best(grid: dict[tuple[str, str], float], fused: bool, base: float) -> d
     return {"entry": ", ".join(entry), "ndcg": grid[entry], "delta": grid[entry] - base}
 
 
+CEILING_WEIGHTS_RECIPE = {"selection": "ndcg", "top_k": 64, "entropy_weight": 0.0}  # the grid's most heads
+
+
+def in_sample_weights(args: argparse.Namespace, selector: Selector, name: str) -> dict[tuple[str, str], float] | None:
+    """``(weight setting, fusion label)`` → set ``name``'s mean nDCG@10 with its 64 best heads by nDCG,
+    their weights trained on its own judged queries (each setting of the weights grid on the
+    recipe's heads); None where no query has two candidates one grade apart to train on."""
+    from headrank_ir.train.pairs import adjacent_pairs
+
+    if not any(adjacent_pairs(q.grades) for q in selector.collections[name].queries):
+        return None
+    weigher = Weigher(args, selector)
+    settings = [s for s in weight_settings()[1:] if s["top_k"] is None]  # [0]: equal weights, in the grid already
+    return {
+        (weight_label(s), fusion_label(fusion)): mean(
+            weigher.score([name], name, CEILING_WEIGHTS_RECIPE, s, fusion).ndcg
+        )
+        for s in settings
+        for fusion in FUSIONS
+    }
+
+
 def ceiling(args: argparse.Namespace) -> None:
     """Per set, the best the selection-and-fusion grid reaches when it may look at that set's own
     judgements, which the nested figures never see: their optimistic reference (not a strict bound:
@@ -847,6 +869,9 @@ def ceiling(args: argparse.Namespace) -> None:
         record = {"set": name, "queries": len(selector.collections[name].queries), "bm25": base}
         grid = in_sample_grid(selector, name, args.depth)
         record.update(unfused=grid_best(grid, False, base), fused=grid_best(grid, True, base))
+        if args.trained_weights:
+            weighted = in_sample_weights(args, selector, name)
+            record["trained_weights"] = weighted and grid_best(weighted, True, base)
         logger.info("%s: %s", name, record)
         records.append(record)
     result = {
@@ -855,6 +880,7 @@ def ceiling(args: argparse.Namespace) -> None:
         "passage_tokens": args.passage_tokens,
         "max_queries": query_caps(args),
         "max_depth": args.max_depth,
+        "trained_weights": args.trained_weights,
         "sets": records,
         "seconds": round(time.perf_counter() - began, 1),
     }
@@ -862,24 +888,32 @@ def ceiling(args: argparse.Namespace) -> None:
 
 
 def ceiling_report(result: dict) -> str:
-    lines = report_head(
-        f"The grid's ceiling, chosen on the test set itself, {result['model']}",
-        (
-            f"BM25 top {result['depth']} reranked, passages cut to {result['passage_tokens']} tokens, heads from the "
-            f"first {result['max_depth']} layers, {capped_sets(result)} with a relevant passage in the top "
-            f"{result['depth']}. For each set, every recipe of the leave-one-out grid (all heads; top 4-64 by nDCG; "
-            "top 4-64 entropy-regularised) selects its heads on that set's own judged queries and every fusion "
-            "is scored on the same queries: the best entry is what head selection and fusion can reach with this "
-            "model's heads when they may look at the test judgements, which the nested figures never do. nDCG@10 "
-            f"and Δ against BM25; no p-value: the best of {len(RECIPES) * len(FUSIONS)} entries scored on the queries "
-            "that chose it is biased upwards by construction."
-        ),
-        ["set", "queries", "bm25", "best unfused", "entry", "best fused", "entry"],
+    paragraph = (
+        f"BM25 top {result['depth']} reranked, passages cut to {result['passage_tokens']} tokens, heads from the "
+        f"first {result['max_depth']} layers, {capped_sets(result)} with a relevant passage in the top "
+        f"{result['depth']}. For each set, every recipe of the leave-one-out grid (all heads; top 4-64 by nDCG; "
+        "top 4-64 entropy-regularised) selects its heads on that set's own judged queries and every fusion "
+        "is scored on the same queries: the best entry is what head selection and fusion can reach with this "
+        "model's heads when they may look at the test judgements, which the nested figures never do. nDCG@10 "
+        f"and Δ against BM25; no p-value: the best of {len(RECIPES) * len(FUSIONS)} entries scored on the queries "
+        "that chose it is biased upwards by construction."
     )
+    columns = ["set", "queries", "bm25", "best unfused", "entry", "best fused", "entry"]
+    weighted = result.get("trained_weights", False)
+    if weighted:
+        paragraph += (
+            " Trained weights: the set's 64 best heads by nDCG, their weights trained on the alignment objective "
+            "from cached features (as the `weights` stage does, the model frozen) on the set's own judged queries, "
+            "each epochs × head lr × tau setting of that stage's grid with every fusion: what fitting the weights "
+            "to the test judgements reaches (–: no query has two candidates one grade apart to train on)."
+        )
+        columns += ["trained weights, fused", "entry"]
+    lines = report_head(f"The grid's ceiling, chosen on the test set itself, {result['model']}", paragraph, columns)
     for record in result["sets"]:
         cells = [record["set"], str(record["queries"]), f"{record['bm25']:.4f}"]
-        for kind in ("unfused", "fused"):
-            cells += [f"{record[kind]['ndcg']:.4f} ({record[kind]['delta']:+.4f})", record[kind]["entry"]]
+        for kind in ("unfused", "fused", "trained_weights")[: 3 if weighted else 2]:
+            best = record[kind]
+            cells += [f"{best['ndcg']:.4f} ({best['delta']:+.4f})", best["entry"]] if best else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*lines, ""])
 
@@ -913,6 +947,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
     add_align_arguments(parser, default_queries=40)
     parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
+    parser.add_argument(
+        "--trained-weights",
+        action="store_true",
+        help="ceiling: also the 64 best heads' weights trained on each set's own judgements (minutes per set)",
+    )
     return parser
 
 
