@@ -112,7 +112,9 @@ def toy_collection(loco, name: str, seed: int):
         docids = tuple(f"{qid}-d{i}" for i in range(8))
         grades = tuple((1 + seed) * int(i == relevant) for i in range(8))
         queries.append(TrainingQuery(qid, "q", docids, ("p",) * 8, grades))
-        requests[qid] = Request(Query("q", qid), [Candidate(d, 10.0 - i, {"contents": "p"}) for i, d in enumerate(docids)])
+        requests[qid] = Request(
+            Query("q", qid), [Candidate(d, 10.0 - i, {"contents": "p"}) for i, d in enumerate(docids)]
+        )
         qrels[qid] = dict(zip(docids, grades))
         scores[qid] = torch.rand(64, 8, generator=generator)
         scores[qid][4 * seed : 4 * seed + 4] = torch.tensor(grades, dtype=torch.float32) / (1 + seed)
