@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from headrank_ir.atomic import write_atomic
+
 ROUTES = ("floor", "engine", "naive")  # each alone in a process, for its peak memory
 DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-passage" / "dl19"
 
@@ -249,8 +251,7 @@ def main(argv=None) -> int:
         row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
         rows.append(row)
         print_row(row)
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
+        write_atomic(args.output, json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
     return 0
 
 

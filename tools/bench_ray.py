@@ -29,6 +29,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from headrank_ir.atomic import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 DL19 = REPO.parent / "shared" / "data" / "msmarco-passage" / "dl19"
 SINGLE = "single"
@@ -221,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     summary["ab_ray_over_in_process"] = round(statistics.median(r["ray_s"] / r["in_process_s"] for r in ab), 3)
     record = {"summary": summary, "driver_writes_per_s": writes, "in_process_ab": ab, "runs": records}
-    output.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    output.with_suffix(".md").write_text(markdown(args, records, summary, configs, writes, ab))
+    write_atomic(output.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    write_atomic(output.with_suffix(".md"), markdown(args, records, summary, configs, writes, ab))
     print(output.with_suffix(".md").read_text())
     return 0
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
 
+from headrank_ir.atomic import write_atomic
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
 
 
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-                    Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
+                    write_atomic(args.output, json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
     return 0
 
 

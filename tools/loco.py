@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from headrank_ir.atomic import write_atomic_with  # noqa: E402
+from headrank_ir.atomic import write_atomic, write_atomic_with  # noqa: E402
 from headrank_ir.bench.datasets import BUILT_IN, get_dataset, load, prepare  # noqa: E402
 from headrank_ir.bench.selectivity import selectivity  # noqa: E402
 from headrank_ir.bench.significance import compare  # noqa: E402
@@ -55,8 +55,8 @@ PASSAGE_TOKENS = 64
 
 def output(stem: str, result: dict, markdown: str) -> None:
     """``runs/STEM.json`` and ``runs/STEM.md``."""
-    (ROOT / "runs" / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (ROOT / "runs" / f"{stem}.md").write_text(markdown)
+    write_atomic(ROOT / "runs" / f"{stem}.json", json.dumps(result, indent=1))
+    write_atomic(ROOT / "runs" / f"{stem}.md", markdown)
     logger.info("wrote runs/%s.md and runs/%s.json", stem, stem)
 
 
