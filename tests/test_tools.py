@@ -146,3 +146,15 @@ def test_the_ceiling_chooses_the_grid_on_each_sets_own_judgements(monkeypatch):
     trained = {record["set"]: record["trained_weights"] for record in result["sets"]}
     assert trained["b"] is None and trained["a"]["ndcg"] == 1.0 and " ep, lr " in trained["a"]["entry"]
     assert markdown.count("| ndcg top-4, none |") == 4 and markdown.count("| – | – |") == 1
+
+
+def test_a_depth_cap_below_the_recipes_head_count_keeps_every_head_it_allows():
+    """The depth curve caps the shipped recipe's heads at 4-24 layers: a top-64 recipe over 4
+    layers of 8 heads has 32 to choose from, and takes them all instead of failing."""
+    pseudo_queries()  # puts tools/ on the path
+    import loco
+
+    selector = loco.Selector({"a": toy_collection(loco, "a", 0)})
+    heads = selector.heads(["a"], {"selection": "ndcg", "top_k": 64, "entropy_weight": 0.0, "max_depth": 4})
+    assert sorted(h[:2] for h in heads) == [(layer, head) for layer in range(4) for head in range(8)]
+    assert len(selector.heads(["a"], {"selection": "ndcg", "top_k": 16, "entropy_weight": 0.0, "max_depth": 4})) == 16

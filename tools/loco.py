@@ -199,7 +199,10 @@ class Selector:
             self.qualities[key] = head_quality(features, queries, "entropy", 0.0)
         weight = recipe["entropy_weight"] if recipe["selection"] == "entropy" else 0.0
         scored = [replace(q, score=q.ndcg - weight * q.entropy) for q in self.qualities[key]]
-        return select_heads(scored, recipe["top_k"], recipe.get("max_depth"))
+        cap = recipe.get("max_depth")
+        # a depth cap can leave fewer heads than the recipe's k (qwen: 56 in 4 layers): then all of them
+        allowed = sum(1 for q in scored if cap is None or q.layer < cap)
+        return select_heads(scored, min(recipe["top_k"], allowed), cap)
 
 
 @dataclass(frozen=True)
