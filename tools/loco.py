@@ -874,7 +874,7 @@ def ceiling(args: argparse.Namespace) -> None:
         record.update(unfused=grid_best(grid, False, base), fused=grid_best(grid, True, base))
         if args.trained_weights:
             weighted = in_sample_weights(args, selector, name)
-            record["trained_weights"] = weighted and grid_best(weighted, True, base)
+            record["trained_weights"] = grid_best(weighted, True, base) if weighted else None
         logger.info("%s: %s", name, record)
         records.append(record)
     result = {
