@@ -220,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     ab = in_process_ab(args)
     summary = ratios(records, configs)
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     summary["ab_ray_over_in_process"] = round(statistics.median(r["ray_s"] / r["in_process_s"] for r in ab), 3)
     record = {"summary": summary, "driver_writes_per_s": writes, "in_process_ab": ab, "runs": records}
     write_atomic(output.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
-    write_atomic(output.with_suffix(".md"), markdown(args, records, summary, configs, writes, ab))
-    print(output.with_suffix(".md").read_text())
+    table = markdown(args, records, summary, configs, writes, ab)
+    write_atomic(output.with_suffix(".md"), table)
+    print(table)
     return 0
 
 

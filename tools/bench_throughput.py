@@ -270,7 +270,6 @@ def main(argv=None) -> int:
                     )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
                     write_atomic(args.output, json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
     return 0
 

@@ -891,30 +891,33 @@ def ceiling(args: argparse.Namespace) -> None:
 
 
 def ceiling_report(result: dict) -> str:
+    top = f"top {TOP_K[0]}-{TOP_K[-1]}"
     paragraph = (
         f"BM25 top {result['depth']} reranked, passages cut to {result['passage_tokens']} tokens, heads from the "
         f"first {result['max_depth']} layers, {capped_sets(result)} with a relevant passage in the top "
-        f"{result['depth']}. For each set, every recipe of the leave-one-out grid (all heads; top 4-64 by nDCG; "
-        "top 4-64 entropy-regularised) selects its heads on that set's own judged queries and every fusion "
+        f"{result['depth']}. For each set, every recipe of the leave-one-out grid (all heads; {top} by nDCG; "
+        f"{top} entropy-regularised) selects its heads on that set's own judged queries and every fusion "
         "is scored on the same queries: the best entry is what head selection and fusion can reach with this "
         "model's heads when they may look at the test judgements, which the nested figures never do. nDCG@10 "
         f"and Δ against BM25; no p-value: the best of {len(RECIPES) * len(FUSIONS)} entries scored on the queries "
         "that chose it is biased upwards by construction."
     )
     columns = ["set", "queries", "bm25", "best unfused", "entry", "best fused", "entry"]
-    weighted = result.get("trained_weights", False)
-    if weighted:
+    kinds = ["unfused", "fused"]
+    if result.get("trained_weights"):
         paragraph += (
-            " Trained weights: the set's 64 best heads by nDCG, their weights trained on the alignment objective "
-            "from cached features (as the `weights` stage does, the model frozen) on the set's own judged queries, "
+            f" Trained weights: the set's {CEILING_WEIGHTS_RECIPE['top_k']} best heads by nDCG, their weights trained "
+            "on the alignment objective from cached features (as the `weights` stage does, the model frozen) on the "
+            "set's own judged queries, "
             "each epochs × head lr × tau setting of that stage's grid with every fusion: what fitting the weights "
             "to the test judgements reaches (–: no query has two candidates one grade apart to train on)."
         )
         columns += ["trained weights, fused", "entry"]
+        kinds.append("trained_weights")
     lines = report_head(f"The grid's ceiling, chosen on the test set itself, {result['model']}", paragraph, columns)
     for record in result["sets"]:
         cells = [record["set"], str(record["queries"]), f"{record['bm25']:.4f}"]
-        for kind in ("unfused", "fused", "trained_weights")[: 3 if weighted else 2]:
+        for kind in kinds:
             best = record[kind]
             cells += [f"{best['ndcg']:.4f} ({best['delta']:+.4f})", best["entry"]] if best else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
