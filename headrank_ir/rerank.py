@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 from headrank_ir import __version__
 from headrank_ir.cli import add_first_stage_args, add_placement_args, positive_int, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
-from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.profile import ICR, HeadProfile, resolve_profile
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.distributed import RankedBatch, with_query_ids
 from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter
-from headrank_ir.profiles import ICR, resolve_profile
 from headrank_ir.progress import progress as progress_bar
 from headrank_ir.records import Request, in_given_order
 

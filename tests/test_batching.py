@@ -27,8 +27,8 @@ QWEN_REGEX = (
 def counted(ranker):
     """Count the truncated forwards the ranker makes."""
     calls = []
-    forward = ranker.truncated.forward
-    ranker.truncated.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    forward = ranker.reader.truncated.forward
+    ranker.reader.truncated.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
     return calls
 
 
@@ -43,16 +43,16 @@ def windowed_ranker(tokenizer, family, **prompt):
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_batched_read_equals_one_query_at_a_time(tokenizer, family, calibrate):
     ranker = windowed_ranker(tokenizer, family, calibrate=calibrate)
-    lengths = [len(job.real.input_ids) for q, p in zip(QUERIES, LISTS) for job in ranker.plan(q, p)[1]]
-    groups = batch_groups(lengths, ranker.batch_tokens)
+    lengths = [len(job.real.input_ids) for q, p in zip(QUERIES, LISTS) for job in ranker.reader.plan(q, p)[1]]
+    groups = batch_groups(lengths, ranker.reader.batch_tokens)
     # windows of different queries, of different lengths, share a forward
     assert any(len({lengths[i] for i in group}) > 1 for group in groups) and len(groups) < len(lengths)
     calls = counted(ranker)
-    batched = ranker.read_batch(QUERIES, LISTS)
+    batched = ranker.reader.read_batch(QUERIES, LISTS)
     assert len(calls) == len(groups) * (2 if calibrate else 1)
     assert max(len(r.windows) for r in batched) > 1
     for query, passages, reading in zip(QUERIES, LISTS, batched):
-        alone = ranker.read_batch([query], [passages])[0]
+        alone = ranker.reader.read_batch([query], [passages])[0]
         assert reading.windows == alone.windows
         for got, expected in zip(reading.head_scores, alone.head_scores):
             torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
@@ -65,7 +65,7 @@ def test_batched_windows_equal_full_recomputation_of_each_prompt(tokenizer, fami
     """Independent of the cache, the padding and the calibration mask: every window's prompt and
     its N/A twin computed whole, from the whole-prompt tokenisation."""
     ranker = windowed_ranker(tokenizer, family)
-    readings = ranker.read_batch(QUERIES, LISTS)
+    readings = ranker.reader.read_batch(QUERIES, LISTS)
     with torch.no_grad():
         for query, passages, reading in zip(QUERIES, LISTS, readings):
             for window, scores in zip(reading.windows, reading.head_scores):
@@ -157,10 +157,12 @@ def test_pieces_that_do_not_join_fall_back_to_the_whole_prompt(tokenizer):
 def test_windows_follow_the_tokens_of_the_prompt(tokenizer):
     """``plan_windows`` sees each passage's length in the prompt; every window fits the context."""
     ranker = windowed_ranker(tokenizer, "llama")
-    windows, jobs = ranker.plan(QUERIES[2], LISTS[2])
+    windows, jobs = ranker.reader.plan(QUERIES[2], LISTS[2])
     texts, pieces = passage_pieces(tokenizer, LISTS[2], ranker.profile.prompt.max_passage_tokens)
-    assert windows == plan_windows(ranker, QUERIES[2], [p.length for p in pieces])
-    assert all(len(job.real.input_ids) <= ranker.context_tokens for job in jobs)
+    assert windows == plan_windows(
+        [p.length for p in pieces], ranker.reader.prompt_overhead(QUERIES[2]), ranker.reader.context_tokens
+    )
+    assert all(len(job.real.input_ids) <= ranker.reader.context_tokens for job in jobs)
 
 
 def requests(lists):
@@ -195,9 +197,9 @@ def test_rows_read_in_chunks_equal_rows_read_at_once(tokenizer, monkeypatch):
     from headrank_ir.engine import attention
 
     ranker = windowed_ranker(tokenizer, "qwen2")
-    whole = ranker.read_batch(QUERIES, LISTS)
+    whole = ranker.reader.read_batch(QUERIES, LISTS)
     monkeypatch.setattr(attention, "FLOAT_KEYS_BYTES", 1)  # one batch row at a time
-    for got, expected in zip(ranker.read_batch(QUERIES, LISTS), whole):
+    for got, expected in zip(ranker.reader.read_batch(QUERIES, LISTS), whole):
         for g, e in zip(got.head_scores, expected.head_scores):
             torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
 
@@ -206,5 +208,5 @@ def test_no_passages_read_nothing(tokenizer):
     ranker = windowed_ranker(tokenizer, "llama")
     calls = counted(ranker)
     assert ranker.score_batch([QUERY, "lobster"], [[], PASSAGES[:1]])[0] == []
-    assert ranker.head_scores(QUERY, []).shape == (len(SELECTED), 0)
+    assert ranker.reader.head_scores(QUERY, []).shape == (len(SELECTED), 0)
     assert len(calls) == 2  # the one-passage query only: its prompt and its calibration

@@ -9,7 +9,8 @@ from conftest import tiny_model
 from headrank_ir.engine.attention import RowRecorder, TruncatedModel
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
 from headrank_ir.engine.prompt import build_layout, normalise, truncate_passages
-from headrank_ir.engine.ranker import HeadRanker, passage_mass
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.engine.reader import passage_mass
 from headrank_ir.engine.windows import merge_windows, plan_windows
 
 PASSAGES = [
@@ -75,10 +76,10 @@ def test_truncated_forward_matches_full_model_at_depth(tokenizer, family):
 
 def full_recompute_mass(ranker, layout):
     """Passage mass from a fresh forward of the whole prompt: no cache reuse at all."""
-    truncated = ranker.truncated
-    recorder = RowRecorder(ranker._heads, [layout.query_span])
+    truncated = ranker.reader.truncated
+    recorder = RowRecorder(ranker.reader.heads, [layout.query_span])
     truncated.forward(layout.input_ids, truncated.new_cache(), recorder)
-    return passage_mass(torch.cat([recorder.rows[l][0] for l in ranker._heads]), layout.passage_spans)
+    return passage_mass(torch.cat([recorder.rows[l][0] for l in ranker.reader.heads]), layout.passage_spans)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
@@ -86,7 +87,7 @@ def test_kv_reuse_calibration_equals_full_recomputation(tokenizer, family):
     model = tiny_model(family, len(tokenizer))
     ranker = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED))
     with torch.no_grad():
-        reused = ranker.head_scores(QUERY, PASSAGES)
+        reused = ranker.reader.head_scores(QUERY, PASSAGES)
         prompt = ranker.profile.prompt
         real = full_recompute_mass(ranker, build_layout(tokenizer, QUERY, PASSAGES, prompt))
         blank = full_recompute_mass(ranker, build_layout(tokenizer, "N/A", PASSAGES, prompt))
@@ -129,7 +130,9 @@ def test_rerank_over_windows_ranks_within_each_window(tokenizer):
     whole = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED))
     overhead = len(build_layout(tokenizer, QUERY, [], whole.profile.prompt).input_ids)
     small = HeadRanker(model, tokenizer, whole.profile.with_prompt(max_context_tokens=overhead + 70))
-    windows = plan_windows(small, QUERY, truncate_passages(tokenizer, PASSAGES, 128)[1])
+    windows = plan_windows(
+        truncate_passages(tokenizer, PASSAGES, 128)[1], small.reader.prompt_overhead(QUERY), small.reader.context_tokens
+    )
     assert len(windows) > 1 and sorted(i for w in windows for i in w) == list(range(len(PASSAGES)))
     ranked = small.rank(QUERY, PASSAGES)
     window_of = {i: n for n, w in enumerate(windows) for i in w}

@@ -309,13 +309,19 @@ API_CASES = {
     "rank window": (lambda r: r.rerank_batch([request("ok")], rank_start=5, rank_end=2), ValueError, "rank_start"),
     "from_pretrained None": (lambda r: HeadRanker.from_pretrained(None), ValueError, "got None"),
     "from_pretrained typo": (lambda r: HeadRanker.from_pretrained("smollm2-135"), ValueError, "did you mean"),
-    "profile as text": (lambda r: HeadRanker(r.model, r.tokenizer, "p.json"), TypeError, "must be a HeadProfile"),
+    "profile as text": (
+        lambda r: HeadRanker(r.reader.model, r.reader.tokenizer, "p.json"),
+        TypeError,
+        "must be a HeadProfile",
+    ),
     "profile fractional": (lambda r: HeadProfile("m", [(3.7, 1, 1.0)]), ValueError, "heads[0] layer"),
     "profile no heads": (lambda r: HeadProfile("m", []), ValueError, "non-empty list"),
     "profile inf weight": (lambda r: HeadProfile("m", [(0, 1, float("inf"))]), ValueError, "heads[0] weight"),
     "prompt setting": (lambda r: PromptSettings(calibrate="yes"), ValueError, "prompt.calibrate"),
     "profile other model": (
-        lambda r: HeadRanker(r.model, r.tokenizer, HeadProfile("Qwen/Qwen3-0.6B", ((0, 0, 1.0),)), name="smollm2-135m"),
+        lambda r: HeadRanker(
+            r.reader.model, r.reader.tokenizer, HeadProfile("Qwen/Qwen3-0.6B", ((0, 0, 1.0),)), name="smollm2-135m"
+        ),
         ValueError,
         "made for model 'Qwen/Qwen3-0.6B', not 'smollm2-135m'",
     ),
@@ -331,13 +337,15 @@ def test_bad_input_in_the_api(name, ranker):
 
 
 def test_the_calibration_query_is_allowed_without_calibration(ranker):
-    plain = HeadRanker(ranker.model, ranker.tokenizer, ranker.profile.with_prompt(calibrate=False))
+    plain = HeadRanker(ranker.reader.model, ranker.reader.tokenizer, ranker.profile.with_prompt(calibrate=False))
     assert len(plain.rank("N/A", DOCS)) == 2
 
 
 def test_a_profile_for_another_model_is_used_when_asked(ranker):
     other = HeadProfile("Qwen/Qwen3-0.6B", ranker.profile.heads)
-    mixed = HeadRanker(ranker.model, ranker.tokenizer, other, name="smollm2-135m", allow_profile_model_mismatch=True)
+    mixed = HeadRanker(
+        ranker.reader.model, ranker.reader.tokenizer, other, name="smollm2-135m", allow_profile_model_mismatch=True
+    )
     assert mixed.score("lobster", DOCS) == ranker.score("lobster", DOCS)
 
 

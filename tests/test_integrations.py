@@ -106,7 +106,7 @@ def test_invocations_history_holds_every_heads_scores(ranker):
     (window,) = result.invocations_history
     assert window.docids == ["d1", "d2", "d3", "d4"] and window.positions == [3, 2, 1, 0]  # reversed prompt
     assert len(window.head_scores) == len(ranker.profile.heads) and window.forward_passes == 2
-    combined = [sum(w * row[j] for w, row in zip(ranker._weights.tolist(), window.head_scores)) for j in range(4)]
+    combined = [sum(w * row[j] for w, row in zip(ranker.reader.weights.tolist(), window.head_scores)) for j in range(4)]
     by_docid = {c.docid: c.score for c in result.candidates}
     assert combined == pytest.approx([by_docid[d] for d in window.docids], abs=1e-6)
     assert ranker.rerank(request()).invocations_history == []

@@ -14,7 +14,7 @@ def ranker():
 
 
 def test_model_answers_sanely(ranker):
-    tok, model = ranker.tokenizer, ranker.model
+    tok, model = ranker.reader.tokenizer, ranker.reader.model
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=3, do_sample=False)

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-import headrank_ir.profiles as profiles
+import headrank_ir.engine.profile as profiles
 from headrank_ir.engine.checks import check_profile
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.ranker import HeadRanker
@@ -49,7 +49,7 @@ def test_omitted_profile_is_the_shipped_one_by_last_path_part(tmp_path, monkeypa
 
 def test_no_shipped_profile_falls_back_to_icr_with_one_log_line(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(profiles, "SHIPPED", tmp_path)
-    with caplog.at_level(logging.INFO, logger="headrank_ir.profiles"):
+    with caplog.at_level(logging.INFO, logger="headrank_ir.engine.profile"):
         assert profiles.resolve_profile("other-model", None) is None
     assert [r.getMessage() for r in caplog.records] == [
         "no shipped profile for model other-model: using ICR's all-heads profile"

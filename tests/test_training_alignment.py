@@ -28,7 +28,7 @@ PROFILE = HeadProfile("tiny", ((1, 0, 0.5), (2, 3, 0.5)), PromptSettings(max_pas
 def initial_scores(tokenizer) -> torch.Tensor:
     ranker = HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE)
     with torch.no_grad():
-        return ranker._weights @ ranker.head_scores(QUERY, PASSAGES)
+        return ranker.reader.weights @ ranker.reader.head_scores(QUERY, PASSAGES)
 
 
 def misordered_query(scores: torch.Tensor) -> TrainingQuery:
@@ -91,7 +91,7 @@ def test_a_few_steps_lower_the_loss_and_turn_a_misordered_pair(tokenizer):
     assert losses[-1] < 0.5 * losses[0]
     ranker = HeadRanker(model, tokenizer, HeadProfile("tiny", result.heads, PROFILE.prompt))
     with torch.no_grad():
-        after = ranker._weights @ ranker.head_scores(QUERY, PASSAGES)
+        after = ranker.reader.weights @ ranker.reader.head_scores(QUERY, PASSAGES)
     assert after[better] > after[worse]
     assert any(w != 0.5 for _, _, w in result.heads)  # the head weights were trained too
 
@@ -159,7 +159,7 @@ def test_weights_from_cached_features_equal_alignment_with_the_model_frozen(toke
     ]
     config = AlignConfig(epochs=3, lr=1e-12, head_lr=5e-2, lora_rank=4, max_grad_norm=1e9, checkpoint_every=100)
     ranker = HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE)
-    features = collect_features(ranker, queries, progress=False)
+    features = collect_features(ranker.reader, queries, progress=False)
     references = {q.qid: features.combined(q.qid, [h[:2] for h in PROFILE.heads], [0.5, 0.5]) for q in queries}
     frozen = align(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE, queries, references, config, progress=False)
     cached = alignment.align_weights(features, queries, PROFILE, config)

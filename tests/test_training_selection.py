@@ -75,11 +75,11 @@ def test_top_k_keeps_the_best_heads_in_layer_order_with_equal_weights():
 def test_features_are_the_engines_calibrated_scores(tokenizer):
     model = tiny_model("llama", len(tokenizer))
     ranker = HeadRanker(model, tokenizer, HeadProfile.icr("tiny", 3, 4))
-    feats = collect_features(ranker, QUERIES[:1], progress=False)
+    feats = collect_features(ranker.reader, QUERIES[:1], progress=False)
     assert feats.heads[:5] == ((0, 0), (0, 1), (0, 2), (0, 3), (1, 0)) and len(feats.heads) == 12
     with torch.no_grad():
-        expected = ranker.head_scores(QUERIES[0].text, QUERIES[0].passages)
-        real, _ = ranker.head_masses(QUERIES[0].text, QUERIES[0].passages)
+        expected = ranker.reader.head_scores(QUERIES[0].text, QUERIES[0].passages)
+        real, _ = ranker.reader.head_masses(QUERIES[0].text, QUERIES[0].passages)
     torch.testing.assert_close(feats.scores["q1"], expected)
     torch.testing.assert_close(feats.entropy["q1"], attention_entropy(real))
     profile_scores = feats.combined("q1", [(0, 1), (2, 3)], [0.25, 0.75])

@@ -99,7 +99,7 @@ def naive_scores(model, tokenizer, profile, query, passages):
     import torch
 
     from headrank_ir.engine.prompt import build_layout
-    from headrank_ir.engine.ranker import passage_mass
+    from headrank_ir.engine.reader import passage_mass
 
     masses = []
     for text in (query, profile.prompt.calibration_query):
@@ -171,7 +171,7 @@ def run_child(args) -> dict:
         ranker = HeadRanker(model, tokenizer, profile)
         ids = torch.tensor([build_layout(tokenizer, query, passages, profile.prompt).input_ids], device=args.device)
         both = {
-            "floor": lambda: ranker.truncated.base(input_ids=ids, use_cache=False),
+            "floor": lambda: ranker.reader.truncated.base(input_ids=ids, use_cache=False),
             "engine": lambda: ranker.score(query, passages),
         }
         steps = both if args.child == "pair" else {args.child: both[args.child]}

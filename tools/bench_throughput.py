@@ -97,11 +97,11 @@ def timed(device: str, step) -> float:
 
 
 class PlanClock:
-    """Seconds spent in ``ranker.plan`` (the CPU side: tokenising, joining prompts)."""
+    """Seconds spent in ``ranker.reader.plan`` (the CPU side: tokenising, joining prompts)."""
 
     def __init__(self, ranker):
         self.seconds = 0.0
-        plan = ranker.plan
+        plan = ranker.reader.plan
 
         def clocked(*args, **kwargs):
             start = time.perf_counter()
@@ -110,7 +110,7 @@ class PlanClock:
             finally:
                 self.seconds += time.perf_counter() - start
 
-        ranker.plan = clocked
+        ranker.reader.plan = clocked
 
 
 def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path):
@@ -137,14 +137,14 @@ def floor_route(ranker, requests, passages: int, batch_size: int):
     forwards = []
     for start in range(0, len(requests), batch_size):
         batch = requests[start : start + batch_size]
-        prompts = [job.real.input_ids for r in batch for job in ranker.plan(r.query.text, texts(r, passages))[1]]
-        for group in batch_groups([len(p) for p in prompts], ranker.batch_tokens):
-            forwards.append(right_padded([prompts[i] for i in group], ranker.truncated.device))
+        prompts = [job.real.input_ids for r in batch for job in ranker.reader.plan(r.query.text, texts(r, passages))[1]]
+        for group in batch_groups([len(p) for p in prompts], ranker.reader.batch_tokens):
+            forwards.append(right_padded([prompts[i] for i in group], ranker.reader.truncated.device))
 
     def run():
         with torch.inference_mode():
             for ids in forwards:
-                ranker.truncated.base(input_ids=ids, use_cache=False)
+                ranker.reader.truncated.base(input_ids=ids, use_cache=False)
 
     return run
 
@@ -190,7 +190,7 @@ def measure_pair(ranker, requests, passages, batch_size, args) -> dict:
         if total["engine"] < best["engine"]:
             plan_seconds = clock.seconds  # the floor route does not plan: all of it is the engine's
         best = {name: min(best[name], total[name]) for name in best}
-    del ranker.plan  # back to the class's method
+    del ranker.reader.plan  # back to the class's method
     count = len(requests)
     return {
         "batch_size": batch_size,
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
                     row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
                     row.update(machine=machine(args.device), passages=passages, profile=spec)
                     row.update(passage_tokens=profile.prompt.max_passage_tokens)
-                    row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.batch_tokens)
+                    row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.reader.batch_tokens)
                     row.update(overlap=ranker.overlap, repeats=args.repeats, warmup=args.warmup)
                     row.update(measure_pair(ranker, requests, passages, batch_size, args))
                     row.update(

@@ -561,7 +561,7 @@ def api_cases(model_dir: str) -> list[Record]:
             "did not resolve",
         ),
         "profile beyond the model": (
-            lambda r: HeadRanker(r.model, r.tokenizer, HeadProfile("tiny", ((5, 0, 1.0),))),
+            lambda r: HeadRanker(r.reader.model, r.reader.tokenizer, HeadProfile("tiny", ((5, 0, 1.0),))),
             ValueError,
             "profile names layer 5",
         ),
@@ -610,7 +610,7 @@ def api_cases(model_dir: str) -> list[Record]:
             "kept in order",
         ),
         "same model, same adapter-free profile twice": (
-            lambda: HeadRanker(ranker.model, ranker.tokenizer, ranker.profile).score("q", docs),
+            lambda: HeadRanker(ranker.reader.model, ranker.reader.tokenizer, ranker.profile).score("q", docs),
             lambda got: got == ranker.score("q", docs),
             "same scores",
         ),

@@ -99,7 +99,7 @@ def store_features(ranker, folder: Path, query: TrainingQuery) -> None:
     """One forward: every head's calibrated scores and attention entropy, written atomically."""
     began = time.perf_counter()
     with torch.inference_mode():
-        real, blank = ranker.head_masses(query.text, query.passages)
+        real, blank = ranker.reader.head_masses(query.text, query.passages)
     stored = {"scores": real - blank, "entropy": attention_entropy(real)}
     write_atomic_with(folder / f"{query.qid}.pt", lambda handle: torch.save(stored, handle))
     logger.info("%s %s %.1f s", folder.name, query.qid, time.perf_counter() - began)

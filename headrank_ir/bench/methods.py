@@ -167,7 +167,7 @@ def build_qrhead(ctx: Context) -> AttentionMethod:
 
 def build_shipped(ctx: Context) -> AttentionMethod:
     """The profile the package ships for the model (what ``--profile`` omitted gives)."""
-    from headrank_ir.profiles import shipped_profile_path
+    from headrank_ir.engine.profile import shipped_profile_path
 
     path = shipped_profile_path(ctx.model)
     if path is None:

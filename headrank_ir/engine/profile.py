@@ -2,13 +2,19 @@
 
 A profile is a small JSON file. Without a trained one, ``HeadProfile.icr(model_id, layers,
 heads)`` is ICR's choice: every head of every layer, equal weights, N/A calibration.
+
+The package ships one profile per model (``headrank_ir/profiles/<short name>.json``, data only),
+chosen and trained by leave-one-collection-out; ``resolve_profile`` is the one place a profile
+argument (omitted, ``"icr"``, a path or an object) becomes the profile to rank with.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -17,6 +23,10 @@ from headrank_ir.atomic import write_atomic
 from headrank_ir.errors import InputError
 
 PROFILE_VERSION = 1
+SHIPPED = Path(__file__).resolve().parent.parent / "profiles"
+ICR = "icr"  # the profile name that asks for every head, equal weights
+
+logger = logging.getLogger(__name__)
 
 
 def _whole(value: Any, what: str, minimum: int = 0) -> int:
@@ -229,6 +239,35 @@ def check_profile_model(profile: HeadProfile, names: Sequence[str]) -> None:
 
 def model_key(name: str) -> str:
     return Path(str(name).rstrip("/")).name.lower()
+
+
+def shipped_profile_path(model: Union[str, os.PathLike]) -> Optional[Path]:
+    """The shipped profile of ``model`` (short name, Hugging Face id or folder: by its last part)."""
+    path = SHIPPED / f"{model_key(os.fspath(model))}.json"
+    return path if path.is_file() else None
+
+
+def resolve_profile(
+    model: Union[str, os.PathLike], profile: Union[None, str, os.PathLike, HeadProfile]
+) -> Optional[HeadProfile]:
+    """The profile to rank with; ``None`` means ICR's (the engine builds it for the model's shape).
+
+    ``profile`` omitted: ``model``'s shipped profile, else ICR's, said in one log line;
+    ``"icr"``: ICR's; a path: that profile file (validated); a ``HeadProfile``: itself.
+    """
+    if isinstance(profile, HeadProfile):
+        return profile
+    if profile is None:
+        if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
+            return None  # not a model name: loading it fails, with its own message
+        path = shipped_profile_path(model)
+        if path is None:
+            logger.info("no shipped profile for model %s: using ICR's all-heads profile", os.fspath(model))
+            return None
+        return HeadProfile.load(path)
+    if os.fspath(profile) == ICR:
+        return None
+    return HeadProfile.load(profile)
 
 
 def _head(value: Any, what: str) -> Tuple[int, int, float]:

@@ -8,14 +8,9 @@ forwards (``batch_groups``, ``right_padded``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Sequence
+from typing import List, Sequence
 
 import torch
-
-from headrank_ir.engine.prompt import build_layouts
-
-if TYPE_CHECKING:
-    from headrank_ir.engine.ranker import HeadRanker
 
 
 def right_padded(sequences: Sequence[Sequence[int]], device) -> torch.Tensor:
@@ -44,12 +39,10 @@ def batch_groups(lengths: Sequence[int], budget: int, fill: float = 0.75) -> Lis
 PASSAGE_MARGIN = 8  # label "[n] ", newline and tokenizer merges at the edges
 
 
-def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List[List[int]]:
-    """Split passages (their token counts), in input order, into consecutive windows that fit."""
-    prompt = ranker.profile.prompt
-    empty = build_layouts(ranker.tokenizer, [query, prompt.calibration_query], [], prompt)
-    overhead = max(len(layout.input_ids) for layout in empty)
-    budget = ranker.context_tokens - overhead
+def plan_windows(lengths: Sequence[int], overhead: int, context_tokens: int) -> List[List[int]]:
+    """Split passages (their token counts), in input order, into consecutive windows that fit a
+    ``context_tokens`` context beside ``overhead`` tokens of prompt."""
+    budget = context_tokens - overhead
     windows: List[List[int]] = [[]]
     used = 0
     for i, length in enumerate(lengths):
@@ -57,7 +50,7 @@ def plan_windows(ranker: HeadRanker, query: str, lengths: Sequence[int]) -> List
         if cost > budget:
             raise ValueError(
                 f"passage {i} needs {cost} tokens next to a {overhead}-token prompt, but the context holds "
-                f"{ranker.context_tokens}; lower max_passage_tokens or shorten the query"
+                f"{context_tokens}; lower max_passage_tokens or shorten the query"
             )
         if used + cost > budget:
             windows.append([])

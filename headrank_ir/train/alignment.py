@@ -168,11 +168,11 @@ class Trainer:
         self.spec = adapter_spec(profile, config)
         torch.manual_seed(config.seed)  # the LoRA A factors are drawn at injection
         add_lora(model, self.spec)
-        self.ranker = HeadRanker(model, tokenizer, replace(profile, adapter=None))
+        self.reader = HeadRanker(model, tokenizer, replace(profile, adapter=None)).reader
         self.profile, self.references, self.config = profile, references, config
         self.order = [(layer, head) for layer, heads, _ in profile.heads_by_layer() for head in heads]
         weights = [w for _, _, layer_weights in profile.heads_by_layer() for w in layer_weights]
-        initial = torch.tensor(weights, device=self.ranker.truncated.device)  # where the head scores are
+        initial = torch.tensor(weights, device=self.reader.device)  # where the head scores are
         self.weights = torch.nn.Parameter(initial / initial.abs().mean())
         self.lora = [p for p in model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.Adam(
@@ -220,7 +220,7 @@ class Trainer:
 
     def loss(self, query: TrainingQuery):
         """Score the query's candidates with gradients and return its objective and parts."""
-        scores = self.weights @ self.ranker.head_scores(query.text, query.passages)
+        scores = self.weights @ self.reader.head_scores(query.text, query.passages)
         reference = self.references.get(query.qid)
         return query_objective(
             scores, query, None if reference is None else reference.to(scores.device), self.profile, self.config
@@ -229,12 +229,12 @@ class Trainer:
     def result(self) -> Aligned:
         final = self.weights.detach() / self.weights.detach().abs().sum()  # sum |w| = 1: same ranking
         heads = tuple((layer, head, float(w)) for (layer, head), w in zip(self.order, final))
-        return Aligned(heads, lora_state(self.ranker.model), self.spec, list(self.history))
+        return Aligned(heads, lora_state(self.reader.model), self.spec, list(self.history))
 
     def save(self, path: Path) -> None:
         state = {
             "fingerprint": self.fingerprint,
-            "lora": lora_state(self.ranker.model),
+            "lora": lora_state(self.reader.model),
             "weights": self.weights.detach().clone(),
             "optimiser": self.optimiser.state_dict(),
             "history": self.history,
@@ -249,7 +249,7 @@ class Trainer:
                 f"checkpoint {path} was written by a training with other settings, heads or queries; "
                 "rerun with the same flags, or delete it to start over"
             )
-        load_lora_state(self.ranker.model, state["lora"])
+        load_lora_state(self.reader.model, state["lora"])
         with torch.no_grad():
             self.weights.copy_(state["weights"])
         self.optimiser.load_state_dict(state["optimiser"])

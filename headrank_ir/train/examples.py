@@ -98,11 +98,11 @@ def attention_entropy(masses: torch.Tensor) -> torch.Tensor:
     return -(p * p.log()).sum(dim=-1) / torch.log(torch.tensor(float(masses.shape[-1])))
 
 
-def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = True) -> HeadFeatures:
-    """One forward per query with ``ranker``'s profile (use an all-heads one for selection)."""
+def collect_features(reader, queries: Sequence[TrainingQuery], progress: bool = True) -> HeadFeatures:
+    """One forward per query with the ``HeadReader``'s profile (use an all-heads one for selection)."""
     from headrank_ir.progress import progress as progress_bar
 
-    heads = tuple((layer, head) for layer, layer_heads, _ in ranker.profile.heads_by_layer() for head in layer_heads)
+    heads = tuple((layer, head) for layer, layer_heads, _ in reader.profile.heads_by_layer() for head in layer_heads)
     scores, entropy = {}, {}
     with torch.inference_mode():
         for query in progress_bar(
@@ -112,7 +112,7 @@ def collect_features(ranker, queries: Sequence[TrainingQuery], progress: bool = 
             disable=not progress,
             dynamic_ncols=True,
         ):
-            real, blank = ranker.head_masses(query.text, query.passages)
+            real, blank = reader.head_masses(query.text, query.passages)
             # features live on the CPU, whatever the model's device: selection reads them there
             scores[query.qid] = (real if blank is None else real - blank).cpu()
             entropy[query.qid] = attention_entropy(real).cpu()

@@ -130,7 +130,7 @@ def all_head_features(
     config = model.config.get_text_config()
     layers = min(config.num_hidden_layers, max_depth or config.num_hidden_layers)
     profile = replace(HeadProfile.icr(model_name, layers, config.num_attention_heads), prompt=prompt)
-    return collect_features(HeadRanker(model, tokenizer, profile), queries, progress)
+    return collect_features(HeadRanker(model, tokenizer, profile).reader, queries, progress)
 
 
 def check_top_k(config: TrainingConfig, model) -> None:

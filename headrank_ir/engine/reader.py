@@ -1,0 +1,230 @@
+"""``HeadReader``: the engine core under ``HeadRanker`` — plan, read, calibrate, merge.
+
+Per window of passages (see ``plan_windows``) the reader reads one prompt in a truncated
+forward, keeping its cache, then, for calibration, ICR's content-free query on the cached
+prefix (instructions and passages) it shares. A passage's score for one head is the attention
+its tokens receive, summed over the passage and averaged over the query tokens, minus the same
+with the content-free query; the profile's weights combine the heads.
+
+Windows of several queries share forwards (``batch_groups``): right-padded rows of similar
+length in one causal pass, so padding never reaches a real token; the calibration queries then
+in one pass over that cache, each under a mask that shows it its own prefix only, at the
+positions it would have alone.
+
+The reader takes a model, a tokenizer and a profile (never the ranker), so the engine's
+verbs, training (scores with gradients) and the benchmarks read through the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.prompt import PromptLayout, PromptPieces, build_layouts, passage_pieces, prompt_positions
+from headrank_ir.engine.windows import batch_groups, merge_windows, plan_windows, right_padded
+from headrank_ir.records import Invocation
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the engine read for one query: the windows (passage indices, first-stage order) and
+    each window's calibrated ``(heads, passages)`` scores."""
+
+    windows: List[List[int]]
+    head_scores: List[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One window of one query: its prompt and the calibration prompt (None when calibration is
+    off) that shares its first ``prefix`` tokens, every passage among them."""
+
+    real: PromptLayout
+    blank: Optional[PromptLayout]
+    prefix: int
+
+
+Plan = Tuple[List[List[int]], List[Job]]  # a query's windows and one job per window
+
+# Padded tokens per forward (rows × longest row) by device type. On the CPU a forward costs its
+# tokens whatever the batch, so the budget only bounds memory: a window of a 100-passage query
+# (~8k tokens) runs alone, and peak RSS stays that of batch 1; a GPU gains from wide batches.
+BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
+class HeadReader:
+    """Reads a profile's heads from a model truncated at the profile's deepest layer.
+
+    ``profile`` must fit the model (``check_profile``); its adapter, if any, is already merged.
+    """
+
+    def __init__(self, model, tokenizer, profile: HeadProfile, batch_tokens: Optional[int] = None):
+        config = model.config.get_text_config()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.truncated = TruncatedModel(model, profile.depth)
+        self.context_tokens = profile.prompt.max_context_tokens or config.max_position_embeddings
+        layers = profile.heads_by_layer()
+        self.heads = {layer: heads for layer, heads, _ in layers}
+        self.weights = torch.tensor([w for _, _, weights in layers for w in weights], device=self.device)
+        self._pieces = PromptPieces(tokenizer, profile.prompt)
+        self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.device.type, BATCH_TOKENS["cuda"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.truncated.device
+
+    # -- planning: the CPU side ------------------------------------------------------------------
+
+    def plan(self, query: str, passages: Sequence[str]) -> Plan:
+        """Each passage tokenised once, the windows that fit (``plan_windows``) and every
+        window's prompts joined from those tokens."""
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        lengths = [p.length for p in pieces]
+        windows = [w for w in plan_windows(lengths, self.prompt_overhead(query), self.context_tokens) if w]
+        return windows, self._jobs(query, texts, pieces, windows)
+
+    def prompt_overhead(self, query: str) -> int:
+        """Tokens of the prompt around the passages: the longer of the query's and the
+        calibration query's prompts over no passage."""
+        prompt = self.profile.prompt
+        empty = build_layouts(self.tokenizer, [query, prompt.calibration_query], [], prompt)
+        return max(len(layout.input_ids) for layout in empty)
+
+    def _jobs(self, query: str, texts, pieces, windows) -> List[Job]:
+        jobs = []
+        for real, *blank in self._pieces.layouts(query, texts, pieces, windows):
+            self._check_fits(real)
+            jobs.append(Job(real, blank[0], shared_prefix(real, blank[0])) if blank else Job(real, None, 0))
+        return jobs
+
+    def _check_fits(self, layout: PromptLayout) -> None:
+        if len(layout.input_ids) > self.context_tokens:
+            raise ValueError(
+                f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
+            )
+
+    # -- reading: the model side -----------------------------------------------------------------
+
+    def read_plans(self, plans: Sequence[Plan]) -> List[Reading]:
+        """The forwards of queries already planned: every window of every query in shared forwards."""
+        with torch.inference_mode():
+            scores = iter(self.read_jobs([job for _, jobs in plans for job in jobs]))
+        return [Reading(windows, [next(scores) for _ in jobs]) for windows, jobs in plans]
+
+    def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
+        """``plan`` then ``read_plans`` for several queries, each with its own passages."""
+        return self.read_plans([self.plan(q, passages) for q, passages in zip(queries, passage_lists)])
+
+    def read_jobs(self, jobs: Sequence[Job]) -> List[torch.Tensor]:
+        """Each job's calibrated ``(heads, passages)`` scores; jobs share forwards (``batch_groups``)."""
+        scores: List[Optional[torch.Tensor]] = [None] * len(jobs)
+        for group in batch_groups([len(job.real.input_ids) for job in jobs], self.batch_tokens):
+            for i, masses in zip(group, self._read_group([jobs[i] for i in group])):
+                scores[i] = calibrated(*masses)
+        return scores
+
+    def head_scores(self, query: str, passages: Sequence[str]) -> torch.Tensor:
+        """Calibrated per-head scores, ``(selected heads, passages)``, of one window.
+
+        Heads come in ``profile.heads_by_layer()`` order. Gradients flow when enabled (training).
+        """
+        return calibrated(*self.head_masses(query, passages))
+
+    def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
+        calibration query (``None`` when calibration is off), from the same cached prefix."""
+        if not passages:
+            empty = torch.zeros(len(self.weights), 0, device=self.device)
+            return empty, empty if self.profile.prompt.calibrate else None
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        job = self._jobs(query, texts, pieces, [list(range(len(texts)))])[0]
+        return self._read_group([job])[0]
+
+    def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """One forward of the jobs' prompts, right-padded, then one of their calibration queries."""
+        cache = self.truncated.new_cache() if jobs[0].blank is not None else None
+        prompts = [job.real for job in jobs]
+        ids = right_padded([p.input_ids for p in prompts], self.device)
+        real = self._rows(ids, [p.query_span for p in prompts], cache)
+        masses = [passage_mass(rows, p.passage_spans) for rows, p in zip(real, prompts)]
+        if cache is None:
+            return [(mass, None) for mass in masses]
+        blank = self._calibration_rows(jobs, cache, ids.shape[1])
+        return [(mass, passage_mass(rows, job.blank.passage_spans)) for mass, rows, job in zip(masses, blank, jobs)]
+
+    def _rows(self, ids: torch.Tensor, query_spans, cache, **placement) -> torch.Tensor:
+        """``(rows, heads, T)``: every selected head's query-averaged attention, per batch row."""
+        recorder = RowRecorder(self.heads, query_spans)
+        self.truncated.forward(ids, cache, recorder, **placement)
+        return torch.cat([recorder.rows[layer] for layer in self.heads], dim=1)
+
+    def _calibration_rows(self, jobs: Sequence[Job], cache, width: int) -> torch.Tensor:
+        """The calibration prompts' own tokens after the ``width`` cached columns: each row sees its
+        prefix and itself only (not its real query, not padding), at the positions it has alone."""
+        device = self.device
+        tails = [job.blank.input_ids[job.prefix :] for job in jobs]
+        ids = right_padded(tails, device)
+        prefix = torch.tensor([job.prefix for job in jobs], device=device)[:, None]
+        own = torch.arange(ids.shape[1], device=device)
+        columns = torch.arange(width + ids.shape[1], device=device)
+        sees_prefix = columns[None, None, :] < prefix[:, :, None]  # (rows, 1, keys)
+        sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tokens, keys)
+        mask = (sees_prefix | sees_itself[None])[:, None]  # (rows, 1, tokens, keys)
+        shift = [width - job.prefix for job in jobs]  # a calibration token's column less its place in its prompt
+        spans = [(job.blank.query_span[0] + d, job.blank.query_span[1] + d) for job, d in zip(jobs, shift)]
+        return self._rows(ids, spans, cache, position_ids=prefix + own[None, :], attention_mask=mask)
+
+    # -- combining: heads into one score per passage ---------------------------------------------
+
+    def combine(self, head_scores: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over the profile's heads: ``(heads, passages)`` → ``(passages,)``."""
+        return self.weights.to(head_scores.device) @ head_scores
+
+    def merged(self, reading: Reading) -> List[float]:
+        """A reading's per-passage scores: heads combined, windows merged."""
+        with torch.inference_mode():
+            scores = [self.combine(s).tolist() for s in reading.head_scores]
+        return merge_windows(reading.windows, scores, sum(len(w) for w in reading.windows))
+
+    def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
+        """A reading as rank_llm-style invocation records, one per window."""
+        forwards = 2 if self.profile.prompt.calibrate else 1
+        return [
+            Invocation(
+                [docids[i] for i in window],
+                prompt_positions(len(window), self.profile.prompt),
+                scores.tolist(),
+                forwards,
+            )
+            for window, scores in zip(reading.windows, reading.head_scores)
+        ]
+
+
+def shared_prefix(layout: PromptLayout, other: PromptLayout) -> int:
+    """Length of the token prefix both prompts share, up to the query; it holds every passage."""
+    limit = min(layout.query_span[0], other.query_span[0])
+    prefix = 0
+    while prefix < limit and layout.input_ids[prefix] == other.input_ids[prefix]:
+        prefix += 1
+    if any(end > prefix for _, end in layout.passage_spans):
+        raise RuntimeError("the calibration prompt diverges inside the passages; cannot reuse their cache")
+    return prefix
+
+
+def calibrated(real: torch.Tensor, blank: Optional[torch.Tensor]) -> torch.Tensor:
+    """The query's attention mass less the calibration query's (``None``: calibration off)."""
+    return real if blank is None else real - blank
+
+
+def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
+    """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
+    cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
+    starts = torch.tensor([s for s, _ in spans], device=rows.device)
+    ends = torch.tensor([e for _, e in spans], device=rows.device)
+    return cumulative[:, ends] - cumulative[:, starts]
