@@ -139,7 +139,7 @@ def floor_route(ranker, requests, passages: int, batch_size: int):
         batch = requests[start : start + batch_size]
         prompts = [job.real.input_ids for r in batch for job in ranker.reader.plan(r.query.text, texts(r, passages))[1]]
         for group in batch_groups([len(p) for p in prompts], ranker.reader.batch_tokens):
-            forwards.append(right_padded([prompts[i] for i in group], ranker.reader.truncated.device))
+            forwards.append(right_padded([prompts[i] for i in group]).to(ranker.reader.device))
 
     def run():
         with torch.inference_mode():

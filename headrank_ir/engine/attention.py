@@ -33,10 +33,17 @@ class RowRecorder:
     len(heads[layer]), T)`` tensor: for each row and head, the attention each context token
     receives, averaged over that row's query tokens, under the layer's own mask (causal, or the
     4D mask the pass was given).
+
+    ``spans`` (the query spans as a ``(rows, 2)`` tensor on the model's device) and
+    ``selections`` (``head_selection`` per layer) let a caller hand over what it already has on
+    the device, so that recording copies nothing from the host (``HeadReader`` does); left out,
+    they are made from ``query_spans`` and ``heads`` on the first layer.
     """
 
     heads: Dict[int, List[int]]
     query_spans: Sequence[Tuple[int, int]]
+    spans: Optional[torch.Tensor] = None
+    selections: Optional[Dict[int, HeadSelection]] = None
     rows: Dict[int, torch.Tensor] = field(default_factory=dict)
 
     def record(self, module, query: torch.Tensor, key: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
@@ -46,41 +53,63 @@ class RowRecorder:
         offset = key.shape[2] - query.shape[2]  # absolute position of this chunk's first token
         if any(start < offset or end > key.shape[2] for start, end in self.query_spans):
             return  # the query is not in this chunk (e.g. the prefix pass)
-        spans = [(start - offset, end - offset) for start, end in self.query_spans]
+        if self.spans is None:
+            self.spans = torch.tensor([list(span) for span in self.query_spans], device=key.device)
+        if self.selections is None:
+            self.selections = {}
+        if layer not in self.selections:
+            self.selections[layer] = head_selection(self.heads[layer], query.shape[1], key.shape[1], key.device)
+        longest = max(end - start for start, end in self.query_spans)
+        local = self.spans - offset
         step = max(1, FLOAT_KEYS_BYTES // (key[0].numel() * 4))  # rows whose float32 keys fit at once
         parts = []
-        for i in range(0, len(spans), step):
+        for i in range(0, len(self.query_spans), step):
             rows = slice(i, i + step)
             mask_rows = None if mask is None else mask[rows] if mask.shape[0] > 1 else mask
-            parts.append(query_rows(module, query[rows], key[rows], self.heads[layer], spans[rows], mask_rows))
+            selection = self.selections[layer]
+            parts.append(query_rows(module, query[rows], key[rows], selection, local[rows], longest, mask_rows))
         self.rows[layer] = torch.cat(parts)
 
 
 FLOAT_KEYS_BYTES = 1 << 28  # bounds the float32 copy of the keys that the rows are computed from
 
 
-def query_rows(module, query, key, heads: Sequence[int], spans: Sequence[Tuple[int, int]], mask=None) -> torch.Tensor:
-    """``(rows, len(heads), T)``: per batch row, the softmax rows of ``heads`` averaged over its
-    chunk-local query tokens ``spans[row]``. ``query``: rows × heads × chunk × d, ``key``: rows ×
+@dataclass(frozen=True)
+class HeadSelection:
+    """Which query heads of a layer to read, as index tensors on the device: ``used`` the kv
+    heads they read, ``pick`` each selected head's place among the heads of ``used``."""
+
+    used: torch.Tensor
+    pick: torch.Tensor
+
+
+def head_selection(heads: Sequence[int], query_heads: int, kv_heads: int, device) -> HeadSelection:
+    """GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g. Only the kv heads the
+    selected heads read are used; their query heads are grouped with them for one matmul."""
+    groups = query_heads // kv_heads
+    used = sorted({h // groups for h in heads})
+    pick = [used.index(h // groups) * groups + h % groups for h in heads]
+    return HeadSelection(torch.tensor(used, device=device), torch.tensor(pick, device=device))
+
+
+def query_rows(module, query, key, selection: HeadSelection, spans: torch.Tensor, longest: int, mask=None):
+    """``(rows, selected heads, T)``: per batch row, the softmax rows of the selected heads
+    averaged over its chunk-local query tokens ``spans[row]`` (a ``(rows, 2)`` tensor; the
+    longest span is ``longest`` tokens). ``query``: rows × heads × chunk × d, ``key``: rows ×
     kv heads × T × d; ``mask``: the layer's 4D mask (True or 0 where allowed), None for causal."""
     rows, heads_all, chunk, dim = query.shape
     kv, total = key.shape[1], key.shape[2]
+    groups = heads_all // kv
+    used = selection.used
     device = query.device
-    steps = torch.arange(max(e - s for s, e in spans), device=device)
-    starts = torch.tensor([s for s, _ in spans], device=device)
-    lengths = torch.tensor([e - s for s, e in spans], device=device)
+    steps = torch.arange(longest, device=device)
+    starts, lengths = spans[:, 0], spans[:, 1] - spans[:, 0]
     # (rows, n) chunk positions of each row's query tokens; a shorter query repeats its last token
     index = torch.minimum(starts[:, None] + steps[None, :], (starts + lengths - 1)[:, None])
-    # GQA: query heads g * groups .. (g + 1) * groups - 1 read kv head g. Only the kv heads the
-    # selected heads read are used; their query heads are grouped with them for one matmul.
-    groups = heads_all // kv
-    used = sorted({h // groups for h in heads})
-    pick = torch.as_tensor([used.index(h // groups) * groups + h % groups for h in heads], device=device)
-    used = torch.as_tensor(used, device=device)
     q = query.gather(2, index[:, None, :, None].expand(-1, heads_all, -1, dim))
     q = q.view(rows, kv, -1, dim)[:, used].float()  # (rows, used kv heads, groups × n, d)
     scores = torch.matmul(q, key[:, used].float().transpose(2, 3)) * module.scaling
-    scores = scores.view(rows, len(used) * groups, -1, total)[:, pick]  # (rows, heads, n, T)
+    scores = scores.view(rows, len(used) * groups, -1, total)[:, selection.pick]  # (rows, heads, n, T)
     if mask is None:
         positions = index + (total - chunk)
         allowed = torch.arange(total, device=device)[None, None, :] <= positions[:, :, None]
@@ -146,6 +175,10 @@ class TruncatedModel:
     def device(self) -> torch.device:
         return self.base.embed_tokens.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.embed_tokens.weight.dtype
+
     def forward(
         self,
         input_ids,
@@ -155,15 +188,18 @@ class TruncatedModel:
         attention_mask: Optional[torch.Tensor] = None,
     ):
         """Run ``input_ids`` (one sequence, or a ``(rows, tokens)`` tensor) on top of ``cache``
-        (extended in place; None: no cache kept). Without ``attention_mask`` the pass is causal,
+        (extended in place; None: none kept after the pass). Without ``attention_mask`` the pass is causal,
         so right padding never reaches a real token."""
         ids = torch.as_tensor(input_ids, device=self.device)
         ids = ids[None] if ids.dim() == 1 else ids
+        # A throwaway cache where none is kept: without one, transformers looks for packed
+        # sequences in the position ids on the host, a device sync in every forward.
+        cache = self.new_cache() if cache is None else cache
         with recording(recorder):
             return self.base(
                 input_ids=ids,
                 cache=cache,
-                use_cache=cache is not None,
+                use_cache=True,
                 position_ids=position_ids,
                 attention_mask=attention_mask,
             ).last_hidden_state

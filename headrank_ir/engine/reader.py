@@ -18,13 +18,14 @@ verbs, training (scores with gradients) and the benchmarks read through the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from headrank_ir.engine.attention import RowRecorder, TruncatedModel
+from headrank_ir.engine.attention import RowRecorder, TruncatedModel, head_selection
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.prompt import PromptLayout, PromptPieces, build_layouts, passage_pieces, prompt_positions
+from headrank_ir.engine.transfer import download, upload
 from headrank_ir.engine.windows import batch_groups, merge_windows, plan_windows, right_padded
 from headrank_ir.records import Invocation
 
@@ -71,7 +72,13 @@ class HeadReader:
         self.context_tokens = profile.prompt.max_context_tokens or config.max_position_embeddings
         layers = profile.heads_by_layer()
         self.heads = {layer: heads for layer, heads, _ in layers}
-        self.weights = torch.tensor([w for _, _, weights in layers for w in weights], device=self.device)
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        self.selections = {
+            layer: head_selection(heads, config.num_attention_heads, kv_heads, self.device)
+            for layer, heads in self.heads.items()
+        }
+        self._host_weights = torch.tensor([w for _, _, weights in layers for w in weights])
+        self.weights = self._host_weights.to(self.device)
         self._pieces = PromptPieces(tokenizer, profile.prompt)
         self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.device.type, BATCH_TOKENS["cuda"])
 
@@ -112,9 +119,10 @@ class HeadReader:
     # -- reading: the model side -----------------------------------------------------------------
 
     def read_plans(self, plans: Sequence[Plan]) -> List[Reading]:
-        """The forwards of queries already planned: every window of every query in shared forwards."""
+        """The forwards of queries already planned: every window of every query in shared forwards,
+        all queued before the scores come back to the host, in one copy."""
         with torch.inference_mode():
-            scores = iter(self.read_jobs([job for _, jobs in plans for job in jobs]))
+            scores = iter(download(self.read_jobs([job for _, jobs in plans for job in jobs])))
         return [Reading(windows, [next(scores) for _ in jobs]) for windows, jobs in plans]
 
     def read_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[Reading]:
@@ -122,7 +130,8 @@ class HeadReader:
         return self.read_plans([self.plan(q, passages) for q, passages in zip(queries, passage_lists)])
 
     def read_jobs(self, jobs: Sequence[Job]) -> List[torch.Tensor]:
-        """Each job's calibrated ``(heads, passages)`` scores; jobs share forwards (``batch_groups``)."""
+        """Each job's calibrated ``(heads, passages)`` scores, on the device; jobs share forwards
+        (``batch_groups``)."""
         scores: List[Optional[torch.Tensor]] = [None] * len(jobs)
         for group in batch_groups([len(job.real.input_ids) for job in jobs], self.batch_tokens):
             for i, masses in zip(group, self._read_group([jobs[i] for i in group])):
@@ -147,50 +156,57 @@ class HeadReader:
         return self._read_group([job])[0]
 
     def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-        """One forward of the jobs' prompts, right-padded, then one of their calibration queries."""
+        """One forward of the jobs' prompts, right-padded, then one of their calibration queries;
+        everything the passes index with is uploaded once, before them (``group_inputs``)."""
+        inputs = upload(group_inputs(jobs), self.device)
+        counts = [len(job.real.passage_spans) for job in jobs]
         cache = self.truncated.new_cache() if jobs[0].blank is not None else None
-        prompts = [job.real for job in jobs]
-        ids = right_padded([p.input_ids for p in prompts], self.device)
-        real = self._rows(ids, [p.query_span for p in prompts], cache)
-        masses = [passage_mass(rows, p.passage_spans) for rows, p in zip(real, prompts)]
+        real = self._rows(inputs["ids"], [job.real.query_span for job in jobs], inputs["query"], cache)
+        masses = span_mass(real, inputs["starts"], inputs["ends"])
         if cache is None:
-            return [(mass, None) for mass in masses]
-        blank = self._calibration_rows(jobs, cache, ids.shape[1])
-        return [(mass, passage_mass(rows, job.blank.passage_spans)) for mass, rows, job in zip(masses, blank, jobs)]
+            return [(masses[j, :, :n], None) for j, n in enumerate(counts)]
+        blank = span_mass(self._calibration_rows(jobs, inputs, cache), inputs["blank_starts"], inputs["blank_ends"])
+        return [(masses[j, :, :n], blank[j, :, :n]) for j, n in enumerate(counts)]
 
-    def _rows(self, ids: torch.Tensor, query_spans, cache, **placement) -> torch.Tensor:
+    def _rows(self, ids: torch.Tensor, query_spans, spans: torch.Tensor, cache, **placement) -> torch.Tensor:
         """``(rows, heads, T)``: every selected head's query-averaged attention, per batch row."""
-        recorder = RowRecorder(self.heads, query_spans)
+        recorder = RowRecorder(self.heads, query_spans, spans, self.selections)
         self.truncated.forward(ids, cache, recorder, **placement)
         return torch.cat([recorder.rows[layer] for layer in self.heads], dim=1)
 
-    def _calibration_rows(self, jobs: Sequence[Job], cache, width: int) -> torch.Tensor:
-        """The calibration prompts' own tokens after the ``width`` cached columns: each row sees its
-        prefix and itself only (not its real query, not padding), at the positions it has alone."""
-        device = self.device
-        tails = [job.blank.input_ids[job.prefix :] for job in jobs]
-        ids = right_padded(tails, device)
-        prefix = torch.tensor([job.prefix for job in jobs], device=device)[:, None]
-        own = torch.arange(ids.shape[1], device=device)
-        columns = torch.arange(width + ids.shape[1], device=device)
+    def _calibration_rows(self, jobs: Sequence[Job], inputs: Dict[str, torch.Tensor], cache) -> torch.Tensor:
+        """The calibration prompts' own tokens after the cached columns: each row sees its prefix
+        and itself only (not its real query, not padding), at the positions it has alone."""
+        width, ids = inputs["ids"].shape[1], inputs["tails"]
+        prefix = inputs["prefix"][:, None]
+        own = torch.arange(ids.shape[1], device=ids.device)
+        columns = torch.arange(width + ids.shape[1], device=ids.device)
         sees_prefix = columns[None, None, :] < prefix[:, :, None]  # (rows, 1, keys)
         sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tokens, keys)
         mask = (sees_prefix | sees_itself[None])[:, None]  # (rows, 1, tokens, keys)
-        shift = [width - job.prefix for job in jobs]  # a calibration token's column less its place in its prompt
-        spans = [(job.blank.query_span[0] + d, job.blank.query_span[1] + d) for job, d in zip(jobs, shift)]
-        return self._rows(ids, spans, cache, position_ids=prefix + own[None, :], attention_mask=mask)
+        spans = calibration_query_spans(jobs, width)
+        placement = dict(position_ids=prefix + own[None, :], attention_mask=mask)
+        return self._rows(ids, spans, inputs["blank_query"], cache, **placement)
 
     # -- combining: heads into one score per passage ---------------------------------------------
 
     def combine(self, head_scores: torch.Tensor) -> torch.Tensor:
         """Weighted sum over the profile's heads: ``(heads, passages)`` → ``(passages,)``."""
-        return self.weights.to(head_scores.device) @ head_scores
+        weights = self._host_weights if head_scores.device.type == "cpu" else self.weights
+        return weights.to(head_scores.device) @ head_scores
 
     def merged(self, reading: Reading) -> List[float]:
-        """A reading's per-passage scores: heads combined, windows merged."""
+        """A reading's per-passage scores: heads combined, windows merged. A score that is not a
+        finite number (half precision overflowing on real weights) is refused here, the one place
+        every verb's scores pass, before any sort or fusion could order it."""
         with torch.inference_mode():
-            scores = [self.combine(s).tolist() for s in reading.head_scores]
-        return merge_windows(reading.windows, scores, sum(len(w) for w in reading.windows))
+            scores = [self.combine(s) for s in reading.head_scores]
+        if not all(bool(torch.isfinite(s).all()) for s in scores):
+            raise FloatingPointError(
+                f"the model gave non-finite attention scores in {self.truncated.dtype}; "
+                "rerun in float32 or bfloat16 (--dtype)"
+            )
+        return merge_windows(reading.windows, [s.tolist() for s in scores], sum(len(w) for w in reading.windows))
 
     def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
         """A reading as rank_llm-style invocation records, one per window."""
@@ -222,9 +238,52 @@ def calibrated(real: torch.Tensor, blank: Optional[torch.Tensor]) -> torch.Tenso
     return real if blank is None else real - blank
 
 
-def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
-    """Sum of each row over each token span: ``(heads, T)`` → ``(heads, passages)``."""
+def group_inputs(jobs: Sequence[Job]) -> Dict[str, torch.Tensor]:
+    """On the host, everything a group's passes index with: the right-padded prompts, the query
+    spans, the passage spans padded to the group's most passages (as empty spans), and for the
+    calibration pass its tails, prefixes and spans in the columns of the shared cache."""
+    real = [job.real for job in jobs]
+    parts = {
+        "ids": right_padded([p.input_ids for p in real]),
+        "query": torch.tensor([list(p.query_span) for p in real]),
+        **span_bounds([p.passage_spans for p in real]),
+    }
+    if jobs[0].blank is not None:
+        width = parts["ids"].shape[1]
+        parts["tails"] = right_padded([job.blank.input_ids[job.prefix :] for job in jobs])
+        parts["prefix"] = torch.tensor([job.prefix for job in jobs])
+        parts["blank_query"] = torch.tensor([list(span) for span in calibration_query_spans(jobs, width)])
+        parts.update({f"blank_{k}": v for k, v in span_bounds([job.blank.passage_spans for job in jobs]).items()})
+    return parts
+
+
+def calibration_query_spans(jobs: Sequence[Job], width: int) -> List[Tuple[int, int]]:
+    """Each calibration query's span in the columns of a cache ``width`` wide: a calibration
+    token's column is its place in its own prompt plus ``width - prefix``."""
+    return [
+        (job.blank.query_span[0] + width - job.prefix, job.blank.query_span[1] + width - job.prefix) for job in jobs
+    ]
+
+
+def span_bounds(span_lists: Sequence[Sequence[Tuple[int, int]]]) -> Dict[str, torch.Tensor]:
+    """``starts`` and ``ends``, ``(rows, most spans)``; missing spans are empty (0, 0)."""
+    bounds = torch.zeros(2, len(span_lists), max(len(spans) for spans in span_lists), dtype=torch.long)
+    for row, spans in enumerate(span_lists):
+        if spans:
+            bounds[:, row, : len(spans)] = torch.tensor(spans).T
+    return {"starts": bounds[0], "ends": bounds[1]}
+
+
+def span_mass(rows: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Sum of each row over each token span: ``(rows, heads, T)`` with ``(rows, spans)`` bounds →
+    ``(rows, heads, spans)``."""
     cumulative = torch.nn.functional.pad(rows.cumsum(dim=-1), (1, 0))
-    starts = torch.tensor([s for s, _ in spans], device=rows.device)
-    ends = torch.tensor([e for _, e in spans], device=rows.device)
-    return cumulative[:, ends] - cumulative[:, starts]
+    heads = rows.shape[1]
+    at_ends = cumulative.gather(-1, ends[:, None, :].expand(-1, heads, -1))
+    return at_ends - cumulative.gather(-1, starts[:, None, :].expand(-1, heads, -1))
+
+
+def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
+    """``span_mass`` of one row: ``(heads, T)`` → ``(heads, passages)``."""
+    bounds = span_bounds([spans])
+    return span_mass(rows[None], bounds["starts"].to(rows.device), bounds["ends"].to(rows.device))[0]

@@ -13,13 +13,13 @@ from typing import List, Sequence
 import torch
 
 
-def right_padded(sequences: Sequence[Sequence[int]], device) -> torch.Tensor:
-    """``(rows, longest)`` token ids, each row padded at its end (with id 0: causal passes never
-    let a real token see what comes after it)."""
+def right_padded(sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``(rows, longest)`` token ids on the host, each row padded at its end (with id 0: causal
+    passes never let a real token see what comes after it)."""
     ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
     for row, sequence in enumerate(sequences):
         ids[row, : len(sequence)] = torch.as_tensor(sequence)
-    return ids.to(device)
+    return ids
 
 
 def batch_groups(lengths: Sequence[int], budget: int, fill: float = 0.75) -> List[List[int]]:
