@@ -202,10 +202,9 @@ class HeadReader:
         with torch.inference_mode():
             scores = [self.combine(s) for s in reading.head_scores]
         if not all(bool(torch.isfinite(s).all()) for s in scores):
-            raise FloatingPointError(
-                f"the model gave non-finite attention scores in {self.truncated.dtype}; "
-                "rerun in float32 or bfloat16 (--dtype)"
-            )
+            dtype = self.truncated.dtype
+            fix = "rerun in float32 or bfloat16 (--dtype)" if dtype == torch.float16 else "check the model's weights"
+            raise ValueError(f"the model gave non-finite attention scores (NaN or inf) in {dtype}; {fix}")
         return merge_windows(reading.windows, [s.tolist() for s in scores], sum(len(w) for w in reading.windows))
 
     def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
