@@ -169,6 +169,8 @@ def _factor_pairs(state: dict[str, torch.Tensor], path) -> dict[str, tuple[torch
 
 
 def _projection(model: torch.nn.Module, name: str, path) -> torch.nn.Linear:
+    if getattr(model, "base_model", None) is model:  # loaded without its LM head (``load_model``'s depth)
+        name = name.removeprefix(f"{model.base_model_prefix}.")
     try:
         return model.get_submodule(name)
     except AttributeError:

@@ -59,19 +59,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "headrank_ir"))
 
 
-def load_model(name: str | os.PathLike, dtype=None, device=None):
+def load_model(name: str | os.PathLike, dtype=None, device=None, depth: int | None = None):
     """Return ``(model, tokenizer)`` for a short name, a local folder or a Hugging Face id, the
     model on ``device`` in ``dtype`` (see ``resolve_placement``).
 
+    With ``depth``, only what a profile that deep reads is loaded: the first ``depth`` decoder
+    layers and no LM head (the base model), so the layers past it never take memory or load time.
+
     Raises ``ValueError`` with one line naming everything that was tried when nothing resolves.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     device, dtype = resolve_placement(device, dtype)
     folder = resolve_model_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+        model = _load_weights(folder, dtype, depth)
     except (OSError, ValueError) as err:
         raise ValueError(
             f"model {name!r} did not resolve: not a short name ({', '.join(OFFLINE_MODELS)}), "
@@ -79,6 +82,25 @@ def load_model(name: str | os.PathLike, dtype=None, device=None):
         ) from err
     model.to(device).eval()
     return model, tokenizer
+
+
+def _load_weights(folder: str, dtype, depth: int | None):
+    """The causal LM in ``folder``; with ``depth``, its base model cut to ``depth`` layers."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
+
+    config = AutoConfig.from_pretrained(folder)
+    if depth is None or config.get_text_config() is not config or depth >= config.num_hidden_layers:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+    config.num_hidden_layers = depth
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:depth]
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the weights left out are listed as unexpected: by design
+    try:
+        return AutoModel.from_pretrained(folder, config=config, dtype=dtype, attn_implementation="sdpa")
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def resolve_placement(device=None, dtype=None):

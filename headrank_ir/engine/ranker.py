@@ -94,7 +94,8 @@ class HeadRanker:
         profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
-        lm, tokenizer = load_model(model, device=device, dtype=dtype)
+        depth = profile.depth if profile is not None else None  # None: ICR reads every layer
+        lm, tokenizer = load_model(model, device=device, dtype=dtype, depth=depth)
         return cls(
             lm, tokenizer, profile, name=os.fspath(model), allow_profile_model_mismatch=True, batch_tokens=batch_tokens
         )
