@@ -209,3 +209,18 @@ def test_passage_longer_than_context_is_refused(tokenizer):
 def test_profile_naming_missing_heads_is_refused(tokenizer, heads, message):
     with pytest.raises(ValueError, match=message):
         HeadRanker(tiny_model("llama", len(tokenizer)), tokenizer, HeadProfile("tiny", heads))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_repeated_kv_route_scores_as_the_grouped_one(tokenizer, monkeypatch, family):
+    """float32 on CUDA runs SDPA with K/V repeated (``needs_ungrouped``); forced here on the CPU,
+    the route gives the grouped route's scores."""
+    from headrank_ir.engine import attention
+
+    ranker = HeadRanker(tiny_model(family, len(tokenizer)), tokenizer, HeadProfile("tiny", SELECTED))
+    grouped = ranker.score(QUERY, PASSAGES)
+    monkeypatch.setattr(attention, "needs_ungrouped", lambda query, key: key.shape[1] != query.shape[1])
+    calls = []
+    monkeypatch.setattr(attention, "repeat_kv", lambda x, n: calls.append(n) or x.repeat_interleave(n, dim=1))
+    torch.testing.assert_close(torch.tensor(ranker.score(QUERY, PASSAGES)), torch.tensor(grouped), atol=1e-6, rtol=0)
+    assert calls and set(calls) == {2}  # the tiny models' 4 heads read 2 kv heads

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 IMPLEMENTATION = "headrank_sdpa"
@@ -125,7 +125,30 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
         recorder.record(module, query, key, attention_mask)
+    if needs_ungrouped(query, key):
+        groups = query.shape[1] // key.shape[1]
+        module, key, value = _Ungrouped(module), repeat_kv(key, groups), repeat_kv(value, groups)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def needs_ungrouped(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """float32 on CUDA has no flash kernel, and the memory-efficient one takes no grouped K/V
+    (``enable_gqa``): SDPA would fall to the math kernel, which builds rows × heads × T × T
+    scores per layer (tens of GB at 100 passages). With K/V repeated to every query head the
+    memory-efficient kernel serves the pass."""
+    return query.is_cuda and query.dtype == torch.float32 and key.shape[1] != query.shape[1]
+
+
+class _Ungrouped:
+    """A layer's attention module as SDPA sees it once its K/V are repeated: no groups left."""
+
+    num_key_value_groups = 1
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 AttentionInterface.register(IMPLEMENTATION, _attention)
