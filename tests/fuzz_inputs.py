@@ -655,7 +655,7 @@ def write_report(records: list[Record], out: Path, seconds: float) -> None:
     lines = [
         "# New-user fuzz of bad inputs and faults",
         "",
-        f"`python tools/fuzz_inputs.py --out {out}`: {len(records)} cases in {seconds:.0f} s.",
+        f"`python tests/fuzz_inputs.py --out {out}`: {len(records)} cases in {seconds:.0f} s.",
         "",
         "| outcome | cases |",
         "| --- | --- |",

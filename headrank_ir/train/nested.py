@@ -89,15 +89,13 @@ def held_out_record(args, selector: Selector, held_out: str, sets: Sequence[str]
     }
 
 
-def evaluate(args: argparse.Namespace) -> None:
-    sets = list(args.datasets)
-    selector = Selector({name: read_set(args, name, all_heads(args, sets)) for name in sets})
-    began = time.perf_counter()
-    records = [held_out_record(args, selector, name, sets) for name in sets]
-    recipe, fusion, value = choose(selector, sets, args.depth)
-    unfused = choose(selector, sets, args.depth, fused=False)
-    by_fusion = loco_scores(selector, sets, recipe, args.depth)
-    heads_all = selector.heads(sets, recipe)
+def shipped_choice(selector: Selector, sets: Sequence[str], depth: int) -> tuple[dict, tuple]:
+    """The recipe and fusion chosen by leave-one-out over every set, set by set, and the heads
+    they select on all of them: what ``--ship`` writes."""
+    recipe, fusion, value = choose(selector, sets, depth)
+    unfused = choose(selector, sets, depth, fused=False)
+    by_fusion = loco_scores(selector, sets, recipe, depth)
+    heads = selector.heads(sets, recipe)
     shipped = {
         "recipe": recipe,
         "fusion": asdict(fusion),
@@ -107,28 +105,41 @@ def evaluate(args: argparse.Namespace) -> None:
                 "bm25": mean(bm25(selector.sets[name])),
                 "loco": by_fusion[fusion_label(fusion)][name],
                 "loco_unfused": by_fusion["none"][name],
-                "in_sample": mean(rerank(selector.sets[name], heads_all, fusion, args.depth).ndcg),
+                "in_sample": mean(rerank(selector.sets[name], heads, fusion, depth).ndcg),
             }
             for name in sets
         },
         "best_unfused": {"loco_ndcg": unfused[2], "recipe": recipe_label(unfused[0])},
     }
-    profile = HeadProfile(
+    return shipped, heads
+
+
+def shipped_profile(args: argparse.Namespace, selector: Selector, shipped: dict, heads) -> HeadProfile:
+    return HeadProfile(
         args.model,
-        heads_all,
+        heads,
         PromptSettings(max_passage_tokens=args.passage_tokens),
-        fusion=fusion,
+        fusion=FusionSettings(**shipped["fusion"]),
         meta={
             "method": "headrank-loco",
-            "trained_on": {name: len(selector.sets[name].queries) for name in sets},
+            "trained_on": {name: len(labelled.queries) for name, labelled in selector.sets.items()},
             "rerank_depth": args.depth,
             "feature_depth": args.max_depth,
             **shipped,
             "made_by": f"python -m headrank_ir.train loco evaluate (see runs/{report_name(args, 'loco')}.md)",
         },
     )
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    sets = list(args.datasets)
+    selector = Selector({name: read_set(args, name, all_heads(args, sets)) for name in sets})
+    began = time.perf_counter()
+    records = [held_out_record(args, selector, name, sets) for name in sets]
+    shipped, heads = shipped_choice(selector, sets, args.depth)
+    profile = shipped_profile(args, selector, shipped, heads)
     result = {
-        "depth_curve": depth_curve(selector, sets, recipe, fusion, args.depth),
+        "depth_curve": depth_curve(selector, sets, shipped["recipe"], profile.fusion, args.depth),
         "model": args.model,
         "depth": args.depth,
         "passage_tokens": args.passage_tokens,

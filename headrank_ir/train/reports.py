@@ -66,8 +66,13 @@ def loco_report(result: dict) -> str:
     for record in result["held_out"]:
         gaps = [f"{record['systems'][n]['gap']:+.3f}" for n in systems[1:]]
         lines.append(f"| {record['held_out']} | " + " | ".join(gaps) + " |")
+    return "\n".join([*lines, *shipped_lines(result)])
+
+
+def shipped_lines(result: dict) -> list[str]:
+    """The leave-one-out report's last part: the shipped recipe overall, set by set, and by depth."""
     shipped = result["shipped"]
-    lines += [
+    return [
         "",
         f"Shipped profile (all four sets): {recipe_label(shipped['recipe'])}, fusion "
         f"{fusion_label(FusionSettings(**shipped['fusion']))}; its leave-one-out mean nDCG@10 over the four sets "
@@ -100,7 +105,6 @@ def loco_report(result: dict) -> str:
         f"Grid: recipes {', '.join(result['recipes'])}; fusions {', '.join(result['fusions'])}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def align_label(settings: dict) -> str:
