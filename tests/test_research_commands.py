@@ -203,3 +203,22 @@ def test_pseudo_lists_grade_the_source_and_the_bi_encoders_closest_others():
     assert shown["d2"] == "the source without it" and shown["d0"] == "p0"
     grades = dict(zip(listed.docids, listed.grades))
     assert grades == {"d0": 0, "d1": 0, "d2": 2, "d3": 1, "d4": 1, "d5": 1}  # d5, d4, d3 closest of the others
+
+
+def test_fit_is_the_default_so_the_old_invocation_still_trains(monkeypatch):
+    """``python -m headrank_ir.train --run … --output …`` (before the subcommands) runs ``fit``."""
+    flags = ["--topics", "t.tsv", "--qrels", "q.txt", "--run", "r.txt", "--corpus", "c.jsonl", "--output", "out"]
+    seen = []
+    monkeypatch.setattr(cli, "fit", lambda args: seen.append(vars(args)) or 0)
+    assert cli.main(flags) == 0 and cli.main(["fit", *flags]) == 0
+    assert seen[0] == seen[1] and seen[0]["command"] == "fit" and seen[0]["output"] == "out"
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["loco"], ["pseudo"], ["ablation"]])
+def test_every_level_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*command, "--help"])
+    shown = capsys.readouterr().out
+    assert stop.value.code == 0 and shown.startswith(f"usage: python -m headrank_ir.train {' '.join(command)}".rstrip())
+    stages = {"loco": cli.LOCO_STAGES, "pseudo": cli.PSEUDO_STAGES}.get(command[0] if command else "", {})
+    assert all(f"  {stage} " in shown for stage in stages)
