@@ -42,7 +42,7 @@ from headrank_ir.train.store import DATA, ROOT
 
 logger = logging.getLogger(__name__)
 
-MSMARCO = DATA / "msmarco-passage"
+MSMARCO = DATA / "msmarco-passage"  # the default --data: dl19/ and dl20/ with their BM25 runs
 SYSTEMS = ("bm25", "icr", "ndcg", "entropy", "align", "headrank")
 # the command's own flags, which are no settings of the table
 DISPATCH = ("command", "handler")

@@ -27,7 +27,7 @@ from headrank_ir.cli import add_first_stage_args, add_placement_args, requests_f
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.train.settings import add_training_args, config_from_args
-from headrank_ir.train.store import DATA, PASSAGE_TOKENS, ROOT
+from headrank_ir.train.store import PASSAGE_TOKENS, ROOT
 
 LOCO_STAGES = {
     "features": "every head's reading of every judged query, cached per query under .cache/loco/ (resumable)",
@@ -182,7 +182,7 @@ def add_ablation_parser(commands) -> None:
     )
     parser.set_defaults(handler=ablation.run)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--data", default=str(DATA / "msmarco-passage"), help="folder with dl19/ and dl20/")
+    parser.add_argument("--data", default=str(ablation.MSMARCO), help="folder with dl19/ and dl20/")
     parser.add_argument("--splits", nargs="+", default=["dl20:dl19", "dl19:dl20"], help="TRAIN:TEST pairs")
     parser.add_argument("--depth", type=int, default=20, help="candidates trained on and reranked (default 20)")
     add_training_args(parser, ablations=False)
