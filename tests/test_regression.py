@@ -33,7 +33,7 @@ def _lines(path: Path) -> list[list[str]]:
 
 # The shipped profile's pin is written the same way, without --profile; it is rewritten whenever the
 # shipped profile is (last: 8 heads of layers 15-21, RRF fusion with BM25 at weight 0.3, chosen by
-# tools/loco.py on every evaluated query of the four sets). Passages are cut after
+# `python -m headrank_ir.train loco` on every evaluated query of the four sets). Passages are cut after
 # max_passage_tokens of their tokens as they sit in the prompt (after a space), not tokenised alone.
 @pytest.mark.parametrize(
     "profile, pinned",

@@ -1,11 +1,19 @@
-"""Train a HeadRank profile: head selection, hard preference pairs, alignment in attention space.
+"""Train HeadRank profiles, and the research that chose the shipped ones.
 
-    python -m headrank_ir.train --model smollm2-135m --topics dl20 --qrels dl20 \\
+    python -m headrank_ir.train fit --model smollm2-135m --topics dl20 --qrels dl20 \\
         --run run.bm25.txt --corpus corpus.jsonl --output profiles/smollm2-135m.dl20
+    python -m headrank_ir.train loco features      # every head's reading, cached per query
+    python -m headrank_ir.train loco evaluate      # runs/loco.<model>.md and .json (--ship: the profile)
+    python -m headrank_ir.train loco ceiling       # runs/loco_ceiling.<model>.md and .json
+    python -m headrank_ir.train pseudo build       # label-free lists; then features, evaluate, align
+    python -m headrank_ir.train ablation           # runs/train_eval.md: train on one DL year, test on the other
 
-Writes ``OUTPUT/profile.json`` (and ``OUTPUT/adapter.safetensors`` when alignment ran), for
-``python -m headrank_ir.rerank --profile OUTPUT``. An interrupted run resumes when the same
-command is run again. Each stage can be switched off for ablations.
+``fit`` (the default when the first argument is a flag, so ``python -m headrank_ir.train --run …``
+still trains) writes ``OUTPUT/profile.json`` (and ``OUTPUT/adapter.safetensors`` when alignment
+ran), for ``python -m headrank_ir.rerank --profile OUTPUT``; an interrupted run resumes when the
+same command is run again, and each stage can be switched off for ablations. ``loco`` is the
+leave-one-collection-out pipeline that made ``headrank_ir/profiles/*.json``; ``pseudo`` its
+label-free variant; ``ablation`` the DL19/DL20 ablation table. Each says more under ``--help``.
 """
 
 from __future__ import annotations
@@ -14,34 +22,61 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from headrank_ir.bench.datasets import BUILT_IN
 from headrank_ir.cli import add_first_stage_args, add_placement_args, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
-from headrank_ir.engine.profile import PromptSettings
 from headrank_ir.pipeline.names import read_qrels
-from headrank_ir.train.alignment import AlignConfig
-from headrank_ir.train.objective import Regularizer
-from headrank_ir.train.recipe import SELECTIONS, TrainingConfig, train
-from headrank_ir.train.selection import DEFAULT_ENTROPY_WEIGHT
+from headrank_ir.train.settings import add_training_args, config_from_args
+from headrank_ir.train.store import PASSAGE_TOKENS, ROOT
+
+LOCO_STAGES = {
+    "features": "every head's reading of every judged query, cached per query under .cache/loco/ (resumable)",
+    "evaluate": "nested leave-one-out: runs/loco.<model>.md and .json; --ship writes the profile",
+    "align": "q/k LoRA + head weights aligned per fold, tested by forwards: runs/loco_align.<model>.q<N>.*",
+    "weights": "head weights aligned from the cached features, swept and nested: runs/loco_weights.<model>.*",
+    "ceiling": "the grid chosen on each set's own judgements: runs/loco_ceiling.<model>.*",
+}
+LOCO_DETAILS = """\
+``features`` reads every head (up to --max-depth layers) on the BM25 top --depth of every judged
+query of DL19, DL20, Cranfield and Vaswani whose top --depth holds a relevant passage (the
+others score nDCG@10 0 whatever the reranking), one forward per query, cached one file per
+query so that an interrupted pass resumes where it stopped. ``evaluate`` then needs no model:
+for each held-out set, head selection (entropy-regularised or by nDCG, top-k heads) and the
+fusion (method and weight) are chosen on the other three sets' queries, and tested on the
+held-out one, against BM25 with paired significance. ``ceiling`` is their optimistic
+reference: the same grid chosen on each set's own judgements."""
+PSEUDO_STAGES = {
+    "build": "inverse-cloze pseudo-query lists of every corpus: .cache/pseudo/ict-<set>.*.jsonl",
+    "features": "every head's reading of every list, cached as loco's",
+    "evaluate": "head selection on pseudo-queries against judged ones: runs/pseudo.<model>.md and .json",
+    "align": "the judged selection aligned on pseudo-query lists: runs/pseudo_align.<model>.q<N>.*",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m headrank_ir.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m headrank_ir.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_fit_parser(commands)
+    add_loco_parser(commands)
+    add_pseudo_parser(commands)
+    add_ablation_parser(commands)
+    return parser
+
+
+def add_fit_parser(commands) -> None:
+    parser = commands.add_parser("fit", help="train a profile on judged queries (the default)")
+    parser.description = (
+        "Train a HeadRank profile: head selection, hard preference pairs, alignment in attention space."
+    )
+    parser.set_defaults(handler=fit)
     add_first_stage_args(parser)
+    parser.add_argument("--qrels", required=True, help="graded qrels file or Pyserini name of the training topics")
     parser.add_argument(
-        "--qrels",
-        required=True,
-        help="graded qrels file or Pyserini name of the training topics",
+        "--model", default=DEFAULT_MODEL, help=f"short name, folder or Hugging Face id (default {DEFAULT_MODEL})"
     )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"short name, folder or Hugging Face id (default {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--output",
-        required=True,
-        help="folder for profile.json and adapter.safetensors",
-    )
+    parser.add_argument("--output", required=True, help="folder for profile.json and adapter.safetensors")
     parser.add_argument(
         "--train-depth",
         type=int,
@@ -51,145 +86,124 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_placement_args(parser)
     add_training_args(parser)
+
+
+def add_research_args(parser: argparse.ArgumentParser, default_queries: int) -> None:
+    """The flags ``loco`` and ``pseudo`` share: which model, sets, candidates and cached features."""
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
+    parser.add_argument("--depth", type=int, default=20, help="BM25 candidates reranked per query (default 20)")
+    parser.add_argument(
+        "--passage-tokens",
+        type=int,
+        default=PASSAGE_TOKENS,
+        help=f"prompt.max_passage_tokens (default {PASSAGE_TOKENS}; another length's reports are named .tok<N>)",
+    )
+    parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only (default 24)")
+    parser.add_argument(
+        "--align-queries",
+        type=int,
+        default=default_queries,
+        help=f"align: the first N evaluated queries (or lists) of each training set (default {default_queries})",
+    )
+    parser.add_argument(
+        "--align-setting",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="align: AlignConfig fields other than the defaults (epochs, lr, head_lr, temperature, lora_rank, "
+        "lora_alpha, max_pairs); one result each",
+    )
+
+
+def stage_parser(commands, name: str, stages: dict[str, str], summary: str, details: str) -> argparse.ArgumentParser:
+    listed = "\n".join(f"  {stage:<9} {what}" for stage, what in stages.items())
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}\n\nstages:\n{listed}\n\n{details}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("stage", choices=stages, help="the stage to run (see above)")
     return parser
 
 
-def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -> None:
-    """The training settings, shared with scripts that train every ablation themselves: those
-    take the settings without the switches (``ablations=False``)."""
-    parser.set_defaults(selection="entropy", no_align=False, no_regularizer=False)
+def add_loco_parser(commands) -> None:
+    parser = stage_parser(
+        commands,
+        "loco",
+        LOCO_STAGES,
+        "leave-one-collection-out: choose the recipe and the fusion on three sets, test on the fourth",
+        LOCO_DETAILS,
+    )
+    parser.set_defaults(handler=loco)
+    add_research_args(parser, default_queries=40)
     parser.add_argument(
-        "--max-passage-tokens",
-        type=int,
-        default=64,
-        help="passages are cut to this many tokens (default 64)",
+        "--max-queries",
+        nargs="*",
+        default=["cranfield=40", "vaswani=40"],
+        metavar="SET=N",
+        help="per set, only the first N queries with a relevant passage (default cranfield=40 vaswani=40)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-
-    selection = parser.add_argument_group("head selection")
-    if ablations:
-        selection.add_argument(
-            "--selection",
-            choices=SELECTIONS,
-            default="entropy",
-            help="entropy-penalised nDCG (default), nDCG alone (QRHead), or none (every head)",
-        )
-    selection.add_argument("--top-k", type=int, default=16, help="heads to keep (default 16)")
-    selection.add_argument(
-        "--max-depth", type=int, help="choose heads only below this layer (caps the truncation depth and the cost)"
-    )
-    selection.add_argument(
-        "--entropy-weight",
-        type=float,
-        default=DEFAULT_ENTROPY_WEIGHT,
-        help=f"lambda of the entropy penalty (default {DEFAULT_ENTROPY_WEIGHT})",
-    )
-
-    default = AlignConfig()
-    alignment = parser.add_argument_group("alignment (head weights + LoRA on q/k)")
-    if ablations:
-        alignment.add_argument(
-            "--no-align",
-            action="store_true",
-            help="selection only: no weights or adapter trained",
-        )
-    alignment.add_argument("--epochs", type=int, default=default.epochs)
-    alignment.add_argument(
-        "--lr",
-        type=float,
-        default=default.lr,
-        help=f"LoRA learning rate (default {default.lr})",
-    )
-    alignment.add_argument(
-        "--head-lr",
-        type=float,
-        default=default.head_lr,
-        help=f"head-weight learning rate (default {default.head_lr})",
-    )
-    alignment.add_argument(
-        "--temperature",
-        type=float,
-        default=default.temperature,
-        help=f"pair-loss temperature (default {default.temperature})",
-    )
-    alignment.add_argument("--lora-rank", type=int, default=default.lora_rank)
-    alignment.add_argument("--lora-alpha", type=float, default=default.lora_alpha)
-    alignment.add_argument(
-        "--lora-layers",
-        help="first-last layer with LoRA, e.g. 12-23 (default: every layer below the depth)",
-    )
-    alignment.add_argument(
-        "--max-pairs",
-        type=int,
-        default=default.max_pairs,
-        help=f"pairs per query, hardest first (default {default.max_pairs})",
-    )
-    alignment.add_argument("--hard-margin", type=float, default=default.hard_margin)
-    alignment.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=default.checkpoint_every,
-        help="steps between checkpoints",
-    )
-
-    reg = Regularizer()
-    regularizer = parser.add_argument_group("distribution regulariser")
-    if ablations:
-        regularizer.add_argument("--no-regularizer", action="store_true", help="pair loss only")
-    regularizer.add_argument(
-        "--kl-weight",
-        type=float,
-        default=reg.reference_weight,
-        help=f"beta: KL to the reference (default {reg.reference_weight})",
-    )
-    regularizer.add_argument(
-        "--spread-weight",
-        type=float,
-        default=reg.middle_weight,
-        help=f"gamma: middle-zone spread (default {reg.middle_weight})",
+    parser.add_argument("--ship", action="store_true", help="write the chosen profile into headrank_ir/profiles/")
+    parser.add_argument(
+        "--trained-weights",
+        action="store_true",
+        help="ceiling: also the 64 best heads' weights trained on each set's own judgements (minutes per set)",
     )
 
 
-def layer_range(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    first, _, last = value.partition("-")
-    try:
-        return tuple(range(int(first), int(last or first) + 1))
-    except ValueError:
-        raise ValueError(f"--lora-layers takes FIRST-LAST (e.g. 12-23), got {value!r}") from None
+def add_pseudo_parser(commands) -> None:
+    from headrank_ir.train import pseudo
+
+    summary = "label-free training lists: inverse-cloze pseudo-queries from the four public corpora"
+    parser = stage_parser(commands, "pseudo", PSEUDO_STAGES, summary, pseudo.__doc__.split("\n\n", 1)[1])
+    parser.set_defaults(handler=pseudo_stage)
+    add_research_args(parser, default_queries=50)
+    parser.add_argument(
+        "--max-queries",
+        nargs="*",
+        default=[],
+        metavar="SET=N",
+        help="evaluate: per judged set, only the first N queries with a relevant passage (default: all)",
+    )
+    parser.add_argument("--per-corpus", type=int, default=250, help="spans drawn per corpus (default 250)")
+    parser.add_argument("--seed", type=int, default=13)
 
 
-def config_from_args(args: argparse.Namespace, train_depth: int) -> TrainingConfig:
-    regularizer = None if args.no_regularizer else Regularizer(args.kl_weight, args.spread_weight)
-    align = None
-    if not args.no_align:
-        align = AlignConfig(
-            epochs=args.epochs,
-            lr=args.lr,
-            head_lr=args.head_lr,
-            temperature=args.temperature,
-            lora_rank=args.lora_rank,
-            lora_alpha=args.lora_alpha,
-            lora_layers=layer_range(args.lora_layers),
-            max_pairs=args.max_pairs,
-            hard_margin=args.hard_margin,
-            regularizer=regularizer,
-            checkpoint_every=args.checkpoint_every,
-            seed=args.seed,
-        )
-    return TrainingConfig(
-        selection=args.selection,
-        top_k=args.top_k,
-        max_depth=args.max_depth,
-        entropy_weight=args.entropy_weight,
-        align=align,
-        prompt=PromptSettings(max_passage_tokens=args.max_passage_tokens),
-        train_depth=train_depth,
+def add_ablation_parser(commands) -> None:
+    from headrank_ir.train import ablation
+
+    parser = commands.add_parser(
+        "ablation",
+        help="train on one TREC DL year, test on the other: the ablation table (runs/train_eval.*)",
+        description=ablation.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=ablation.run)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--data", default=str(ablation.MSMARCO), help="folder with dl19/ and dl20/")
+    parser.add_argument("--splits", nargs="+", default=["dl20:dl19", "dl19:dl20"], help="TRAIN:TEST pairs")
+    parser.add_argument("--depth", type=int, default=20, help="candidates trained on and reranked (default 20)")
+    add_training_args(parser, ablations=False)
+    parser.add_argument("--profiles", default=str(ROOT / "profiles"))
+    parser.add_argument("--output", default=str(ROOT / "runs" / "train_eval"), help="writes OUTPUT.json and OUTPUT.md")
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        choices=ablation.SYSTEMS,
+        default=list(ablation.SYSTEMS),
+        help="rows to make (default all)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the profile folder names (for trials)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="load profiles already trained under --profiles instead of training"
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def fit(args: argparse.Namespace) -> int:
+    from headrank_ir.train.recipe import train
+
     config = config_from_args(args, args.train_depth)
     qrels = read_qrels(args.qrels)  # first: bad qrels fail before the long part
     requests = requests_from_args(args)
@@ -201,9 +215,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def loco(args: argparse.Namespace) -> int:
+    from headrank_ir.train import align_folds, ceiling, features, nested, weights
+
+    stages = {
+        "features": features.collect,
+        "evaluate": nested.evaluate,
+        "align": align_folds.align_folds,
+        "weights": weights.weight_folds,
+        "ceiling": ceiling.ceiling,
+    }
+    stages[args.stage](args)
+    return 0
+
+
+def pseudo_stage(args: argparse.Namespace) -> int:
+    from headrank_ir.train import pseudo
+
+    stages = {"build": pseudo.build, "features": pseudo.features, "evaluate": pseudo.evaluate, "align": pseudo.align}
+    stages[args.stage](args)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "fit")  # the command before it had subcommands: `train --run … --output …`
     args = build_parser().parse_args(argv)
-    return run_command(run, args, resume_hint=f"from {args.output}")
+    # fit resumes from its checkpoint in --output; the research stages from their caches
+    resume = f"from {args.output}" if args.command == "fit" else "where it stopped"
+    return run_command(args.handler, args, resume_hint=resume)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Training data: judged queries with their candidates, and the attention every head pays them."""
+"""Training data: judged queries with their candidates, the attention every head pays them, and a
+set's queries with their features as the research commands read them."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -117,3 +118,26 @@ def collect_features(reader, queries: Sequence[TrainingQuery], progress: bool = 
             scores[query.qid] = (real if blank is None else real - blank).cpu()
             entropy[query.qid] = attention_entropy(real).cpu()
     return HeadFeatures(heads, scores, entropy)
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """One dataset's labelled queries (a bench ``Dataset``'s judged queries, or pseudo-query lists
+    graded by construction) with their first-stage requests, grades and every head's features."""
+
+    name: str
+    queries: list[TrainingQuery]
+    requests: dict[str, Request]  # by qid; empty for pseudo-query lists, which are never reranked
+    qrels: dict[str, dict[str, int]]
+    features: HeadFeatures
+
+
+def pooled(sets: Sequence[LabelledSet]) -> tuple[list[TrainingQuery], HeadFeatures]:
+    """Several sets' queries as one training set (query ids prefixed by the set: they overlap)."""
+    queries, scores, entropy = [], {}, {}
+    for labelled in sets:
+        for q in labelled.queries:
+            key = f"{labelled.name}:{q.qid}"
+            queries.append(replace(q, qid=key))
+            scores[key], entropy[key] = labelled.features.scores[q.qid], labelled.features.entropy[q.qid]
+    return queries, HeadFeatures(sets[0].features.heads, scores, entropy)

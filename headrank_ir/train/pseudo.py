@@ -1,9 +1,5 @@
-"""Label-free training lists: inverse-cloze pseudo-queries from the four public corpora.
-
-    .venv/bin/python tools/pseudo_queries.py build       # the lists: .cache/pseudo/ict-<set>.jsonl
-    .venv/bin/python tools/pseudo_queries.py features    # every head's reading, as loco.py caches them
-    .venv/bin/python tools/pseudo_queries.py evaluate    # runs/pseudo.<model>.md and .json
-    .venv/bin/python tools/pseudo_queries.py align       # runs/pseudo_align.<model>.q<N>.md and .json
+"""Label-free training lists (``train pseudo``): inverse-cloze pseudo-queries from the four public
+corpora, graded by construction, as training data of head selection and alignment.
 
 ``build`` draws ``--per-corpus`` passages of each corpus (DL19's and DL20's are the passage texts
 of their BM25 runs; Cranfield's and Vaswani's the full collections) and cuts a span out of each:
@@ -18,11 +14,11 @@ is dropped.
 
 ``evaluate`` keeps the shipped recipe and fusion fixed (runs/loco.<model>.json) and, for each
 held-out set, selects heads from different training data: the other three sets' judged
-queries (as loco.py), their pseudo-queries, the pseudo-queries of all four corpora (the held-out
-corpus's texts but none of its queries or judgements), and judged + pseudo together.
+queries (as ``train loco``), their pseudo-queries, the pseudo-queries of all four corpora (the
+held-out corpus's texts but none of its queries or judgements), and judged + pseudo together.
 
 ``align`` keeps the judged selection (the shipped recipe's heads, chosen on the other three sets'
-judged queries) and aligns them, head weights and a q/k LoRA as ``loco.py align`` does, on the
+judged queries) and aligns them, head weights and a q/k LoRA as ``train loco align`` does, on the
 other three corpora's pseudo-query lists instead of judged queries: label-free preference pairs
 (source over the bi-encoder's closest, those over the rest).
 """
@@ -34,51 +30,26 @@ import json
 import logging
 import random
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from loco import (
-    CACHE,
-    DATA,
-    PASSAGE_TOKENS,
-    ROOT,
-    Collection,
-    Selector,
-    add_align_arguments,
-    align_folder,
-    align_label,
-    align_name,
-    align_report,
-    align_result,
-    aligned_fold,
-    aligned_profile,
-    all_heads,
-    bm25,
-    cached_features,
-    collect_sets,
-    feature_folder,
-    fold_means,
-    fusion_label,
-    mean,
-    measured,
-    output,
-    read_collection,
-    recipe_label,
-    report_head,
-    report_name,
-    rerank,
-    table_head,
-)
+from headrank_ir.atomic import write_atomic
+from headrank_ir.bench.datasets import Dataset, get_dataset, prepare
+from headrank_ir.bench.significance import compare
+from headrank_ir.engine.profile import FusionSettings
+from headrank_ir.pipeline.firststage import requests_from_run
+from headrank_ir.pipeline.readers import read_corpus, read_topics_file, read_trec_run
+from headrank_ir.train import store
+from headrank_ir.train.align_folds import align_folder, align_name, align_result, aligned_fold, aligned_profile
+from headrank_ir.train.examples import LabelledSet, TrainingQuery
+from headrank_ir.train.features import all_heads, cached_features, collect_sets, read_set
+from headrank_ir.train.grid import Selector, bm25, mean, rerank
+from headrank_ir.train.reports import align_pseudo_report, pseudo_report
+from headrank_ir.train.store import CACHE, DATA, feature_folder, output, report_name
 
-from headrank_ir.atomic import write_atomic  # noqa: E402
-from headrank_ir.bench.datasets import BUILT_IN, Dataset, get_dataset, prepare  # noqa: E402
-from headrank_ir.bench.significance import compare  # noqa: E402
-from headrank_ir.engine.profile import FusionSettings  # noqa: E402
-from headrank_ir.pipeline.firststage import requests_from_run  # noqa: E402
-from headrank_ir.pipeline.readers import read_corpus, read_topics_file, read_trec_run  # noqa: E402
-from headrank_ir.train.examples import TrainingQuery  # noqa: E402
+logger = logging.getLogger(__name__)
+
 
 logger = logging.getLogger("pseudo")
 
@@ -194,7 +165,7 @@ def build(args: argparse.Namespace) -> None:
 def read_lists(args: argparse.Namespace, corpus: str) -> list[TrainingQuery]:
     path = lists_path(args, corpus)
     if not path.exists():
-        raise SystemExit(f"{path} does not exist: run `tools/pseudo_queries.py build` first")
+        raise ValueError(f"{path} does not exist: run `python -m headrank_ir.train pseudo build` first")
     with path.open(encoding="utf-8") as lines:
         return [
             TrainingQuery(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(line).items()})
@@ -206,10 +177,10 @@ def features(args: argparse.Namespace) -> None:
     collect_sets(args, {pseudo_name(name): read_lists(args, name) for name in args.datasets})
 
 
-def pseudo_collection(args: argparse.Namespace, corpus: str, heads) -> Collection:
+def pseudo_set(args: argparse.Namespace, corpus: str, heads) -> LabelledSet:
     """A corpus's pseudo-query lists with their cached features (selection reads nothing else)."""
     queries, features = cached_features(feature_folder(args, pseudo_name(corpus)), read_lists(args, corpus), heads)
-    return Collection(pseudo_name(corpus), queries, {}, {}, features)
+    return LabelledSet(pseudo_name(corpus), queries, {}, {}, features)
 
 
 def training_sources(held_out: str, sets: Sequence[str]) -> dict[str, list[str]]:
@@ -223,31 +194,31 @@ def training_sources(held_out: str, sets: Sequence[str]) -> dict[str, list[str]]
     }
 
 
-def shipped_selection(args: argparse.Namespace) -> tuple[dict, FusionSettings, dict[str, Collection]]:
+def shipped_selection(args: argparse.Namespace) -> tuple[dict, FusionSettings, dict[str, LabelledSet]]:
     """The shipped recipe and fusion (runs/loco.<model>.json), and every judged set and pseudo-query
     list set with its cached features."""
     sets = list(args.datasets)
     heads = all_heads(args, sets)
-    shipped = json.loads((ROOT / "runs" / f"{report_name(args, 'loco')}.json").read_text())["shipped"]
-    collections = {name: read_collection(args, name, heads) for name in sets}
-    collections.update({pseudo_name(name): pseudo_collection(args, name, heads) for name in sets})
-    return shipped["recipe"], FusionSettings(**shipped["fusion"]), collections
+    shipped = json.loads((store.ROOT / "runs" / f"{report_name(args, 'loco')}.json").read_text())["shipped"]
+    sets_read = {name: read_set(args, name, heads) for name in sets}
+    sets_read.update({pseudo_name(name): pseudo_set(args, name, heads) for name in sets})
+    return shipped["recipe"], FusionSettings(**shipped["fusion"]), sets_read
 
 
 def evaluate(args: argparse.Namespace) -> None:
     sets = list(args.datasets)
-    recipe, fusion, collections = shipped_selection(args)
-    selector = Selector(collections)
+    recipe, fusion, labelled = shipped_selection(args)
+    selector = Selector(labelled)
     folds = []
     for held_out in sets:
-        collection = collections[held_out]
-        base = bm25(collection)
+        held = labelled[held_out]
+        base = bm25(held)
         rows = {"bm25": {"ndcg": mean(base)}}
         fused = {}
         for system, train in training_sources(held_out, sets).items():
             chosen = selector.heads(train, recipe)
             for suffix, settings in (("", FusionSettings()), (" + fusion", fusion)):
-                reranked = rerank(collection, chosen, settings, args.depth)
+                reranked = rerank(held, chosen, settings, args.depth)
                 test = compare(reranked.ndcg, base)
                 rows[system + suffix] = {
                     "ndcg": mean(reranked.ndcg),
@@ -258,114 +229,33 @@ def evaluate(args: argparse.Namespace) -> None:
         for system in fused:
             versus = compare(fused[system], fused["judged"])
             rows[system + " + fusion"]["vs_judged"] = {"delta": versus.mean_difference, "p": versus.p_randomisation}
-        folds.append({"held_out": held_out, "queries": len(collection.queries), "systems": rows})
+        folds.append({"held_out": held_out, "queries": len(held.queries), "systems": rows})
         logger.info("%s: %s", held_out, {k: round(v["ndcg"], 4) for k, v in rows.items()})
     result = {
         "model": args.model,
         "depth": args.depth,
         "per_corpus": args.per_corpus,
-        "lists": {name: len(collections[pseudo_name(name)].queries) for name in sets},
+        "lists": {name: len(labelled[pseudo_name(name)].queries) for name in sets},
         "recipe": recipe,
         "fusion": asdict(fusion),
         "folds": folds,
     }
-    output(report_name(args, "pseudo"), result, report(result))
-
-
-def report(result: dict) -> str:
-    systems = [s for s in result["folds"][0]["systems"] if s != "bm25"]
-    lists = ", ".join(f"{name} {count}" for name, count in result["lists"].items())
-    lines = report_head(
-        f"Label-free head selection: inverse-cloze pseudo-queries, {result['model']}",
-        (
-            f"Pseudo-query lists (tools/pseudo_queries.py; {result['per_corpus']} spans drawn per corpus, kept where "
-            f"the source passage is in the span's BM25 top {result['depth']}): {lists}. Recipe and fusion fixed to "
-            f"the shipped ones ({recipe_label(result['recipe'])}, {fusion_label(FusionSettings(**result['fusion']))}); "
-            "only the training data of head selection changes. nDCG@10 on the held-out set's judged queries, "
-            "Δ and p (paired randomisation) against BM25; the last columns: fused, against the judged selection fused."
-        ),
-        ["held out", "queries", "bm25", *systems],
-    )
-    for fold in result["folds"]:
-        rows = fold["systems"]
-        cells = [fold["held_out"], str(fold["queries"]), f"{rows['bm25']['ndcg']:.4f}"]
-        cells += [measured(rows[n]) for n in systems]
-        lines.append("| " + " | ".join(cells) + " |")
-    fused = [s for s in systems if s.endswith(" + fusion") and s != "judged + fusion"]
-    lines += ["", "Fused, against the heads selected on judged queries:", "", *table_head(["held out", *fused])]
-    for fold in result["folds"]:
-        versus = [fold["systems"][n]["vs_judged"] for n in fused]
-        lines.append(
-            f"| {fold['held_out']} | " + " | ".join(f"{v['delta']:+.4f} (p {v['p']:.3f})" for v in versus) + " |"
-        )
-    lines += ["", fold_means(result["folds"], ("bm25", *systems)), ""]
-    return "\n".join(lines)
+    output(report_name(args, "pseudo"), result, pseudo_report(result))
 
 
 def align(args: argparse.Namespace) -> None:
     """For each held-out set: the judged selection's heads aligned on the other three corpora's
     pseudo-query lists (the first ``--align-queries`` of each), the held-out set reranked with them."""
     sets = list(args.datasets)
-    recipe, fusion, collections = shipped_selection(args)
-    selector = Selector(collections)
+    recipe, fusion, labelled = shipped_selection(args)
+    selector = Selector(labelled)
     folds = []
     for held_out in sets:
         others = sorted(s for s in sets if s != held_out)
         heads = selector.heads(others, recipe)
-        training = [collections[pseudo_name(s)] for s in others]
+        training = [labelled[pseudo_name(s)] for s in others]
         path = aligned_profile(args, align_folder(args, held_out, "pseudo_align"), heads, training)
-        folds.append(aligned_fold(args, collections[held_out], recipe, heads, fusion, path))
+        folds.append(aligned_fold(args, labelled[held_out], recipe, heads, fusion, path))
     result = align_result(args, folds)
     result["per_corpus"] = args.per_corpus
     output(align_name(args, "pseudo_align"), result, align_pseudo_report(result))
-
-
-def align_pseudo_report(result: dict) -> str:
-    fold = result["folds"][0]
-    return align_report(
-        result,
-        f"Alignment on label-free pairs: inverse-cloze pseudo-queries, {result['model']}",
-        (
-            f"Per held-out set: the shipped recipe's heads ({recipe_label(fold['recipe'])}, selected on the other "
-            f"three sets' judged queries: the `judged` system of runs/pseudo.{result['model']}.md) and its fusion "
-            f"({fusion_label(FusionSettings(**fold['fusion']))}); their weights and a q/k LoRA aligned "
-            f"({align_label(result['align'])}, regulariser on) on the first {result['align_queries']} pseudo-query "
-            f"lists (of {result['per_corpus']} spans drawn) of each of the other three corpora: no judged query, the "
-            "pairs graded by construction (the source passage 2, the MiniLM bi-encoder's closest three 1, the rest 0). "
-            f"The held-out set's judged queries reranked by a forward with the adapter merged (BM25 top "
-            f"{result['depth']}). Columns as in runs/loco_align.*.md: `recipe` is the heads unaligned; nDCG@10, Δ and "
-            "p (paired randomisation) against BM25; the last column: aligned + fusion against unaligned + fusion."
-        ),
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("build", "features", "evaluate", "align"))
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN), choices=BUILT_IN)
-    parser.add_argument("--per-corpus", type=int, default=250, help="spans drawn per corpus")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--depth", type=int, default=20, help="BM25 candidates per list (and reranked when evaluating)")
-    parser.add_argument("--passage-tokens", type=int, default=PASSAGE_TOKENS, help="prompt.max_passage_tokens")
-    parser.add_argument("--max-depth", type=int, default=24, help="heads from the first N layers only")
-    parser.add_argument(
-        "--max-queries",
-        nargs="*",
-        default=[],
-        metavar="SET=N",
-        help="evaluate: per judged set, only the first N queries with a relevant passage (default: all)",
-    )
-    add_align_arguments(parser, default_queries=50)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    {"build": build, "features": features, "evaluate": evaluate, "align": align}[args.stage](args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

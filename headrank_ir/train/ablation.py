@@ -1,7 +1,4 @@
-"""Train on one TREC DL year, test on the other: the HeadRank ablation table.
-
-    .venv/bin/python tools/train_eval.py                  # both splits, every system
-    .venv/bin/python tools/train_eval.py --splits dl20:dl19 --reuse
+"""Train on one TREC DL year, test on the other: the HeadRank ablation table (``train ablation``).
 
 For each split it trains (on the training year's BM25 top ``--depth``) the profiles of the
 ablation — top-k by nDCG (QRHead-style), entropy-regularised selection, selection + alignment,
@@ -24,7 +21,6 @@ import json
 import logging
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -39,23 +35,17 @@ from headrank_ir.pipeline.firststage import requests_from_run
 from headrank_ir.pipeline.metrics import evaluate
 from headrank_ir.pipeline.names import read_qrels, read_topics
 from headrank_ir.pipeline.readers import read_trec_run
-from headrank_ir.train.cli import add_training_args, config_from_args
-from headrank_ir.train.examples import HeadFeatures, TrainingQuery, judged_queries
+from headrank_ir.train.examples import HeadFeatures, LabelledSet, TrainingQuery, judged_queries
 from headrank_ir.train.recipe import TrainingConfig, all_head_features, train
+from headrank_ir.train.settings import config_from_args
+from headrank_ir.train.store import DATA, ROOT
 
-logger = logging.getLogger("train_eval")
+logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "msmarco-passage"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    requests: list
-    qrels: dict
-    queries: list[TrainingQuery]  # every judged query, its top --depth candidates
-    features: HeadFeatures
+MSMARCO = DATA / "msmarco-passage"  # the default --data: dl19/ and dl20/ with their BM25 runs
+SYSTEMS = ("bm25", "icr", "ndcg", "entropy", "align", "headrank")
+# the command's own flags, which are no settings of the table
+DISPATCH = ("command", "handler")
 
 
 @dataclass(frozen=True)
@@ -89,13 +79,10 @@ def systems(args: argparse.Namespace) -> list[System]:
     return [row for row in rows if row.slug in args.systems]
 
 
-SYSTEMS = ("bm25", "icr", "ndcg", "entropy", "align", "headrank")
-
-
 # -- data and features ---------------------------------------------------------------------------
 
 
-def load_dataset(name: str, args: argparse.Namespace, prompt: PromptSettings, model) -> Dataset:
+def load_dataset(name: str, args: argparse.Namespace, prompt: PromptSettings, model) -> LabelledSet:
     folder = Path(args.data) / name
     requests = requests_from_run(
         read_topics(str(folder / "topics.tsv")),
@@ -127,7 +114,7 @@ def load_dataset(name: str, args: argparse.Namespace, prompt: PromptSettings, mo
             },
             cache,
         )
-    return Dataset(name, requests, qrels, queries, features)
+    return LabelledSet(name, queries, {r.query.qid: r for r in requests}, qrels, features)
 
 
 # -- scoring and measuring -----------------------------------------------------------------------
@@ -135,16 +122,15 @@ def load_dataset(name: str, args: argparse.Namespace, prompt: PromptSettings, mo
 Scorer = Callable[[TrainingQuery], list[float]]
 
 
-def measure(dataset: Dataset, scorer: Scorer | None, prompt: PromptSettings) -> dict:
+def measure(dataset: LabelledSet, scorer: Scorer | None, prompt: PromptSettings) -> dict:
     """nDCG@10 of the reranked top-100 and the middle-zone selectivity of the reranked top."""
     run, first, reranked = {}, {}, {}
-    by_qid = {r.query.qid: r for r in dataset.requests}
     for query in dataset.queries:
         top = list(query.docids)
         if scorer is not None:
             scores = scorer(query)
             top = [top[i] for i in sorted(range(len(top)), key=lambda i: (-scores[i], i))]
-        rest = [c.docid for c in by_qid[query.qid].candidates[len(top) :]]
+        rest = [c.docid for c in dataset.requests[query.qid].candidates[len(top) :]]
         ordered = top + rest
         run[query.qid] = {docid: float(len(ordered) - rank) for rank, docid in enumerate(ordered)}
         first[query.qid], reranked[query.qid] = list(query.docids), top
@@ -163,7 +149,7 @@ def measure(dataset: Dataset, scorer: Scorer | None, prompt: PromptSettings) -> 
     }
 
 
-def feature_scorer(dataset: Dataset, profile: HeadProfile) -> Scorer:
+def feature_scorer(dataset: LabelledSet, profile: HeadProfile) -> Scorer:
     heads = [(layer, head) for layer, head, _ in profile.heads]
     weights = [w for _, _, w in profile.heads]
     return lambda query: dataset.features.combined(query.qid, heads, weights).tolist()
@@ -179,7 +165,7 @@ def model_scorer(args: argparse.Namespace, profile_path: Path) -> Scorer:
 # -- one split -----------------------------------------------------------------------------------
 
 
-def run_split(train_set: Dataset, test_set: Dataset, args, prompt: PromptSettings) -> list[dict]:
+def run_split(train_set: LabelledSet, test_set: LabelledSet, args, prompt: PromptSettings) -> list[dict]:
     records = []
     for system in systems(args):
         record = {
@@ -226,13 +212,13 @@ def run_split(train_set: Dataset, test_set: Dataset, args, prompt: PromptSetting
     return records
 
 
-def trained_profile(system: System, train_set: Dataset, args) -> tuple[Path, dict]:
+def trained_profile(system: System, train_set: LabelledSet, args) -> tuple[Path, dict]:
     output = Path(args.profiles) / f"{args.model}.{train_set.name}.{system.slug}{args.tag}"
     if args.reuse and (output / "profile.json").exists():
         return output / "profile.json", HeadProfile.load(output).meta["seconds"]
     trained = train(
         args.model,
-        train_set.requests,
+        list(train_set.requests.values()),
         train_set.qrels,
         system.config,
         output,
@@ -279,56 +265,13 @@ def markdown(records: Sequence[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--data", default=str(DATA), help="folder with dl19/ and dl20/")
-    parser.add_argument(
-        "--splits",
-        nargs="+",
-        default=["dl20:dl19", "dl19:dl20"],
-        help="TRAIN:TEST pairs",
-    )
-    parser.add_argument(
-        "--depth",
-        type=int,
-        default=20,
-        help="candidates trained on and reranked (default 20)",
-    )
-    add_training_args(parser, ablations=False)
-    parser.add_argument("--profiles", default=str(ROOT / "profiles"))
-    parser.add_argument(
-        "--output",
-        default=str(ROOT / "runs" / "train_eval"),
-        help="writes OUTPUT.json and OUTPUT.md",
-    )
-    parser.add_argument(
-        "--systems",
-        nargs="+",
-        choices=SYSTEMS,
-        default=list(SYSTEMS),
-        help="rows to make (default all)",
-    )
-    parser.add_argument("--tag", default="", help="suffix of the profile folder names (for trials)")
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="load profiles already trained under --profiles instead of training",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        format="%(asctime)s %(name)s: %(message)s",
-        level=logging.INFO,
-        stream=sys.stderr,
-    )
+def run(args: argparse.Namespace) -> int:
+    """Every split's table: the features of both years first, then each system trained and tested."""
     prompt = PromptSettings(max_passage_tokens=args.max_passage_tokens)
     splits = [tuple(s.split(":")) for s in args.splits]
     model = load_model(args.model)
-    datasets = {name: load_dataset(name, args, prompt, model) for name in sorted({n for pair in splits for n in pair})}
+    names = sorted({n for pair in splits for n in pair})
+    datasets = {name: load_dataset(name, args, prompt, model) for name in names}
     del model  # each training loads a fresh copy: alignment changes the weights in place
     records = [
         r
@@ -336,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in run_split(datasets[train_name], datasets[test_name], args, prompt)
     ]
     result = {
-        "settings": vars(args),
+        "settings": {k: v for k, v in vars(args).items() if k not in DISPATCH},
         "machine": {
             "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(),
@@ -348,7 +291,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(f"{args.output}.md").write_text(markdown(records, args))
     print(markdown(records, args))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,11 @@ but a wrong or missing result, or an error case that left an output), ``tracebac
 exception escaped the command) or ``unclear`` (an error that does not name what is wrong, or a
 refusal of valid input). The cases of ``tests/test_fuzz.py`` run here too, with many more.
 
-    python tools/fuzz_inputs.py --out runs/fuzz_inputs    # writes .json (records) and .md (table)
+    python tests/fuzz_inputs.py --out runs/fuzz_inputs    # writes .json (records) and .md (table)
+
+It lives beside the suite whose cases and helpers it imports (run as a script, its folder is on
+the path); not a test module itself, pytest does not collect it. It tests the installed package:
+from a checkout other than the one installed, run it with ``PYTHONPATH=.``.
 """
 
 from __future__ import annotations
@@ -31,18 +35,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import test_fuzz as suite  # the suite's cases and file helpers
+from conftest import tiny_model
+
+from headrank_ir import evaluate as evaluate_cli
+from headrank_ir import rerank as rerank_cli
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.pipeline.runfile import RunWriter
+from headrank_ir.records import Candidate, Query, Request
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-import test_fuzz as suite  # noqa: E402  (the suite's cases and file helpers)
-from conftest import tiny_model  # noqa: E402
-
-from headrank_ir import evaluate as evaluate_cli  # noqa: E402
-from headrank_ir import rerank as rerank_cli  # noqa: E402
-from headrank_ir.engine.profile import HeadProfile  # noqa: E402
-from headrank_ir.engine.ranker import HeadRanker  # noqa: E402
-from headrank_ir.pipeline.runfile import RunWriter  # noqa: E402
-from headrank_ir.records import Candidate, Query, Request  # noqa: E402
 
 OUTCOMES = ("clear error", "documented behaviour", "silently wrong", "traceback", "unclear")
 
@@ -652,7 +655,7 @@ def write_report(records: list[Record], out: Path, seconds: float) -> None:
     lines = [
         "# New-user fuzz of bad inputs and faults",
         "",
-        f"`python tools/fuzz_inputs.py --out {out}`: {len(records)} cases in {seconds:.0f} s.",
+        f"`python tests/fuzz_inputs.py --out {out}`: {len(records)} cases in {seconds:.0f} s.",
         "",
         "| outcome | cases |",
         "| --- | --- |",
