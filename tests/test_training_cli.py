@@ -103,9 +103,9 @@ def test_trained_profile_and_adapter_load_and_merge_exactly(trained, tiny_model_
     without_adapter = HeadProfile(profile.model, profile.heads, profile.prompt)
     query, passages = QUERIES["1"], list(TEXTS.values())
     with torch.no_grad():
-        got = merged.head_scores(query, passages)
-        expected = HeadRanker(unmerged, tokenizer, without_adapter).head_scores(query, passages)
-        untrained = HeadRanker(base, tokenizer, without_adapter).head_scores(query, passages)
+        got = merged.reader.head_scores(query, passages)
+        expected = HeadRanker(unmerged, tokenizer, without_adapter).reader.head_scores(query, passages)
+        untrained = HeadRanker(base, tokenizer, without_adapter).reader.head_scores(query, passages)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(got, untrained, atol=1e-6)  # the adapter changes the attention
 
