@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 from headrank_ir.atomic import write_atomic, write_atomic_with  # noqa: E402
 from headrank_ir.bench.datasets import BUILT_IN, get_dataset, load, prepare  # noqa: E402
-from headrank_ir.bench.selectivity import selectivity  # noqa: E402
-from headrank_ir.bench.significance import compare  # noqa: E402
 from headrank_ir.engine.fusion import fuse  # noqa: E402
 from headrank_ir.engine.profile import FusionSettings, HeadProfile, PromptSettings, parse_head_label  # noqa: E402
 from headrank_ir.engine.ranker import first_stage, place  # noqa: E402
-from headrank_ir.pipeline.metrics import per_query  # noqa: E402
+from headrank_ir.evaluation.measures import per_query  # noqa: E402
+from headrank_ir.evaluation.selectivity import selectivity  # noqa: E402
+from headrank_ir.evaluation.significance import compare  # noqa: E402
 from headrank_ir.records import Request  # noqa: E402
 from headrank_ir.train.examples import HeadFeatures, TrainingQuery, attention_entropy, training_queries  # noqa: E402
 from headrank_ir.train.selection import head_quality, select_heads  # noqa: E402

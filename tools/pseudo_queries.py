@@ -74,8 +74,8 @@ from loco import (
 
 from headrank_ir.atomic import write_atomic  # noqa: E402
 from headrank_ir.bench.datasets import BUILT_IN, Dataset, get_dataset, prepare  # noqa: E402
-from headrank_ir.bench.significance import compare  # noqa: E402
 from headrank_ir.engine.profile import FusionSettings  # noqa: E402
+from headrank_ir.evaluation.significance import compare  # noqa: E402
 from headrank_ir.pipeline.firststage import requests_from_run  # noqa: E402
 from headrank_ir.pipeline.readers import read_corpus, read_topics_file, read_trec_run  # noqa: E402
 from headrank_ir.train.examples import TrainingQuery  # noqa: E402
