@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from headrank_ir.errors import InputError
-from headrank_ir.pipeline.distributed import RankedBatch, with_query_ids
+from headrank_ir.pipeline.distributed import RankedBatch, RayPool, with_query_ids
 from headrank_ir.pipeline.runfile import RunWriter
 from headrank_ir.profiles import ICR
 from headrank_ir.progress import Throughput, progress
@@ -89,7 +89,6 @@ def rerank_into(
 def batch_ranker(settings: RankerSettings) -> Iterator[RankBatches]:
     """How batches are ranked: in this process, or (``settings.ray``) by a pool of Ray workers."""
     from headrank_ir.engine.ranker import HeadRanker
-    from headrank_ir.pipeline.distributed import RayPool
 
     if settings.workers and settings.ray is None:
         raise InputError("--workers sets the number of Ray workers: give it with --ray")
