@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from headrank_ir.errors import USER_ERRORS, error_line
-from headrank_ir.pipeline.metrics import (
-    DEFAULT_MEASURES,
-    format_per_query,
-    format_table,
-    per_query,
-    read_run_scores,
-)
+from headrank_ir.evaluation.measures import DEFAULT_MEASURES, per_query, read_run_scores
+from headrank_ir.evaluation.tables import comparison_table, format_per_query, format_table
 from headrank_ir.pipeline.names import read_qrels
-
-PerQuery = Mapping[str, Mapping[str, float]]  # {measure: {qid: value}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,33 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=int, default=10000, help="randomisation test resamples (default 10000, seed 0)"
     )
     return parser
-
-
-def comparison_table(runs: Mapping[str, PerQuery], baseline: PerQuery, resamples: int = 10000) -> str:
-    """One row per run and measure: its mean, the baseline's, the mean difference, both p-values
-    and wins/losses/ties, all over the same judged queries."""
-    from headrank_ir.bench.significance import compare
-
-    header = ["run", "measure", "mean", "baseline", "diff", "p(rand)", "p(t)", "win/loss/tie"]
-    rows = []
-    for label, values in runs.items():
-        for measure, by_qid in values.items():
-            base = baseline[measure]
-            c = compare(by_qid, base, resamples=resamples)
-            mean = sum(by_qid.values()) / len(by_qid)
-            rows.append(
-                [label, measure, f"{mean:.4f}", f"{mean - c.mean_difference:.4f}", f"{c.mean_difference:+.4f}"]
-                + [_p(c.p_randomisation), _p(c.p_ttest), f"{c.wins}/{c.losses}/{c.ties}"]
-            )
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        for row in [header, *rows]
-    )
-
-
-def _p(value: float) -> str:
-    return f"{value:.4f}" if not value < 1e-4 else f"{value:.1e}"
 
 
 def _labels(paths: Sequence[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from headrank_ir.cli import positive_int, run_command
+from headrank_ir.command_helpers import positive_int, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

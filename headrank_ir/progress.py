@@ -1,4 +1,5 @@
-"""Progress for long loops: tqdm's bar on a terminal, plain periodic lines anywhere else.
+"""Progress for long loops: tqdm's bar on a terminal, plain periodic lines anywhere else, and
+the :class:`Throughput` a run reports at its end.
 
 A bar redraws itself with carriage returns, which turn a log file into one very long line; when
 stderr is not a terminal (a log, a pipe, a batch job) the same calls print one line every
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 
@@ -84,3 +86,17 @@ def progress(iterable: Iterable | None = None, *, every: float = 30.0, **options
         return tqdm(iterable, file=sys.stderr, **options)
     known = {k: options[k] for k in ("total", "desc", "unit", "initial") if k in options}
     return PlainProgress(iterable, every=every, **known)
+
+
+@dataclass
+class Throughput:
+    """Queries and passages ranked, and the seconds spent ranking them (waits for the writer and
+    the bar excluded): what a run's closing line reports."""
+
+    queries: int = 0
+    passages: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.passages / self.seconds if self.seconds else 0.0

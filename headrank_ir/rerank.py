@@ -10,34 +10,27 @@ The run is written query by query and resumes after an interruption (see ``runfi
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from headrank_ir import __version__
-from headrank_ir.cli import add_first_stage_args, add_placement_args, positive_int, requests_from_args, run_command
+from headrank_ir.command_helpers import (
+    add_first_stage_args,
+    add_placement_args,
+    positive_int,
+    requests_from_args,
+    run_command,
+)
+from headrank_ir.engine.checks import preflight
 from headrank_ir.engine.models import DEFAULT_MODEL
-from headrank_ir.engine.profile import ICR, HeadProfile, resolve_profile
+from headrank_ir.engine.profile import HeadProfile, resolve_profile
 from headrank_ir.errors import InputError
-from headrank_ir.pipeline.distributed import RankedBatch, with_query_ids
-from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, format_table, read_run_scores, scores_of
+from headrank_ir.evaluation.measures import DEFAULT_MEASURES
+from headrank_ir.evaluation.tables import gain_table
+from headrank_ir.pipeline.execution import RankerSettings, rerank_pending
 from headrank_ir.pipeline.names import read_qrels
-from headrank_ir.pipeline.runfile import FORMATS, RunWriter
-from headrank_ir.progress import progress as progress_bar
-from headrank_ir.records import Request, in_given_order
-
-if TYPE_CHECKING:
-    from headrank_ir.engine.ranker import HeadRanker
-
-logger = logging.getLogger(__name__)
+from headrank_ir.pipeline.runfile import FORMATS, RunWriter, run_header, write_trec_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,142 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def inputs_digest(requests: Sequence[Request]) -> str:
-    """SHA-256 of every query and candidate, in order: a resumed run must see the same inputs."""
-    digest = hashlib.sha256()
-    for r in requests:
-        record = [
-            r.query.qid,
-            r.query.text,
-            [[c.docid, c.score, c.doc] for c in r.candidates],
-        ]
-        digest.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-    return digest.hexdigest()
-
-
-def run_header(
-    args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request], dtype: str = "float32"
-) -> dict[str, Any]:
-    """Everything the run's bytes depend on (batch size and device do not, beyond float noise),
-    for resuming safely; a dtype other than float32 changes scores, so it is named."""
-    return {
-        "headrank_ir": __version__,
-        "model": args.model,
-        "profile": profile.to_json() if profile else None,
-        "depth": args.depth,
-        "queries": len(requests),
-        "inputs_sha256": inputs_digest(requests),
-        **({"dtype": dtype} if dtype != "float32" else {}),
-    }
-
-
-@dataclass
-class Progress:
-    queries: int = 0
-    passages: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.passages / self.seconds if self.seconds else 0.0
-
-
-def rerank_into(
-    writer: RunWriter,
-    ranked: Iterable[RankedBatch],
-    depth: int,
-    total: int,
-    initial: int,
-) -> Progress:
-    """Write each ranked batch (in request order) as it comes, under one progress bar over all queries."""
-    progress = Progress()
-    with progress_bar(
-        total=total,
-        initial=initial,
-        unit="query",
-        desc="reranking",
-        dynamic_ncols=True,
-    ) as bar:
-        began = time.perf_counter()
-        for batch, results in ranked:
-            progress.seconds += time.perf_counter() - began
-            for result in results:
-                writer.write(result)
-            progress.queries += len(batch)
-            progress.passages += sum(min(depth, len(r.candidates)) for r in batch)
-            bar.set_postfix_str(f"{progress.rate:.1f} passages/s")  # first: a plain line shows it with the count
-            bar.update(len(batch))
-            began = time.perf_counter()
-    return progress
-
-
-@contextmanager
-def _batch_ranker(
-    args: argparse.Namespace, profile: HeadProfile | None
-) -> Iterator[Callable[[Iterable[list[Request]]], Iterator[RankedBatch]]]:
-    """How batches are ranked: in this process, or (``--ray``) by a pool of Ray workers."""
-    from headrank_ir.engine.ranker import HeadRanker
-    from headrank_ir.pipeline.distributed import RayPool
-
-    if args.workers and args.ray is None:
-        raise InputError("--workers sets the number of Ray workers: give it with --ray")
-    # resolved already: None is ICR's here, not "the shipped one" as from_pretrained reads it;
-    # the profile was checked against the model up front (_check_before_writing)
-    chosen = ICR if profile is None else profile
-    load = partial(
-        HeadRanker.from_pretrained,
-        args.model,
-        profile=chosen,
-        allow_profile_model_mismatch=True,
-        device=args.device,
-        dtype=args.dtype,
-        batch_tokens=args.batch_tokens,
+def _ranker_settings(args: argparse.Namespace, profile: HeadProfile | None) -> RankerSettings:
+    return RankerSettings(
+        args.model, profile, args.depth, args.device, args.dtype, args.batch_tokens, args.ray, args.workers
     )
-    if args.ray is None:
-        ranker = load()
-        yield lambda batches: ranked_here(ranker, list(batches), args.depth)
-    else:
-        with RayPool(load, args.depth, args.ray or None, args.workers) as pool:
-            yield pool.ranked
-
-
-def ranked_here(ranker: HeadRanker, batches: list[list[Request]], depth: int) -> Iterator[RankedBatch]:
-    """``(batch, results)`` in order, in this process: ``rerank_batches`` tokenises the next batch
-    while a GPU reads this one; bad input names its queries, as on a Ray worker."""
-    reranked = ranker.rerank_batches(batches, rank_end=depth)
-    for batch in batches:
-        yield batch, with_query_ids(batch, lambda: next(reranked))
-
-
-def _check_before_writing(args: argparse.Namespace, profile: HeadProfile | None, requests: Sequence[Request]) -> None:
-    """What would stop the run part-way is checked before the output is touched: the profile
-    against --model (its name, its layers and heads), that --model resolves, and every query and
-    passage of the run."""
-    from headrank_ir.engine.models import resolve_model_folder
-    from headrank_ir.engine.profile import PromptSettings, check_profile_model
-
-    if profile is not None and not args.allow_profile_model_mismatch:
-        check_profile_model(profile, [args.model])
-    folder = resolve_model_folder(args.model)  # before the heavy imports below: a wrong name fails at once
-    from transformers import AutoConfig
-
-    from headrank_ir.engine.checks import check_profile, check_requests
-
-    if profile is not None:
-        config = AutoConfig.from_pretrained(folder).get_text_config()
-        check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
-    check_requests(requests, profile.prompt if profile else PromptSettings())
-
-
-def _evaluation(args: argparse.Namespace, qrels: Qrels, requests: Sequence[Request]) -> str:
-    """Both runs on the judged queries that were reranked, so a --max-queries trial is fair."""
-    judged = {r.query.qid: qrels[r.query.qid] for r in requests if r.query.qid in qrels}
-    columns = {
-        "first stage": evaluate(scores_of(map(in_given_order, requests)), judged),
-        "reranked": evaluate(read_run_scores(args.output, args.output_format), judged),
-    }
-    columns["gain"] = {m: columns["reranked"][m] - columns["first stage"][m] for m in columns["reranked"]}
-    return f"{len(judged)} judged queries of {len(requests)}\n" + format_table(columns)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,32 +136,24 @@ def run(args: argparse.Namespace) -> int:
     requests = requests_from_args(args)
     if qrels is not None and not any(r.query.qid in qrels for r in requests):
         raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
-    header = run_header(args, profile, requests, dtype)
-    _check_before_writing(args, profile, requests)
+    header = run_header(args.model, profile, args.depth, requests, dtype)
+    preflight(args.model, profile, requests, args.allow_profile_model_mismatch)
     if args.first_stage_output:
-        from headrank_ir.pipeline.firststage import write_trec_run
-
         write_trec_run(args.first_stage_output, requests, "bm25" if args.index else "firststage")
         print(f"wrote the first stage ({len(requests)} queries) to {args.first_stage_output}")
     with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
-        todo = [r for r in requests if not writer.is_done(r.query.qid)]
-        if todo:
-            batches = [todo[start : start + args.batch_size] for start in range(0, len(todo), args.batch_size)]
-            with _batch_ranker(args, profile) as rank_batches:
-                progress = rerank_into(
-                    writer, rank_batches(batches), args.depth, len(requests), len(requests) - len(todo)
-                )
+        done = rerank_pending(writer, requests, _ranker_settings(args, profile), args.batch_size)
         path = writer.finish()
-    if todo:
+    if done is not None:
         print(
-            f"reranked {progress.queries} queries, {progress.passages} passages in {progress.seconds:.1f} s "
-            f"({progress.rate:.1f} passages/s, {time.perf_counter() - started:.1f} s in all) with {args.model}; "
+            f"reranked {done.queries} queries, {done.passages} passages in {done.seconds:.1f} s "
+            f"({done.rate:.1f} passages/s, {time.perf_counter() - started:.1f} s in all) with {args.model}; "
             f"wrote {path}"
         )
     else:
         print(f"nothing to rerank: {path} already holds all {len(requests)} queries")
     if qrels is not None:
-        print(_evaluation(args, qrels, requests))
+        print(gain_table(requests, args.output, args.output_format, qrels))
     return 0
 
 

@@ -14,9 +14,9 @@ from headrank_ir.bench.cells import Cell, run_isolated
 from headrank_ir.bench.cli import main
 from headrank_ir.bench.datasets import DATASETS, default_data_root, load, prepare
 from headrank_ir.bench.report import MEASURE_COLUMNS
-from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey
-from headrank_ir.pipeline.metrics import DEFAULT_MEASURES
+from headrank_ir.evaluation.measures import DEFAULT_MEASURES
+from headrank_ir.evaluation.selectivity import selectivity
 from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
 METHODS = ["bm25", "icr", "qrhead", "rankgpt", "minilm"]

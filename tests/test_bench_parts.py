@@ -10,7 +10,7 @@ from headrank_ir.bench.baselines.rankgpt import parse_permutation, windows
 from headrank_ir.bench.cli import parse_max_queries
 from headrank_ir.bench.methods import qrhead_profile
 from headrank_ir.bench.report import COLUMNS, SIGNIFICANCE_REFERENCES, significance_marks, to_csv, to_markdown
-from headrank_ir.bench.significance import compare
+from headrank_ir.evaluation.significance import compare
 
 
 def test_a_clean_answer_is_a_full_permutation():
@@ -194,21 +194,21 @@ def test_head_labels_round_trip_and_bad_ones_are_named():
 
 def test_the_first_stage_keeps_its_given_order_where_rounded_scores_tie():
     from headrank_ir.bench.methods import FirstStage
-    from headrank_ir.pipeline.metrics import evaluate, scores_of
+    from headrank_ir.evaluation.measures import mean_measures, scores_of
     from headrank_ir.records import Candidate, Query, Request
 
     # "a" ranked first by the first stage; with equal scores trec_eval would put "b" first
     request = Request(Query("q", "1"), [Candidate("a", 7.25), Candidate("b", 7.25)])
     qrels = {"1": {"a": 1}}
-    ranked = FirstStage().rank(request).result
+    ranked = FirstStage().ranking(request).result
     assert [c.docid for c in ranked.candidates] == ["a", "b"]
-    assert evaluate(scores_of([ranked]), qrels, ["nDCG@10"])["nDCG@10"] == pytest.approx(1.0)
-    assert evaluate(scores_of([request]), qrels, ["nDCG@10"])["nDCG@10"] < 1.0  # the tie, read by score
+    assert mean_measures(scores_of([ranked]), qrels, ["nDCG@10"])["nDCG@10"] == pytest.approx(1.0)
+    assert mean_measures(scores_of([request]), qrels, ["nDCG@10"])["nDCG@10"] < 1.0  # the tie, read by score
 
 
 def test_the_dl20_bm25_run_in_its_given_order_scores_the_published_figure():
     from headrank_ir.bench.datasets import DATASETS, default_data_root
-    from headrank_ir.pipeline.metrics import evaluate, scores_of
+    from headrank_ir.evaluation.measures import mean_measures, scores_of
     from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
     from headrank_ir.records import Candidate, Query, Request, in_given_order
 
@@ -216,8 +216,8 @@ def test_the_dl20_bm25_run_in_its_given_order_scores_the_published_figure():
     run = read_trec_run(dl20.path(default_data_root(), dl20.bm25_run)).hits
     requests = [Request(Query("", qid), [Candidate(h.docid, h.score) for h in hits]) for qid, hits in run.items()]
     qrels = read_qrels_file(dl20.path(default_data_root(), dl20.qrels))
-    given = evaluate(scores_of(map(in_given_order, requests)), qrels, ["nDCG@10"])["nDCG@10"]
-    by_score = evaluate(scores_of(requests), qrels, ["nDCG@10"])["nDCG@10"]
+    given = mean_measures(scores_of(map(in_given_order, requests)), qrels, ["nDCG@10"])["nDCG@10"]
+    by_score = mean_measures(scores_of(requests), qrels, ["nDCG@10"])["nDCG@10"]
     assert round(given, 4) == 0.4796  # Pyserini's published BM25 figure for DL20
     assert round(by_score, 4) == 0.4803  # the 4-decimal scores' ties broken by docid
 

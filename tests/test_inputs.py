@@ -9,7 +9,7 @@ import json
 import pytest
 from pipeline_support import DL19
 
-from headrank_ir.cli import add_first_stage_args, requests_from_args
+from headrank_ir.command_helpers import add_first_stage_args, requests_from_args
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import requests_from_run
 from headrank_ir.pipeline.names import read_topics, resolve_name

@@ -23,8 +23,8 @@ from scipy import stats
 from headrank_ir import evaluate, progress, rerank
 from headrank_ir.bench import cli as bench_cli
 from headrank_ir.bench import datasets
-from headrank_ir.bench.significance import compare
 from headrank_ir.errors import InputError
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.pipeline import jvm
 from headrank_ir.pipeline.readers import read_corpus, read_qrels_file, read_topics_file, read_trec_run
 
@@ -414,7 +414,7 @@ def test_the_bench_first_stage_reproduces_the_committed_cranfield_run(tmp_path_f
     """One indexer and one BM25 run writer: the bench's Cranfield run, byte for byte."""
     from pipeline_support import cranfield_index
 
-    from headrank_ir.pipeline.firststage import write_bm25_run
+    from headrank_ir.pipeline.runfile import write_bm25_run
 
     index = cranfield_index(tmp_path_factory.getbasetemp())
     write_bm25_run(index, CRANFIELD / "topics.tsv", tmp_path / "cranfield.bm25.trec")

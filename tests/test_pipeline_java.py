@@ -59,10 +59,11 @@ def test_only_the_missing_module_option_is_dropped():
 
 def test_importing_the_package_starts_no_jvm_and_loads_nothing_heavy():
     code = (
-        "import sys, headrank_ir, headrank_ir.rerank, headrank_ir.evaluate, headrank_ir.cli, headrank_ir.java, "
-        "headrank_ir.index, headrank_ir.progress, headrank_ir.pipeline.index, headrank_ir.bench.datasets, "
-        "headrank_ir.pipeline.readers, headrank_ir.pipeline.names, headrank_ir.pipeline.firststage, "
-        "headrank_ir.pipeline.runfile, headrank_ir.pipeline.metrics\n"
+        "import sys, headrank_ir, headrank_ir.rerank, headrank_ir.evaluate, headrank_ir.command_helpers, "
+        "headrank_ir.java, headrank_ir.index, headrank_ir.progress, headrank_ir.pipeline.index, "
+        "headrank_ir.bench.datasets, headrank_ir.pipeline.readers, headrank_ir.pipeline.names, "
+        "headrank_ir.pipeline.firststage, headrank_ir.pipeline.runfile, headrank_ir.pipeline.execution, "
+        "headrank_ir.evaluation.measures, headrank_ir.evaluation.tables\n"
         "print(sorted(m for m in ('jnius', 'pyserini', 'torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run(

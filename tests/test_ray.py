@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pipeline_support import DL19, kill_rerank_midway
 
-from headrank_ir.cli import requests_from_args
+from headrank_ir.command_helpers import requests_from_args
 from headrank_ir.engine.ranker import HeadRanker
 from headrank_ir.pipeline.distributed import PoolShape, RayPool, pool_shape
 from headrank_ir.pipeline.runfile import format_trec

@@ -6,7 +6,6 @@ Cranfield goes through a Lucene index built by Pyserini's indexer and BM25; DL19
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,10 +15,11 @@ from pipeline_support import CRANFIELD, DL19, cranfield_index, kill_rerank_midwa
 
 from headrank_ir import evaluate as evaluate_cli
 from headrank_ir.engine.ranker import HeadRanker
+from headrank_ir.evaluation.tables import gain_table
 from headrank_ir.pipeline.names import read_topics
 from headrank_ir.pipeline.readers import read_corpus, read_qrels_file, read_trec_run
 from headrank_ir.records import Candidate, Query, Request
-from headrank_ir.rerank import _evaluation, main
+from headrank_ir.rerank import main
 
 DL19_INPUTS = [
     "--run",
@@ -373,6 +373,6 @@ def test_the_printed_gain_is_over_the_first_stage_as_ranked_not_as_its_ties_sort
     request = Request(Query("q", "1"), [Candidate("a", 7.25), Candidate("b", 7.25)])  # "a" ranked first
     unchanged = tmp_path / "run.txt"
     unchanged.write_text("1 Q0 a 1 2.0 headrank\n1 Q0 b 2 1.0 headrank\n")
-    table = _evaluation(argparse.Namespace(output=str(unchanged), output_format=None), {"1": {"a": 1}}, [request])
+    table = gain_table([request], str(unchanged), None, {"1": {"a": 1}})
     ndcg = next(line.split() for line in table.splitlines() if line.startswith("nDCG@10"))
     assert ndcg[1:] == ["1.0000", "1.0000", "0.0000"]

@@ -285,7 +285,7 @@ def test_output_whose_folder_is_a_file(tmp_path):
 
 
 def test_evaluating_a_run_of_ours_checks_it_against_its_journal(tmp_path, reference):
-    from headrank_ir.pipeline.metrics import read_run_scores
+    from headrank_ir.evaluation.measures import read_run_scores
 
     path = tmp_path / "run.txt"
     write_all(path, RESULTS)
@@ -303,7 +303,7 @@ def test_evaluating_an_unfinished_run_of_ours_is_refused(tmp_path):
     with RunWriter(path, HEADER) as writer:
         writer.write(RESULTS[0])
     path.write_bytes(path.with_name("run.txt.partial").read_bytes())  # someone copies the partial file into place
-    from headrank_ir.pipeline.metrics import read_run_scores
+    from headrank_ir.evaluation.measures import read_run_scores
 
     with pytest.raises(InputError, match="not finished"):
         read_run_scores(str(path))

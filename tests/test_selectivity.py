@@ -1,7 +1,7 @@
 import math
 
-from headrank_ir.bench.selectivity import middle_zone, relevance_kind, selectivity
 from headrank_ir.engine.profile import PromptSettings
+from headrank_ir.evaluation.selectivity import middle_zone, relevance_kind, selectivity
 
 FIRST = [f"d{i}" for i in range(8)]  # first-stage order
 

@@ -94,7 +94,7 @@ def in_process_ab(args: argparse.Namespace) -> list[dict]:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Ray worker keeps to the driver's value
     import torch
 
-    from headrank_ir.cli import requests_from_args
+    from headrank_ir.command_helpers import requests_from_args
     from headrank_ir.engine.ranker import HeadRanker
     from headrank_ir.pipeline.distributed import RayPool, rank_batch
     from headrank_ir.rerank import build_parser

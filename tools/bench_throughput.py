@@ -115,8 +115,8 @@ class PlanClock:
 
 def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path):
     """The rerank command's loop, writing a TREC run into ``folder``."""
+    from headrank_ir.pipeline.execution import ranked_here, rerank_into
     from headrank_ir.pipeline.runfile import RunWriter
-    from headrank_ir.rerank import ranked_here, rerank_into
 
     batches = [requests[start : start + batch_size] for start in range(0, len(requests), batch_size)]
 
@@ -214,7 +214,7 @@ def baseline_seconds(model, tokenizer, requests, passages: int, device: str):
     if not requests:
         return None
     ranker = RankGPT(model, tokenizer)
-    seconds = timed(device, lambda: [ranker.rank(r.query.text, texts(r, passages)) for r in requests])
+    seconds = timed(device, lambda: [ranker.permute(r.query.text, texts(r, passages)) for r in requests])
     return round(seconds / len(requests), 3)
 
 

@@ -2,7 +2,7 @@
 
 ``datasets`` prepares each test collection's first stage, ``methods`` is the registry of
 rankers under comparison, ``cells`` runs and stores one method on one dataset, ``report``
-turns the stored cells into the results table, ``plots`` draws them; ``selectivity`` and
-``significance`` are the measures the report adds; ``baselines`` holds the peers (RankGPT,
-MiniLM). ``cli`` is the command.
+turns the stored cells into the results table, ``plots`` draws them; the measures (selectivity
+and significance among them) come from ``headrank_ir.evaluation``; ``baselines`` holds the peers
+(RankGPT, MiniLM). ``cli`` is the command.
 """

@@ -1,7 +1,7 @@
 """One cell of the grid: one method on one dataset, run, written and evaluated.
 
 A cell writes its TREC run with the CLI's formatter (tag: the method's name), then a JSON record
-(measures read back from that run file by ``pipeline.metrics``, per-query nDCG@10, cost, and the raw
+(measures read back from that run file by ``evaluation.measures``, per-query nDCG@10, cost, and the raw
 scores the plots need). Selectivity is read from the run file by the report (``run_selectivity``),
 so every row uses the current definition. The JSON is written last and atomically, so its presence
 means the cell is finished. By default each cell runs in a fresh process: peak RSS is then that
@@ -24,9 +24,16 @@ from headrank_ir.atomic import write_atomic
 from headrank_ir.bench.datasets import Collection, Dataset, Loaded, load, train_set
 from headrank_ir.bench.methods import Context, Ranking, Skip, get_method, rescored_top
 from headrank_ir.bench.report import MEASURE_COLUMNS
-from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.bench.store import CellKey, read_json, write_json
-from headrank_ir.pipeline.metrics import DEFAULT_MEASURES, Qrels, evaluate, per_query, read_run_scores, scores_of
+from headrank_ir.evaluation.measures import (
+    DEFAULT_MEASURES,
+    Qrels,
+    mean_measures,
+    per_query,
+    read_run_scores,
+    scores_of,
+)
+from headrank_ir.evaluation.selectivity import selectivity
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import format_trec
 from headrank_ir.records import Result
@@ -84,7 +91,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
         **asdict(key),
         "about": method.about,
         "queries": len(loaded.requests),
-        **evaluate_run(run_path, loaded.qrels),
+        **run_measures(run_path, loaded.qrels),
         "cost": _cost(key, loaded, rankings, seconds, load_max, isolated),
         "format": _format(rankings),
         "heads": head_labels,
@@ -124,16 +131,16 @@ def _rank_all(method, loaded: Loaded):
     seconds, load_max = 0.0, 0.0
     for request in progress(loaded.requests, desc="queries", unit="q", mininterval=10):
         start = time.perf_counter()
-        rankings.append(method.rank(request))
+        rankings.append(method.ranking(request))
         seconds += time.perf_counter() - start
         load_max = max(load_max, os.getloadavg()[0])  # other jobs on the CPUs inflate the times
     return rankings, seconds, load_max
 
 
-def evaluate_run(run_path: Path, qrels: Qrels) -> dict:
+def run_measures(run_path: Path, qrels: Qrels) -> dict:
     """The CLI's measures and per-query nDCG@10 of a TREC run file, under the table's column names."""
     run = read_run_scores(str(run_path), "trec")
-    aggregate = evaluate(run, qrels, DEFAULT_MEASURES)
+    aggregate = mean_measures(run, qrels, DEFAULT_MEASURES)
     return {
         "measures": {MEASURE_COLUMNS[m]: aggregate[m] for m in DEFAULT_MEASURES},
         "per_query_ndcg_cut_10": per_query(run, qrels, [NDCG])[NDCG],
@@ -220,7 +227,7 @@ def _head_ndcg(labels: list[str] | None, loaded: Loaded, rankings: list[Ranking]
     if labels is None:
         return None
     return {
-        label: evaluate(scores_of(head_results(loaded, rankings, k)), loaded.qrels, [NDCG])[NDCG]
+        label: mean_measures(scores_of(head_results(loaded, rankings, k)), loaded.qrels, [NDCG])[NDCG]
         for k, label in enumerate(labels)
     }
 

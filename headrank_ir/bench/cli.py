@@ -32,7 +32,7 @@ from headrank_ir.bench.datasets import (
 )
 from headrank_ir.bench.methods import METHODS, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
-from headrank_ir.cli import add_placement_args, positive_int
+from headrank_ir.command_helpers import add_placement_args, positive_int
 from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 from headrank_ir.engine.profile import parse_head_label
 

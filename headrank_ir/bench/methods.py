@@ -1,4 +1,4 @@
-"""The rankers under comparison, one registry entry each, all behind ``rank(request) -> Ranking``.
+"""The rankers under comparison, one registry entry each, all behind ``ranking(request) -> Ranking``.
 
 Every method hands back a ``records.Result`` (each candidate with a score), which the cell writes
 with the CLI's run formatter. Rerankers reorder the first stage's top ``depth`` and leave the rest
@@ -47,7 +47,7 @@ class Ranking:
 class Method(Protocol):
     about: str  # one line for the results notes: which profile, which settings
 
-    def rank(self, request: Request) -> Ranking: ...
+    def ranking(self, request: Request) -> Ranking: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def rescored_top(request: Request, top_scores: Sequence[float], depth: int) -> R
 class FirstStage:
     about = f"Pyserini BM25 (its defaults for the index), top {HITS} as retrieved"
 
-    def rank(self, request: Request) -> Ranking:
+    def ranking(self, request: Request) -> Ranking:
         return Ranking(in_given_order(request))
 
 
@@ -91,7 +91,7 @@ class AttentionMethod:
         # the order of each invocation's ``head_scores`` rows
         self.head_labels = [head_label(layer, h) for layer, hs, _ in ranker.profile.heads_by_layer() for h in hs]
 
-    def rank(self, request: Request) -> Ranking:
+    def ranking(self, request: Request) -> Ranking:
         (result,) = self.ranker.rerank_batch([request], rank_end=self.depth, populate_invocations_history=True)
         return Ranking(result, forward_passes=sum(i.forward_passes for i in result.invocations_history))
 
@@ -185,9 +185,9 @@ class ListwiseMethod:
         self.depth = depth
         self.about = f"RankGPT prompt, window {ranker.window}, step {ranker.step}, greedy, same LM"
 
-    def rank(self, request: Request) -> Ranking:
+    def ranking(self, request: Request) -> Ranking:
         texts = [c.text for c in request.candidates[: self.depth]]
-        result = self.ranker.rank(request.query.text, texts)
+        result = self.ranker.permute(request.query.text, texts)
         place_in_order = {i: len(texts) - rank for rank, i in enumerate(result.order)}  # best: len(texts)
         return Ranking(
             rescored_top(request, [place_in_order[i] for i in range(len(texts))], self.depth),
@@ -217,7 +217,7 @@ class DenseReranker:
         self.encoder = MiniLM()
         self.depth = depth
 
-    def rank(self, request: Request) -> Ranking:
+    def ranking(self, request: Request) -> Ranking:
         before = self.encoder.forward_passes
         top = request.candidates[: self.depth]
         scores = self.encoder.scores(request.query.text, [c.text for c in top])
@@ -240,7 +240,7 @@ class DenseFirstStage:
         docids, vectors = corpus_vectors(self.encoder, read_corpus(ctx.collection.corpus), cache)
         self.index = DenseIndex(docids, vectors)
 
-    def rank(self, request: Request) -> Ranking:
+    def ranking(self, request: Request) -> Ranking:
         before = self.encoder.forward_passes
         hits = self.index.search(self.encoder.encode([request.query.text])[0], HITS)
         result = Result(request.query, [Candidate(docid, score) for docid, score in hits])

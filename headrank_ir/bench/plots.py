@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from headrank_ir.bench.selectivity import relevance_kind
 from headrank_ir.engine.profile import parse_head_label
+from headrank_ir.evaluation.selectivity import relevance_kind
 
 MIDDLE_COLOUR = "#eeeeee"
 
@@ -122,7 +122,7 @@ def position_profile(
     record: Mapping, qrels: Mapping[str, Mapping[str, int]], relevant_grade: int, unjudged_irrelevant: bool = False
 ):
     """Per prompt position: mean and standard error of the per-query z-scored score, relevant vs
-    irrelevant (as :func:`headrank_ir.bench.selectivity.relevance_kind` sorts them)."""
+    irrelevant (as :func:`headrank_ir.evaluation.selectivity.relevance_kind` sorts them)."""
     depth = max(len(q["positions"]) for q in record["scores"].values())
     groups: dict[str, list[list[float]]] = {
         "relevant": [[] for _ in range(depth)],

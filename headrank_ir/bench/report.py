@@ -7,10 +7,10 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
-from headrank_ir.bench.significance import compare
-from headrank_ir.pipeline.metrics import DEFAULT_MEASURES
+from headrank_ir.evaluation.measures import DEFAULT_MEASURES
+from headrank_ir.evaluation.significance import compare
 
-# The table's name for each of the CLI's measures (``pipeline.metrics.DEFAULT_MEASURES``), as the
+# The table's name for each of the CLI's measures (``evaluation.measures.DEFAULT_MEASURES``), as the
 # committed results.csv and cell records spell them.
 MEASURE_COLUMNS = {"nDCG@10": "ndcg_cut_10", "AP@100": "map_100", "R@100": "recall_100", "RR@10": "rr_10"}
 

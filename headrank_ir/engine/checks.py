@@ -1,12 +1,13 @@
 """Input checks shared by the verbs and the commands: what a bad query, passage, request or
-profile gets instead of a deep traceback or a silently wrong ranking."""
+profile gets instead of a deep traceback or a silently wrong ranking; :func:`preflight` runs
+them all once before a run starts."""
 
 from __future__ import annotations
 
 import re
 from typing import Sequence
 
-from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import normalise
 from headrank_ir.records import Request
 
@@ -83,3 +84,25 @@ def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None
                 f"profile names layer {layer} head {head}, but the model has layers 0..{num_layers - 1} "
                 f"and heads 0..{num_heads - 1}"
             )
+
+
+def preflight(
+    model: str,
+    profile: HeadProfile | None,
+    requests: Sequence[Request],
+    allow_profile_model_mismatch: bool = False,
+) -> None:
+    """What would stop a run part-way, checked once before anything is loaded or written: the
+    profile against ``model`` (its name, its layers and heads), that ``model`` resolves, and every
+    query and passage of ``requests``. ``profile`` None is ICR's, which fits every model."""
+    from headrank_ir.engine.models import resolve_model_folder
+
+    if profile is not None and not allow_profile_model_mismatch:
+        check_profile_model(profile, [model])
+    folder = resolve_model_folder(model)  # before the heavy import below: a wrong name fails at once
+    if profile is not None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(folder).get_text_config()
+        check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
+    check_requests(requests, profile.prompt if profile else PromptSettings())

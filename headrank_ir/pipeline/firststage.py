@@ -13,16 +13,14 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headrank_ir.atomic import write_atomic
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
-from headrank_ir.pipeline.names import resolve_name
-from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus, read_topics_file
-from headrank_ir.pipeline.runfile import format_trec
+from headrank_ir.pipeline.names import read_topics, resolve_name
+from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus, read_trec_run
 from headrank_ir.records import Candidate, Query, Request, Result
 
 logger = logging.getLogger(__name__)
@@ -188,21 +186,26 @@ def requests_from_run(
     return _without_empty(requests, f"not in the run {run.path}")
 
 
-def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
-    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically."""
-    return write_atomic(path, "".join(format_trec(r, tag) for r in results))
-
-
-def write_bm25_run(
-    index: os.PathLike | str,
-    topics_path: os.PathLike | str,
-    run_path: os.PathLike | str,
+def first_stage_requests(
+    topics: str,
+    index: str | None = None,
+    run: str | None = None,
+    corpus: str | None = None,
+    k1: float | None = None,
+    b: float | None = None,
     hits: int = 100,
     threads: int = 1,
+    max_queries: int | None = None,
 ) -> list[Request]:
-    """Search every topic of a topics file with BM25 (the index's Pyserini defaults) and write the
-    top ``hits`` as a TREC run tagged ``bm25``; returns the requests, passage texts included."""
-    requests = bm25_requests(open_searcher(str(index)), read_topics_file(topics_path), hits, threads)
-    write_trec_run(run_path, requests, "bm25")
-    logger.info("BM25 run of %d queries written to %s", len(requests), run_path)
-    return requests
+    """One request per query of ``topics`` (a file or a Pyserini name): BM25 over ``index``, or
+    the given ``run`` with its passages from ``corpus``; the commands' first-stage flags."""
+    if index and (run or corpus):
+        raise InputError("give either --index (search with BM25) or --run with --corpus, not both")
+    if not index and not (run and corpus):
+        raise InputError("no first stage: give --index, or --run FILE with --corpus FILE.jsonl")
+    queries = read_topics(topics)
+    if index:
+        searcher = open_searcher(index, k1=k1, b=b)
+        limited = Topics(queries.source, dict(list(queries.queries.items())[:max_queries]))
+        return bm25_requests(searcher, limited, hits=hits, threads=threads)
+    return requests_from_run(queries, read_trec_run(run), corpus, hits, max_queries)

@@ -11,40 +11,48 @@ recorded offset (dropping a query half-written at a crash) and skips the recorde
 Because each query's lines depend only on that query, the finished file is byte-identical to
 an uninterrupted run. The journal stays next to the run as a record of how it was made.
 
-Nothing is silently wrong: each journal line carries the SHA-256 of the run so far and the last
-one the finished file's byte count and SHA-256, so a partial or finished file that was truncated
-or edited is refused before it is resumed, trusted or evaluated. An ``flock`` on
-``OUTPUT.lock`` (naming its holder) keeps a second run off the same output, and an existing
-output is replaced only when it is a regular file whose journal shows this command wrote it.
+Nothing is silently wrong: a partial or finished file that was truncated or edited is refused
+before it is resumed, trusted or evaluated, and two runs never write one output (``journal``
+keeps that bookkeeping). :func:`run_header` says what a run's bytes depend on;
+:func:`write_trec_run` writes a whole run at once (a first stage, for one).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import socket
-import stat
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from headrank_ir import __version__
 from headrank_ir.atomic import fsync_dir, write_atomic
 from headrank_ir.errors import InputError
+from headrank_ir.pipeline.journal import (
+    JOURNAL_VERSION,
+    Journal,
+    OutputLock,
+    append_synced,
+    check_output_path,
+    check_unchanged,
+    hash_prefix,
+    header_differences,
+    json_line,
+    read_journal,
+)
 from headrank_ir.pipeline.readers import iter_lines
-from headrank_ir.records import Candidate, Query, Result, best_first
+from headrank_ir.records import Candidate, Query, Request, Result, best_first
 
 if TYPE_CHECKING:
     from typing import Self
 
+    from headrank_ir.engine.profile import HeadProfile
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("trec", "jsonl")
-JOURNAL_VERSION = "headrank_ir.journal/1"
 
 
 def _no_whitespace(value: str, what: str) -> str:
@@ -89,173 +97,6 @@ def read_results_jsonl(path: os.PathLike | str) -> list[Result]:
             ) from None
         results.append(Result(query, candidates))
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# The journal
-
-
-def _append_synced(handle: IO[bytes], data: bytes) -> None:
-    handle.write(data)
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _json_line(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-@dataclass
-class _Journal:
-    header: dict[str, Any]
-    done: list[str] = field(default_factory=list)
-    end: int = 0
-    sha256: str | None = None  # of the run's bytes up to ``end``; absent in journals of older versions
-    complete: bool = False
-    valid_bytes: int = 0
-
-
-def _read_journal(path: Path) -> _Journal | None:
-    """The journal's committed state; a torn last line (a crash while writing it) is not committed."""
-    if not path.exists():
-        return None
-    journal: _Journal | None = None
-    offset = 0
-    for line in path.read_bytes().splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            entry = json.loads(line)
-            if journal is None:
-                if entry.get("journal") != JOURNAL_VERSION:
-                    raise InputError(f"not a {JOURNAL_VERSION} run journal; pass --no-resume to start over", path)
-                journal = _Journal(entry["header"])
-            elif entry.get("complete"):
-                journal.complete = True
-                journal.end, journal.sha256 = entry["bytes"], entry.get("sha256")
-            else:
-                journal.done.append(entry["qid"])
-                journal.end, journal.sha256 = entry["end"], entry.get("sha256")
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
-            raise InputError("run journal is corrupt; pass --no-resume to start over", path) from None
-        offset += len(line)
-        journal.valid_bytes = offset
-    return journal
-
-
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys)
-
-
-def _hash_prefix(path: Path, size: int) -> hashlib._Hash:
-    """SHA-256 of the first ``size`` bytes of ``path``, as an object that can keep hashing."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while size > 0:
-            chunk = handle.read(min(size, 1 << 20))
-            if not chunk:
-                break
-            digest.update(chunk)
-            size -= len(chunk)
-    return digest
-
-
-# ---------------------------------------------------------------------------------------------
-# The output's lock and the files a run may touch
-
-
-def _check_unchanged(path: Path, size: int, sha256: str | None) -> None:
-    """``path`` holds exactly the ``size`` bytes (of digest ``sha256``) its journal recorded."""
-    found = path.stat().st_size
-    if found != size:
-        problem = f"it holds {found} bytes where the finished run had {size}"
-    elif sha256 and _hash_prefix(path, found).hexdigest() != sha256:
-        problem = "its SHA-256 differs from the finished run's"
-    else:
-        return
-    raise InputError(
-        f"{path} was changed after the run finished ({problem}); it cannot be trusted: rerun the command "
-        "with --no-resume to rewrite it"
-    )
-
-
-def check_finished_run(path: os.PathLike | str) -> None:
-    """A run file this package wrote (it has a journal beside it) must be finished and unchanged
-    before anything reads it; a file without a journal is someone else's and is taken as it is."""
-    path = Path(path)
-    journal = _read_journal(path.with_name(path.name + ".journal"))
-    if journal is None:
-        return
-    if not journal.complete:
-        raise InputError(f"{path}: its journal says the run is not finished; run the same command again to finish it")
-    _check_unchanged(path, journal.end, journal.sha256)
-
-
-class OutputLock:
-    """An exclusive ``flock`` on ``OUTPUT.lock``, held for a whole run so that two runs never
-    write one output; the file names the holder (pid, host, start) for the one refused."""
-
-    def __init__(self, output: Path):
-        self.output = output
-        self.path = output.with_name(output.name + ".lock")
-        self._descriptor: int | None = None
-
-    def acquire(self) -> None:
-        while self._descriptor is None:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(descriptor, 4096).decode("utf-8", "replace").strip() or "another process"
-                os.close(descriptor)
-                raise InputError(
-                    f"{self.output} is being written by another run ({holder}); wait for it to finish "
-                    "or choose another --output"
-                ) from None
-            # The holder before us may have removed the file after we opened it: lock the live one.
-            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(descriptor).st_ino:
-                self._descriptor = descriptor
-            else:
-                os.close(descriptor)
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.ftruncate(self._descriptor, 0)
-        os.write(self._descriptor, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode())
-
-    def release(self) -> None:
-        if self._descriptor is not None:
-            self.path.unlink(missing_ok=True)  # while still held: nobody can be waiting on this inode
-            os.close(self._descriptor)
-            self._descriptor = None
-
-
-def _kind(path: Path) -> str | None:
-    """``None`` for a missing path or a regular file; otherwise what it is, for an error message."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
-
-
-def check_output_path(path: Path) -> None:
-    """The output and the files beside it must be regular files or absent, in a folder (or one
-    that can be made); anything else is refused before a byte is written."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--output {path} cannot be written: {parent} is a file, not a folder")
-            break
-    for related in (path, *(path.with_name(path.name + suffix) for suffix in (".partial", ".journal", ".lock"))):
-        kind = _kind(related)
-        if kind:
-            raise InputError(
-                f"{related} is {kind}; runs only ever replace regular files they wrote, so choose another --output"
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +150,7 @@ class RunWriter:
         elif journal.header != self.header:
             if journal.done or journal.complete:
                 raise InputError(
-                    f"{self.path} was started with other settings ({_differences(journal.header, self.header)}); "
+                    f"{self.path} was started with other settings ({header_differences(journal.header, self.header)}); "
                     "rerun with the same settings to resume, or pass --no-resume to start over"
                 )
             logger.info("%s: the earlier run wrote no query; starting over with the new settings", self.path)
@@ -323,10 +164,10 @@ class RunWriter:
         else:
             self._reopen(journal)
 
-    def _journal_of_ours(self, resume: bool) -> _Journal | None:
+    def _journal_of_ours(self, resume: bool) -> Journal | None:
         """The journal, when there is one; an output it does not show as ours is never touched."""
         try:
-            journal = _read_journal(self.journal_path)
+            journal = read_journal(self.journal_path)
         except InputError:
             if resume and not self.path.exists():
                 raise
@@ -339,20 +180,20 @@ class RunWriter:
             )
         return journal
 
-    def _start(self) -> _Journal:
+    def _start(self) -> Journal:
         for stale in (self.path, self.partial):
             stale.unlink(missing_ok=True)
         self.partial.write_bytes(b"")
-        first_line = _json_line({"journal": JOURNAL_VERSION, "header": self.header})
+        first_line = json_line({"journal": JOURNAL_VERSION, "header": self.header})
         write_atomic(self.journal_path, first_line)
-        return _Journal(self.header, valid_bytes=len(first_line))
+        return Journal(self.header, valid_bytes=len(first_line))
 
-    def _reopen(self, journal: _Journal) -> None:
+    def _reopen(self, journal: Journal) -> None:
         if not self.partial.exists() or self.partial.stat().st_size < journal.end:
             raise InputError(
                 f"{self.partial} is missing or shorter than its journal says; pass --no-resume to start over"
             )
-        self._hash = _hash_prefix(self.partial, journal.end)
+        self._hash = hash_prefix(self.partial, journal.end)
         if journal.sha256 is not None and self._hash.hexdigest() != journal.sha256:
             raise InputError(
                 f"{self.partial} was changed since its journal recorded it (SHA-256 differs); "
@@ -373,7 +214,7 @@ class RunWriter:
             self._promote()
         if not self.path.exists():
             raise InputError(f"{self.journal_path} says the run is complete but {self.path} is gone; pass --no-resume")
-        _check_unchanged(self.path, self._end, self._expected_sha256)
+        check_unchanged(self.path, self._end, self._expected_sha256)
 
     def _promote(self) -> None:
         os.replace(self.partial, self.path)
@@ -390,10 +231,10 @@ class RunWriter:
         if self.is_done(qid):
             raise ValueError(f"query {qid!r} was already written to {self.path}")
         data = self._format(result).encode("utf-8")
-        _append_synced(self._data, data)
+        append_synced(self._data, data)
         self._end += len(data)
         self._hash.update(data)
-        _append_synced(self._journal, _json_line({"qid": qid, "end": self._end, "sha256": self._hash.hexdigest()}))
+        append_synced(self._journal, json_line({"qid": qid, "end": self._end, "sha256": self._hash.hexdigest()}))
         self.done.add(qid)
 
     def finish(self) -> Path:
@@ -402,9 +243,9 @@ class RunWriter:
             if self._journal is None:
                 raise ValueError(f"{self.path} is closed")
             self._expected_sha256 = self._hash.hexdigest()
-            _append_synced(
+            append_synced(
                 self._journal,
-                _json_line(
+                json_line(
                     {"complete": True, "queries": len(self.done), "bytes": self._end, "sha256": self._expected_sha256}
                 ),
             )
@@ -431,3 +272,59 @@ class RunWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs and what they depend on
+
+
+def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
+    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically."""
+    return write_atomic(path, "".join(format_trec(r, tag) for r in results))
+
+
+def write_bm25_run(
+    index: os.PathLike | str,
+    topics_path: os.PathLike | str,
+    run_path: os.PathLike | str,
+    hits: int = 100,
+    threads: int = 1,
+) -> list[Request]:
+    """Search every topic of a topics file with BM25 (the index's Pyserini defaults) and write the
+    top ``hits`` as a TREC run tagged ``bm25``; returns the requests, passage texts included."""
+    from headrank_ir.pipeline.firststage import bm25_requests, open_searcher
+    from headrank_ir.pipeline.readers import read_topics_file
+
+    requests = bm25_requests(open_searcher(str(index)), read_topics_file(topics_path), hits, threads)
+    write_trec_run(run_path, requests, "bm25")
+    logger.info("BM25 run of %d queries written to %s", len(requests), run_path)
+    return requests
+
+
+def inputs_digest(requests: Sequence[Request]) -> str:
+    """SHA-256 of every query and candidate, in order: a resumed run must see the same inputs."""
+    digest = hashlib.sha256()
+    for r in requests:
+        record = [
+            r.query.qid,
+            r.query.text,
+            [[c.docid, c.score, c.doc] for c in r.candidates],
+        ]
+        digest.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def run_header(
+    model: str, profile: HeadProfile | None, depth: int, requests: Sequence[Request], dtype: str = "float32"
+) -> dict[str, Any]:
+    """Everything the run's bytes depend on (batch size and device do not, beyond float noise),
+    for resuming safely; a dtype other than float32 changes scores, so it is named."""
+    return {
+        "headrank_ir": __version__,
+        "model": model,
+        "profile": profile.to_json() if profile else None,
+        "depth": depth,
+        "queries": len(requests),
+        "inputs_sha256": inputs_digest(requests),
+        **({"dtype": dtype} if dtype != "float32" else {}),
+    }

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from headrank_ir.bench.selectivity import selectivity
 from headrank_ir.engine.models import cache_dir, load_model
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.evaluation.measures import mean_measures
+from headrank_ir.evaluation.selectivity import selectivity
 from headrank_ir.pipeline.firststage import requests_from_run
-from headrank_ir.pipeline.metrics import evaluate
 from headrank_ir.pipeline.names import read_qrels, read_topics
 from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.train.examples import HeadFeatures, LabelledSet, TrainingQuery, judged_queries
@@ -136,7 +136,7 @@ def measure(dataset: LabelledSet, scorer: Scorer | None, prompt: PromptSettings)
         first[query.qid], reranked[query.qid] = list(query.docids), top
     shares = selectivity(first, reranked, dataset.qrels, prompt)
     return {
-        "nDCG@10": evaluate(run, {q.qid: dataset.qrels[q.qid] for q in dataset.queries}, ["nDCG@10"])["nDCG@10"],
+        "nDCG@10": mean_measures(run, {q.qid: dataset.qrels[q.qid] for q in dataset.queries}, ["nDCG@10"])["nDCG@10"],
         "selectivity": {
             "relevant": shares.relevant,
             "irrelevant": shares.irrelevant,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from headrank_ir.bench.significance import compare
 from headrank_ir.engine.profile import FusionSettings, HeadProfile, PromptSettings
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.train.examples import LabelledSet, pooled
 from headrank_ir.train.features import all_heads, read_set
 from headrank_ir.train.grid import Reranked, Selector, bm25, choose, mean, placed, rerank

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from headrank_ir.atomic import write_atomic_with
-from headrank_ir.bench.selectivity import middle_zone
 from headrank_ir.engine.adapter import AdapterSpec, add_lora, load_lora_state, lora_state
 from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.evaluation.selectivity import middle_zone
 from headrank_ir.train.examples import HeadFeatures, TrainingQuery
 from headrank_ir.train.objective import Regularizer, objective, standardise
 from headrank_ir.train.pairs import adjacent_pairs, choose_pairs

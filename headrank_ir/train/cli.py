@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from headrank_ir.bench.datasets import BUILT_IN
-from headrank_ir.cli import add_first_stage_args, add_placement_args, requests_from_args, run_command
+from headrank_ir.command_helpers import add_first_stage_args, add_placement_args, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.train.settings import add_training_args, config_from_args

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from headrank_ir.pipeline.metrics import Qrels
+from headrank_ir.evaluation.measures import Qrels
 from headrank_ir.records import Request
 
 logger = logging.getLogger(__name__)

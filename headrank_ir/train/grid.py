@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import FusionSettings
 from headrank_ir.engine.ranker import first_stage, place
-from headrank_ir.pipeline.metrics import per_query
+from headrank_ir.evaluation.measures import per_query
 from headrank_ir.train.examples import LabelledSet, pooled
 from headrank_ir.train.selection import head_quality, select_heads
 

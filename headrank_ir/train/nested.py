@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from headrank_ir.bench.datasets import get_dataset
-from headrank_ir.bench.selectivity import selectivity
-from headrank_ir.bench.significance import compare
 from headrank_ir.engine.profile import FusionSettings, HeadProfile, PromptSettings, parse_head_label
+from headrank_ir.evaluation.selectivity import selectivity
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.train import store
 from headrank_ir.train.features import all_heads, query_caps, read_set
 from headrank_ir.train.grid import (

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from headrank_ir.atomic import write_atomic
 from headrank_ir.bench.datasets import Dataset, get_dataset, prepare
-from headrank_ir.bench.significance import compare
 from headrank_ir.engine.profile import FusionSettings
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.pipeline.firststage import requests_from_run
 from headrank_ir.pipeline.readers import read_corpus, read_topics_file, read_trec_run
 from headrank_ir.train import store

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from headrank_ir.evaluation.measures import mean_measures
 from headrank_ir.train.examples import HeadFeatures, TrainingQuery
 
 SELECTION_METHODS = ("entropy", "ndcg")
@@ -48,14 +49,12 @@ def head_ndcg(
     cutoff: int = DEFAULT_CUTOFF,
 ) -> torch.Tensor:
     """Mean nDCG@cutoff, over ``queries``, of each profiled head's ranking: ``(heads,)``."""
-    import ir_measures
-
-    measure = ir_measures.nDCG @ cutoff
+    measure = f"nDCG@{cutoff}"
     qrels = {q.qid: q.qrels() for q in queries}
     values = []
     for row in range(len(features.heads)):
         run = {q.qid: dict(zip(q.docids, features.scores[q.qid][row].tolist())) for q in queries}
-        values.append(ir_measures.calc_aggregate([measure], qrels, run)[measure])
+        values.append(mean_measures(run, qrels, [measure])[measure])
     return torch.tensor(values)
 
 

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from headrank_ir.bench.significance import compare
 from headrank_ir.engine.profile import FusionSettings, HeadProfile, PromptSettings
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.train.examples import pooled
 from headrank_ir.train.features import all_heads, read_set
 from headrank_ir.train.grid import Reranked, Selector, bm25, choose, mean, recipe_label, rerank

@@ -121,7 +121,7 @@ class RankGPT:
         self.max_passage_tokens = max_passage_tokens
         self.context_tokens = model.config.get_text_config().max_position_embeddings
 
-    def rank(self, query: str, passages: Sequence[str]) -> ListwiseRanking:
+    def permute(self, query: str, passages: Sequence[str]) -> ListwiseRanking:
         texts = truncate_passages(self.tokenizer, passages, self.max_passage_tokens)[0]
         order = list(range(len(texts)))
         answers = []

@@ -1,5 +1,5 @@
 """Measures of runs against qrels, by ir_measures: the names users already know (``nDCG@10``,
-``AP@100``, ``R@100``, ``RR@10``; trec_eval's ``ndcg_cut_10`` too)."""
+``AP@100``, ``R@100``, ``RR@10``; trec_eval's ``ndcg_cut_10`` too), as means or per query."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import ir_measures
 
 from headrank_ir.errors import InputError
+from headrank_ir.pipeline.journal import check_finished_run
 from headrank_ir.pipeline.readers import read_trec_run
-from headrank_ir.pipeline.runfile import check_finished_run, read_results_jsonl
+from headrank_ir.pipeline.runfile import read_results_jsonl
 
 DEFAULT_MEASURES = ("nDCG@10", "AP@100", "R@100", "RR@10")
 
@@ -56,7 +57,7 @@ def _checked_measures(run: Mapping[str, Any], qrels: Qrels, measures: Sequence[s
     return parse_measures(measures)
 
 
-def evaluate(
+def mean_measures(
     run: Mapping[str, Mapping[str, float]],
     qrels: Qrels,
     measures: Sequence[str] = DEFAULT_MEASURES,
@@ -68,35 +69,15 @@ def evaluate(
     return {str(measure): float(values[measure]) for measure in parsed}
 
 
-def format_table(columns: Mapping[str, Mapping[str, float]]) -> str:
-    """Measures down, runs across, four decimals."""
-    names = list(next(iter(columns.values())))
-    width = max(len("measure"), *(len(n) for n in names))
-    lines = ["measure".ljust(width) + "".join(f"  {title:>10}" for title in columns)]
-    for name in names:
-        lines.append(name.ljust(width) + "".join(f"  {column[name]:>10.4f}" for column in columns.values()))
-    return "\n".join(lines)
-
-
 def per_query(
     run: Mapping[str, Mapping[str, float]],
     qrels: Qrels,
     measures: Sequence[str] = DEFAULT_MEASURES,
 ) -> dict[str, dict[str, float]]:
     """``{measure: {qid: value}}`` for every judged query, by ir_measures (a judged query missing
-    from the run scores zero, so the values average to :func:`evaluate`'s means)."""
+    from the run scores zero, so the values average to :func:`mean_measures`)."""
     parsed = _checked_measures(run, qrels, measures)
     values: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
     for metric in ir_measures.iter_calc(parsed, qrels, run):
         values[str(metric.measure)][metric.query_id] = float(metric.value)
     return values
-
-
-def format_per_query(values: Mapping[str, Mapping[str, float]]) -> str:
-    """trec_eval ``-q`` style: ``measure<TAB>qid<TAB>value`` per query, then the ``all`` line."""
-    lines = []
-    for name, by_qid in values.items():
-        ordered = sorted(by_qid, key=lambda q: (not q.isdigit(), int(q) if q.isdigit() else 0, q))
-        lines += [f"{name}\t{qid}\t{by_qid[qid]:.4f}" for qid in ordered]
-        lines.append(f"{name}\tall\t{sum(by_qid.values()) / len(by_qid):.4f}")
-    return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""What the commands share: the first-stage flags, and logging, one-line errors and Ctrl-C
-around long work. Commands stay thin: ``build_parser()`` and ``main(argv) -> int``."""
+"""What the command modules share (this is no command itself): the first-stage and placement
+flags, and logging, one-line errors and Ctrl-C around long work. Commands stay thin:
+``build_parser()`` and ``main(argv) -> int``, calling the library."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from typing import Callable
 
 from headrank_ir.engine.models import DTYPES
-from headrank_ir.errors import USER_ERRORS, InputError, error_line
+from headrank_ir.errors import USER_ERRORS, error_line
 from headrank_ir.records import Request
 
 
@@ -90,17 +91,16 @@ def add_first_stage_args(parser: argparse.ArgumentParser) -> None:
 
 def requests_from_args(args: argparse.Namespace) -> list[Request]:
     """The first-stage candidates the flags of :func:`add_first_stage_args` ask for, one request per query."""
-    from headrank_ir.pipeline import firststage
-    from headrank_ir.pipeline.names import read_topics
-    from headrank_ir.pipeline.readers import Topics, read_trec_run
+    from headrank_ir.pipeline.firststage import first_stage_requests
 
-    if args.index and (args.run or args.corpus):
-        raise InputError("give either --index (search with BM25) or --run with --corpus, not both")
-    if not args.index and not (args.run and args.corpus):
-        raise InputError("no first stage: give --index, or --run FILE with --corpus FILE.jsonl")
-    topics = read_topics(args.topics)
-    if args.index:
-        searcher = firststage.open_searcher(args.index, k1=args.k1, b=args.b)
-        limited = Topics(topics.source, dict(list(topics.queries.items())[: args.max_queries]))
-        return firststage.bm25_requests(searcher, limited, hits=args.hits, threads=args.threads)
-    return firststage.requests_from_run(topics, read_trec_run(args.run), args.corpus, args.hits, args.max_queries)
+    return first_stage_requests(
+        args.topics,
+        index=args.index,
+        run=args.run,
+        corpus=args.corpus,
+        k1=args.k1,
+        b=args.b,
+        hits=args.hits,
+        threads=args.threads,
+        max_queries=args.max_queries,
+    )
