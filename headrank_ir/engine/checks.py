@@ -86,6 +86,14 @@ def check_profile(profile: HeadProfile, num_layers: int, num_heads: int) -> None
             )
 
 
+def check_profile_fits(profile: HeadProfile, names: Sequence[str], config, allow_profile_model_mismatch: bool) -> None:
+    """``profile`` made for the model called ``names`` (unless allowed otherwise) and within its
+    layers and heads (``config``, the text config): what ``HeadRanker`` and ``preflight`` check."""
+    if not allow_profile_model_mismatch:
+        check_profile_model(profile, names)
+    check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
+
+
 def preflight(
     model: str,
     profile: HeadProfile | None,
@@ -98,11 +106,10 @@ def preflight(
     from headrank_ir.engine.models import resolve_model_folder
 
     if profile is not None and not allow_profile_model_mismatch:
-        check_profile_model(profile, [model])
+        check_profile_model(profile, [model])  # before resolving: a mismatch costs no time
     folder = resolve_model_folder(model)  # before the heavy import below: a wrong name fails at once
     if profile is not None:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(folder).get_text_config()
-        check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
+        check_profile_fits(profile, [model], AutoConfig.from_pretrained(folder).get_text_config(), True)
     check_requests(requests, profile.prompt if profile else PromptSettings())

@@ -18,7 +18,7 @@ from headrank_ir.engine.adapter import ensure_adapter
 from headrank_ir.engine.checks import (
     check_inputs,
     check_not_calibration,
-    check_profile,
+    check_profile_fits,
     check_rank_range,
     check_requests,
 )
@@ -65,10 +65,9 @@ class HeadRanker:
             raise TypeError(
                 f"profile must be a HeadProfile (or a path, in from_pretrained), got {type(profile).__name__}"
             )
-        if profile is not None and not allow_profile_model_mismatch:
-            check_profile_model(profile, [name, getattr(config, "_name_or_path", "")])
+        names = [name, getattr(config, "_name_or_path", "")]
         self.profile = profile or HeadProfile.icr(self.name, config.num_hidden_layers, config.num_attention_heads)
-        check_profile(self.profile, config.num_hidden_layers, config.num_attention_heads)
+        check_profile_fits(self.profile, names, config, allow_profile_model_mismatch or profile is None)
         ensure_adapter(model, self.profile.adapter)
         self.reader = HeadReader(model, tokenizer, self.profile, batch_tokens)
         self.overlap = self.reader.device.type == "cuda"  # see rerank_batches
