@@ -4,6 +4,7 @@ output that looks complete. Then two writers on one output, and a finished outpu
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -51,6 +52,10 @@ def case(files=None, argv=(), *expect) -> Case:
 
 
 BOM = "\ufeff"
+RUN, CORPUS = GOOD_FILES["run.txt"], GOOD_FILES["corpus.jsonl"]
+QRELS = ("--qrels", "{d}/qrels.txt")
+MANY_DOCS = "".join(json.dumps({"id": f"d{i}", "contents": f"passage {i} " * 9}) + "\n" for i in range(300))
+RUN_GZ, CORPUS_GZ = ("--run", "{d}/r.txt.gz"), ("--corpus", "{d}/c.jsonl.gz")
 CLI_CASES = {
     # topics
     "topics three fields": case({"topics.tsv": "q1\ta\tb\n"}, (), "topics.tsv:1:", "3 tab-separated fields"),
@@ -77,7 +82,7 @@ CLI_CASES = {
     # first-stage run
     "run five fields": case({"run.txt": "q1 Q0 d1 1 3.0\n"}, (), "run.txt:1:", "got 5 fields"),
     "run score text": case({"run.txt": "q1 Q0 d1 1 high x\n"}, (), "run.txt:1:", "'high'"),
-    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "not finite"),
+    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "'nan' is not a decimal number"),
     "run duplicate docid": case({"run.txt": "q1 Q0 d1 1 2 x\nq1 Q0 d1 2 1 x\n"}, (), "run.txt:2:", "twice"),
     "run empty": case({"run.txt": ""}, (), "run.txt:", "no hits"),
     "run docid not in corpus": case({"run.txt": "q1 Q0 d9 1 2 x\n"}, (), "run.txt:1:", "'d9' is not in the corpus"),
@@ -104,6 +109,62 @@ CLI_CASES = {
         (),
         "corpus.jsonl:2:",
         "must be a string",
+    ),
+    # One reader every file goes through (issue 26): a byte-order mark inside a line (two files
+    # joined without a newline), numbers as trec_eval reads them, gzip by content, JSON Lines.
+    "run bom inside a line": case({"run.txt": RUN.replace("\nq2", BOM + "q2", 1)}, (), "run.txt:2:", "U+FEFF"),
+    "topics bom inside a line": case({"topics.tsv": "q1\ta\ufeffq2\tb\n"}, (), "topics.tsv:1:", "column 5"),
+    "qrels bom inside a line": case({"qrels.txt": "q1 0 d1 1\ufeffq2 0 d3 1\n"}, QRELS, "qrels.txt:1:", "U+FEFF"),
+    "qrels conflicting duplicate": case(
+        {"qrels.txt": "q1 0 d1 3\nq2 0 d3 1\nq1 0 d1 0\n"}, QRELS, "qrels.txt:3:", "0, but 3 on line 1"
+    ),
+    "qrels absurd grade": case({"qrels.txt": "q1 0 d1 99999999999\n"}, QRELS, "qrels.txt:1:", "out of range"),
+    "qrels absurd negative grade": case({"qrels.txt": "q1 0 d1 -5000\n"}, QRELS, "qrels.txt:1:", "out of range"),
+    "qrels fractional grade": case({"qrels.txt": "q1 0 d1 1.5\n"}, QRELS, "qrels.txt:1:", "'1.5' is not an integer"),
+    "qrels underscore grade": case({"qrels.txt": "q1 0 d1 1_0\n"}, QRELS, "qrels.txt:1:", "'1_0'"),
+    "qrels full-width grade": case({"qrels.txt": "q1 0 d1 \uff11\n"}, QRELS, "qrels.txt:1:", "not an integer"),
+    "qrels exponent grade": case({"qrels.txt": "q1 0 d1 1e0\n"}, QRELS, "qrels.txt:1:", "'1e0'"),
+    "qrels as jsonl": case({"qrels.txt": '{"qid": "q1", "docid": "d1", "rel": 1}\n'}, QRELS, "looks like JSON Lines"),
+    "run score underscore": case({"run.txt": "q1 Q0 d1 1 15_7806 x\n"}, (), "run.txt:1:", "'15_7806'"),
+    "run score hex": case({"run.txt": "q1 Q0 d1 1 0x1p3 x\n"}, (), "run.txt:1:", "not a decimal number"),
+    "run score infinity word": case({"run.txt": "q1 Q0 d1 1 infinity x\n"}, (), "run.txt:1:", "'infinity'"),
+    "run score overflow": case({"run.txt": "q1 Q0 d1 1 1e999 x\n"}, (), "run.txt:1:", "not finite"),
+    "run score full-width": case({"run.txt": "q1 Q0 d1 1 \uff13.0 x\n"}, (), "run.txt:1:", "not a decimal"),
+    "run rank underscore": case({"run.txt": "q1 Q0 d1 1_0 3.0 x\n"}, (), "run.txt:1:", "rank '1_0' must be an integer"),
+    "run as jsonl named txt": case(
+        {"run.txt": '{"query": {"text": "a", "qid": "q1"}, "candidates": [{"docid": "d1", "score": 1}]}\n'},
+        (),
+        "run.txt:1:",
+        "looks like JSON Lines",
+    ),
+    "run gz truncated": case({"r.txt.gz": gzip.compress(RUN.encode() * 50)[:-40]}, RUN_GZ, "r.txt.gz", "truncated"),
+    "run plain text named gz": case({"r.txt.gz": RUN}, RUN_GZ, "r.txt.gz", "not gzip-compressed"),
+    "run gzip named txt": case({"run.txt": gzip.compress(RUN.encode())}, (), "run.txt", "not named .gz"),
+    "corpus gz truncated": case(
+        {"c.jsonl.gz": gzip.compress(MANY_DOCS.encode())[:-40]}, CORPUS_GZ, "c.jsonl.gz", "truncated"
+    ),
+    "corpus plain text named gz": case({"c.jsonl.gz": CORPUS}, CORPUS_GZ, "c.jsonl.gz", "not gzip-compressed"),
+    "topics plain text named gz": case(
+        {"t.tsv.gz": "q1\ta\n"}, ("--topics", "{d}/t.tsv.gz"), "t.tsv.gz", "not gzip-compressed"
+    ),
+    "corpus one json array": case(
+        {"corpus.jsonl": json.dumps([json.loads(line) for line in CORPUS.splitlines()]) + "\n"},
+        (),
+        "corpus.jsonl:1:",
+        "one JSON array",
+        "jq -c",
+    ),
+    "corpus pretty json array": case(
+        {"corpus.jsonl": json.dumps([json.loads(line) for line in CORPUS.splitlines()], indent=1)},
+        (),
+        "corpus.jsonl:1:",
+        "one JSON array",
+    ),
+    "corpus pretty json object": case(
+        {"corpus.jsonl": json.dumps({"id": "d1", "contents": "x"}, indent=1)}, (), "corpus.jsonl:1:", "many lines"
+    ),
+    "corpus bom inside a line": case(
+        {"corpus.jsonl": CORPUS.replace("\n", BOM, 1)}, (), "corpus.jsonl:1:", "byte-order mark"
     ),
     # profiles
     "profile no heads": case({"p.json": '{"model": "{model}"}'}, ("--profile", "{d}/p.json"), "p.json:", "'heads'"),
@@ -211,6 +272,25 @@ def test_a_byte_order_mark_everywhere_changes_nothing(tmp_path, tiny_model_dir, 
         assert code == 0, err
     assert (marked / "out.txt").read_bytes() == (clean / "out.txt").read_bytes()
     assert (marked / "out.txt").read_text().startswith("q1 Q0 ")
+
+
+def test_files_joined_by_cat_read_as_their_sum(tmp_path, tiny_model_dir, capsys):
+    """``cat a b`` of two files that each start with a byte-order mark: the second mark starts a
+    line in the middle; nothing is dropped and no phantom query appears."""
+    clean, joined = tmp_path / "clean", tmp_path / "joined"
+    write_files(clean, {}, tiny_model_dir)
+
+    def cat(text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        return BOM + "".join(lines[:1]) + BOM + "".join(lines[1:])
+
+    write_files(joined, {name: cat(text) for name, text in GOOD_FILES.items()}, tiny_model_dir)
+    assert (joined / "run.txt").read_text(encoding="utf-8").count(BOM) == 2
+    for folder in (clean, joined):
+        code, out, err = rerank(capsys, command(folder, tiny_model_dir, "--qrels", "{d}/qrels.txt"))
+        assert code == 0, err
+    assert (joined / "out.txt").read_bytes() == (clean / "out.txt").read_bytes()
+    assert {line.split()[0] for line in (joined / "out.txt").read_text().splitlines()} == {"q1", "q2"}
 
 
 def test_a_profile_for_another_model_runs_only_when_asked(tmp_path, tiny_model_dir, capsys):
