@@ -438,3 +438,98 @@ def test_a_second_ranker_does_not_inherit_a_merged_adapter(tokenizer, tmp_path):
         HeadRanker(model, tokenizer, plain)
     fresh = tiny_model("llama", len(tokenizer), seed=1)
     assert HeadRanker(fresh, tokenizer, plain).score("lobster", DOCS) == before
+
+
+# -- index: every line read as --corpus reads it, counted, locked, overwrite only its own ------------
+
+
+def index_cli(capsys, *argv: str) -> tuple[int, str]:
+    from headrank_ir.index import main as index_main
+
+    code = index_main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def docs(count: int) -> list[str]:
+    return [json.dumps({"id": f"d{i}", "contents": f"passage {i}"}) for i in range(count)]
+
+
+INDEX_CASES = {
+    "broken json on line 3 of 10": (docs(2) + ['{"id": "d2", "contents": '] + docs(10)[3:], "c.jsonl:3:", "not valid"),
+    "a doc without contents": (docs(4) + ['{"id": "d9", "body": "x"}'], "c.jsonl:5:", "no text field"),
+    "a duplicate docid": (docs(5) + [docs(2)[1]], "c.jsonl:6:", "docid 'd1' appears twice (first at "),
+    "no id": (docs(1) + ['{"contents": "x"}'], "c.jsonl:2:", "no docid field"),
+    "a json array": ([json.dumps([{"id": "a", "contents": "x"}])], "c.jsonl:1:", "one JSON array"),
+    "empty": ([""], "c.jsonl:", "no documents"),
+    "a mark inside a line": ([docs(2)[0] + BOM + docs(2)[1]], "c.jsonl:1:", "U+FEFF"),
+}
+
+
+@pytest.mark.parametrize("name", INDEX_CASES)
+def test_a_bad_corpus_line_stops_the_index_before_java(name, tmp_path, capsys):
+    lines, *expect = INDEX_CASES[name]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, err = index_cli(capsys, tmp_path / "c.jsonl", "--index", tmp_path / "idx")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert all(part in err for part in expect), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]  # no index, staging or lock left
+
+
+def test_a_duplicate_docid_across_corpus_files_names_both(tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text("\n".join(docs(3)) + "\n")
+    (tmp_path / "corpus" / "b.jsonl.gz").write_bytes(gzip.compress(("\n".join(docs(4)[2:]) + "\n").encode()))
+    code, err = index_cli(capsys, tmp_path / "corpus", "--index", tmp_path / "idx")
+    assert code == 1 and "b.jsonl.gz:1: docid 'd2' appears twice (first at " in err and "a.jsonl:3)" in err, err
+
+
+@pytest.mark.parametrize("layout", ["corpus inside", "foreign folder", "a file"])
+def test_overwrite_never_replaces_what_this_command_did_not_build(layout, tmp_path, capsys):
+    target = tmp_path / "dir"
+    corpus = tmp_path / "c.jsonl"
+    if layout == "a file":
+        target.write_text("keep me\n")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me\n")
+        (target / ".headrank-index").write_text("{}\n") if layout == "corpus inside" else None
+        corpus = target / "c.jsonl" if layout == "corpus inside" else corpus
+    corpus.write_text("\n".join(docs(3)) + "\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, err = index_cli(capsys, corpus, "--index", target, "--overwrite")
+    assert code == 1 and err.count("\n") == 1, err
+    assert {"corpus inside": "never replaces an input", "foreign folder": "not built by this command"}.get(
+        layout, "is not a folder"
+    ) in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_build_into_a_locked_index_fails_at_once(tmp_path, capsys):
+    from headrank_ir.pipeline.index import _IndexLock
+
+    (tmp_path / "c.jsonl").write_text("\n".join(docs(3)) + "\n")
+    with _IndexLock(tmp_path / "idx"):
+        code, err = index_cli(capsys, tmp_path / "c.jsonl", "--index", tmp_path / "idx")
+        assert code == 1 and "is being built by another process" in err and "choose another --index" in err, err
+    assert not (tmp_path / "idx").exists() and not (tmp_path / ".idx.lock").exists()
+
+
+def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, capsys):
+    """One real build (Java): a BEIR corpus, its title kept as --corpus keeps it; then --overwrite
+    replaces the marked index; the lock and staging folders are gone."""
+    from headrank_ir.pipeline.index import MARKER, export_corpus
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": "Title", "text": f"body {i}"}) + "\n" for i in range(4))
+    )
+    code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx")
+    assert code == 0, err
+    assert json.loads((tmp_path / "idx" / MARKER).read_text())["documents"] == 4
+    code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx", "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "idx"]
+    export_corpus(tmp_path / "idx", tmp_path / "back.jsonl")
+    from headrank_ir.pipeline.readers import read_corpus
+
+    assert read_corpus(tmp_path / "back.jsonl") == read_corpus(corpus) == {f"d{i}": f"Title body {i}" for i in range(4)}

@@ -100,7 +100,7 @@ def check_text(value: str, what: str, path: os.PathLike | str | None = None, num
         raise InputError(str(error), path, number) from None
 
 
-def _json_line(path: Path, number: int, line: str) -> dict:
+def json_line(path: Path, number: int, line: str) -> dict:
     """One line of a JSON Lines file as an object; a whole JSON document (one array, or an object
     spread over lines) is reported as what it is, with the one-liner that converts it."""
     try:
@@ -169,7 +169,7 @@ def parse_grade(text: str, path: Path | None = None, number: int | None = None) 
     return grade
 
 
-def _first_key(record: Mapping, keys: tuple[str, ...], what: str, path: Path, number: int) -> str:
+def first_key(record: Mapping, keys: tuple[str, ...], what: str, path: Path, number: int) -> str:
     for key in keys:
         if key in record:
             value = record[key]
@@ -233,12 +233,12 @@ def _read_jsonl_topics(path: Path) -> dict[str, str]:
     queries: dict[str, str] = {}
     for number, line in iter_lines(path):
         if line.strip():
-            record = _json_line(path, number, line)
-            qid = _first_key(record, _TOPIC_ID_KEYS, "query id", path, number)
+            record = json_line(path, number, line)
+            qid = first_key(record, _TOPIC_ID_KEYS, "query id", path, number)
             add_topic(
                 queries,
                 qid,
-                _first_key(record, _TOPIC_TEXT_KEYS, "query text", path, number),
+                first_key(record, _TOPIC_TEXT_KEYS, "query text", path, number),
                 path,
                 number,
             )
@@ -434,7 +434,7 @@ def read_trec_run(path: os.PathLike | str) -> TrecRun:
 # Corpus
 
 
-_DOC_ID_KEYS = ("id", "docid", "_id")
+DOC_ID_KEYS = ("id", "docid", "_id")
 _DOC_TEXT_KEYS = ("contents", "text")
 
 
@@ -442,10 +442,10 @@ def document_text(record: Mapping, path: Path, number: int) -> str:
     """A document's text, by Pyserini's rule: ``contents`` when present; else a BEIR document's
     ``title`` and ``text`` joined by a space (how Pyserini's encoders and the stored documents
     of its BEIR indexes read them, and how ``firststage.passage_text`` reads an index)."""
-    text = _first_key(record, _DOC_TEXT_KEYS, "text", path, number)
+    text = first_key(record, _DOC_TEXT_KEYS, "text", path, number)
     if "contents" in record or not record.get("title"):
         return text
-    title = _first_key(record, ("title",), "title", path, number)
+    title = first_key(record, ("title",), "title", path, number)
     return " ".join(part for part in (title, text) if part)
 
 
@@ -463,8 +463,8 @@ def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict
     for number, line in iter_lines(path):
         if not line.strip():
             continue
-        record = _json_line(path, number, line)
-        docid = _first_key(record, _DOC_ID_KEYS, "docid", path, number)
+        record = json_line(path, number, line)
+        docid = first_key(record, DOC_ID_KEYS, "docid", path, number)
         if docid in first_line:
             raise InputError(
                 f"docid {docid!r} appears twice (first on line {first_line[docid]})",
