@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -533,3 +534,114 @@ def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, ca
     from headrank_ir.pipeline.readers import read_corpus
 
     assert read_corpus(tmp_path / "back.jsonl") == read_corpus(corpus) == {f"d{i}": f"Title body {i}" for i in range(4)}
+
+
+# -- model cache and folders: damaged files named at once, a damaged conversion rebuilt ------------
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_truncated_cached_conversion_is_converted_again(tmp_path, monkeypatch, tiny_model_dir):
+    """The cache is ours: a cut-short model.safetensors is rebuilt, not loaded into a traceback."""
+    from headrank_ir.engine import models
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    cached = copy_model(Path(tiny_model_dir), tmp_path / "smollm2-135m")
+    weights = cached / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    rebuilt = []
+    monkeypatch.setattr(models, "_gguf_file", lambda name: Path("x.gguf"))
+    monkeypatch.setattr(
+        models, "_convert_gguf", lambda gguf, target: rebuilt.append(target) or weights.write_bytes(whole)
+    )
+    assert models.resolve_model_folder("smollm2-135m") == str(cached) and rebuilt == [cached]
+    assert models.resolve_model_folder("smollm2-135m") == str(cached) and rebuilt == [cached]  # whole now: kept
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "empty", "garbage"])
+def test_damaged_weights_in_a_model_folder_are_one_line(cut, tmp_path, tiny_model_dir):
+    from headrank_ir.engine import models
+
+    folder = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes({"half": whole[:-100], "header": whole[:20], "empty": b"", "garbage": b"x" * 64}[cut])
+    with pytest.raises(ValueError, match=r"^model weights .*model\.safetensors are (truncated|not a readable)"):
+        models.resolve_model_folder(folder)
+    weights.write_bytes(whole)
+    assert models.resolve_model_folder(folder) == str(folder)  # neighbour: the whole file passes
+
+
+@pytest.mark.parametrize(
+    "keep, lacks",
+    [
+        (("config.json",), "lacks its weights (*.safetensors, *.bin) and its tokenizer"),
+        (("config.json", "model.safetensors"), "lacks its tokenizer (tokenizer.json"),
+        (("config.json", "tokenizer.json", "tokenizer_config.json"), "lacks its weights"),
+    ],
+)
+def test_a_model_folder_says_what_it_lacks(keep, lacks, tmp_path, tiny_model_dir):
+    from headrank_ir.engine import models
+
+    folder = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    for path in folder.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    with pytest.raises(ValueError, match=re.escape(lacks)):
+        models.load_model(folder)
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_cache_that_cannot_be_a_folder_is_one_line_at_once(where, tmp_path, monkeypatch):
+    from headrank_ir.engine import models
+
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "f" if where == "file" else tmp_path / "f" / "cache"))
+    monkeypatch.setattr(models, "_gguf_file", lambda name: pytest.fail("no conversion may start"))
+    with pytest.raises(ValueError, match=r"the model cache .* is a file; point \$HEADRANK_CACHE at a folder"):
+        models.resolve_model_folder("smollm2-135m")
+
+
+def test_an_empty_cache_variable_is_the_default(monkeypatch):
+    from headrank_ir.engine import models
+
+    monkeypatch.setenv(models.CACHE_ENV, "")
+    assert models.cache_dir() == Path.home() / ".cache" / "headrank_ir"
+    monkeypatch.setenv(models.CACHE_ENV, "~/x")
+    assert models.cache_dir() == Path.home() / "x"
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "empty"])
+def test_a_truncated_adapter_is_one_line(cut, tmp_path):
+    from headrank_ir.engine.adapter import load_adapter
+
+    path = save_adapter(
+        {"m.lora_A.weight": torch.ones(2, 8), "m.lora_B.weight": torch.zeros(8, 2)},
+        AdapterSpec(2, 4.0, (0,)),
+        tmp_path / "a.safetensors",
+    )
+    whole = path.read_bytes()
+    assert load_adapter(path)[1] == AdapterSpec(2, 4.0, (0,))  # neighbour: the whole file loads
+    path.write_bytes({"half": whole[:-16], "header": whole[:12], "empty": b""}[cut])
+    with pytest.raises(
+        ValueError, match=r"^adapter file .*a\.safetensors \(the profile names it\) is (truncated|not a)"
+    ):
+        load_adapter(path)
+
+
+def test_an_adapter_without_its_settings_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from headrank_ir.engine.adapter import FORMAT, load_adapter
+
+    save_file({"m.lora_A.weight": torch.ones(2, 8)}, str(tmp_path / "a.safetensors"), metadata={"format": FORMAT})
+    with pytest.raises(
+        ValueError, match=r"a\.safetensors has unusable LoRA settings in its metadata \(KeyError\('rank'\)\)"
+    ):
+        load_adapter(tmp_path / "a.safetensors")
