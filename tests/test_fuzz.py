@@ -462,6 +462,7 @@ INDEX_CASES = {
     "no id": (docs(1) + ['{"contents": "x"}'], "c.jsonl:2:", "no docid field"),
     "a json array": ([json.dumps([{"id": "a", "contents": "x"}])], "c.jsonl:1:", "one JSON array"),
     "empty": ([""], "c.jsonl:", "no documents"),
+    "every text empty": (['{"id": "a", "contents": " "}', '{"id": "b", "text": ""}'], "c.jsonl:", "every document"),
     "a mark inside a line": ([docs(2)[0] + BOM + docs(2)[1]], "c.jsonl:1:", "U+FEFF"),
 }
 
@@ -515,17 +516,19 @@ def test_a_second_build_into_a_locked_index_fails_at_once(tmp_path, capsys):
     assert not (tmp_path / "idx").exists() and not (tmp_path / ".idx.lock").exists()
 
 
-def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, capsys):
+def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, capsys, caplog):
     """One real build (Java): a BEIR corpus, its title kept as --corpus keeps it; then --overwrite
     replaces the marked index; the lock and staging folders are gone."""
     from headrank_ir.pipeline.index import MARKER, export_corpus
 
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text(
-        "".join(json.dumps({"_id": f"d{i}", "title": "Title", "text": f"body {i}"}) + "\n" for i in range(4))
-    )
+    beir = [json.dumps({"_id": f"d{i}", "title": "Title", "text": f"body {i}"}) + "\n" for i in range(4)]
+    corpus.write_text("".join(beir) + '{"_id": "empty", "title": "", "text": " "}\n')
     code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx")
     assert code == 0, err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "1 document(s) with empty text are not indexed" in warned[0], warned
+    assert warned[0].endswith("c.jsonl:5")
     assert json.loads((tmp_path / "idx" / MARKER).read_text())["documents"] == 4
     code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx", "--overwrite")
     assert code == 0, err
@@ -533,7 +536,10 @@ def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, ca
     export_corpus(tmp_path / "idx", tmp_path / "back.jsonl")
     from headrank_ir.pipeline.readers import read_corpus
 
-    assert read_corpus(tmp_path / "back.jsonl") == read_corpus(corpus) == {f"d{i}": f"Title body {i}" for i in range(4)}
+    expected = {f"d{i}": f"Title body {i}" for i in range(4)}
+    assert (
+        read_corpus(tmp_path / "back.jsonl") == expected == {k: v for k, v in read_corpus(corpus).items() if v.strip()}
+    )
 
 
 # -- model cache and folders: damaged files named at once, a damaged conversion rebuilt ------------

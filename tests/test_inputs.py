@@ -526,3 +526,11 @@ def test_a_jsonl_run_given_as_trec_says_so(tmp_path):
         read_trec_run(write(tmp_path / "r.txt", line + "\n"))
     with pytest.raises(InputError, match=r"got 3 fields$"):
         read_trec_run(write(tmp_path / "r2.txt", "1 Q0 a\n"))
+
+
+def test_a_mark_inside_a_json_string_is_text(tmp_path):
+    """Neighbour of the refused mark: U+FEFF inside a passage (escaped or raw) is kept as text."""
+    path = write(tmp_path / "c.jsonl", '{"id": "a", "contents": "x\\ufeffy"}\n{"id": "b", "contents": "p\ufeffq"}\n')
+    assert read_corpus(path) == {"a": "x\ufeffy", "b": "p\ufeffq"}
+    with pytest.raises(InputError, match=r"c2\.jsonl:1: a byte-order mark \(U\+FEFF\) at column 29"):
+        read_corpus(write(tmp_path / "c2.jsonl", '{"id": "a", "contents": "A"}\ufeff{"id": "b", "contents": "B"}\n'))

@@ -57,13 +57,15 @@ def corpus_files(corpus: Path) -> list[Path]:
 
 def write_documents(files: list[Path], out: IO[bytes]) -> int:
     """Read every line of ``files`` with the reader ``--corpus`` uses and write it as Pyserini's
-    ``{"id", "contents"}`` JSONL to ``out``; returns the count.
+    ``{"id", "contents"}`` JSONL to ``out``; returns the count written (a document with empty
+    text is left out with a warning naming its line, as Anserini would skip it).
 
     So the index holds exactly what ``--corpus`` would read (BEIR's ``title`` + ``text`` joined
     by the same rule), and a broken line, a document without text or a docid given twice is an
     error naming its file and line before Java starts, never a document silently skipped.
     """
     first: dict[str, str] = {}
+    empty: list[str] = []
     for path in files:
         for number, line in iter_lines(path):
             if not line.strip():
@@ -74,10 +76,21 @@ def write_documents(files: list[Path], out: IO[bytes]) -> int:
                 raise InputError(f"docid {docid!r} appears twice (first at {first[docid]})", path, number)
             first[docid] = f"{path}:{number}"
             contents = document_text(record, path, number)
+            if not contents.strip():
+                empty.append(first[docid])  # Anserini skips these ("empty"); said here, by line
+                continue
             out.write((json.dumps({"id": docid, "contents": contents}, ensure_ascii=False) + "\n").encode("utf-8"))
     if not first:
         raise InputError(f"no documents in this corpus {'folder' if len(files) > 1 else 'file'}", files[0])
-    return len(first)
+    if empty:
+        logger.warning(
+            "%d document(s) with empty text are not indexed, as Pyserini skips them: %s",
+            len(empty),
+            ", ".join(empty[:3]) + (" …" if len(empty) > 3 else ""),
+        )
+    if len(empty) == len(first):
+        raise InputError(f"every document of this corpus has empty text ({len(first)})", files[0])
+    return len(first) - len(empty)
 
 
 def build_index(

@@ -66,9 +66,9 @@ def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
 
     A UTF-8 byte-order mark (what some Windows editors put first) is dropped at the start of
     *every* line, as trec_eval drops it at the start of the file: ``cat a b`` of two such files
-    puts the second one's mark at the start of a line in the middle. A mark anywhere else in a
-    line is an error naming the column (two files joined without a newline between them), never
-    part of an id or a number.
+    puts the second one's mark at the start of a line in the middle. A mark anywhere else is
+    refused by the readers of id-and-number formats (:func:`_no_mark_inside`) and named in a
+    JSON line that does not parse; inside a JSON string it is text.
     """
     path = Path(path)
     for number, raw in enumerate(_raw_lines(path), start=1):
@@ -80,15 +80,20 @@ def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
                 path,
                 number,
             ) from None
-        text = text.rstrip("\r\n").removeprefix(BOM)
-        if BOM in text:
-            raise InputError(
-                f"a byte-order mark (U+FEFF) at column {text.index(BOM) + 1}, inside the line: were two files "
-                "joined without a newline between them? Remove it",
-                path,
-                number,
-            )
-        yield number, text
+        yield number, text.rstrip("\r\n").removeprefix(BOM)
+
+
+def _no_mark_inside(line: str, path: Path, number: int) -> None:
+    """In a text format whose fields are ids and numbers, a byte-order mark left inside a line
+    (two files joined without a newline between them) is an error naming its column, never part
+    of an id or a number. (Inside a JSON string it is text, and kept.)"""
+    if BOM in line:
+        raise InputError(
+            f"a byte-order mark (U+FEFF) at column {line.index(BOM) + 1}, inside the line: were two files "
+            "joined without a newline between them? Remove it",
+            path,
+            number,
+        )
 
 
 def check_text(value: str, what: str, path: os.PathLike | str | None = None, number: int | None = None) -> str:
@@ -111,6 +116,8 @@ def json_line(path: Path, number: int, line: str) -> dict:
             raise InputError(_NOT_JSONL.format(what="one JSON array"), path, number) from None
         if number == 1 and stripped == "{":
             raise InputError(_NOT_JSONL.format(what="one JSON object over many lines"), path, number) from None
+        if BOM in line:
+            _no_mark_inside(line, path, number)
         raise InputError(f"not valid JSON: {error.msg} at column {error.colno}", path, number) from None
     if isinstance(value, list) and number == 1:
         raise InputError(_NOT_JSONL.format(what="one JSON array"), path, number)
@@ -217,6 +224,7 @@ def _read_tsv_topics(path: Path) -> dict[str, str]:
     for number, line in iter_lines(path):
         if not line.strip():
             continue
+        _no_mark_inside(line, path, number)
         fields = line.split("\t")
         if len(fields) != 2:
             raise InputError(
@@ -342,6 +350,7 @@ def read_qrels_file(path: os.PathLike | str) -> dict[str, dict[str, int]]:
         fields = line.split()
         if not fields:
             continue
+        _no_mark_inside(line, path, number)
         if len(fields) != 4:
             raise InputError(
                 f"expected '{_QREL}', got {len(fields)} fields{_jsonl_hint(line, _QREL)}",
@@ -405,6 +414,7 @@ def read_trec_run(path: os.PathLike | str) -> TrecRun:
         fields = line.split()
         if not fields:
             continue
+        _no_mark_inside(line, path, number)
         if len(fields) != 6:
             raise InputError(
                 f"expected '{_RUN_LINE}', got {len(fields)} fields{_jsonl_hint(line, _RUN_LINE)}",
