@@ -83,7 +83,7 @@ CLI_CASES = {
     # first-stage run
     "run five fields": case({"run.txt": "q1 Q0 d1 1 3.0\n"}, (), "run.txt:1:", "got 5 fields"),
     "run score text": case({"run.txt": "q1 Q0 d1 1 high x\n"}, (), "run.txt:1:", "'high'"),
-    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "'nan' is not a decimal number"),
+    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "'nan' is not finite"),
     "run duplicate docid": case({"run.txt": "q1 Q0 d1 1 2 x\nq1 Q0 d1 2 1 x\n"}, (), "run.txt:2:", "twice"),
     "run empty": case({"run.txt": ""}, (), "run.txt:", "no hits"),
     "run docid not in corpus": case({"run.txt": "q1 Q0 d9 1 2 x\n"}, (), "run.txt:1:", "'d9' is not in the corpus"),
@@ -128,7 +128,9 @@ CLI_CASES = {
     "qrels as jsonl": case({"qrels.txt": '{"qid": "q1", "docid": "d1", "rel": 1}\n'}, QRELS, "looks like JSON Lines"),
     "run score underscore": case({"run.txt": "q1 Q0 d1 1 15_7806 x\n"}, (), "run.txt:1:", "'15_7806'"),
     "run score hex": case({"run.txt": "q1 Q0 d1 1 0x1p3 x\n"}, (), "run.txt:1:", "not a decimal number"),
-    "run score infinity word": case({"run.txt": "q1 Q0 d1 1 infinity x\n"}, (), "run.txt:1:", "'infinity'"),
+    "run score infinity word": case(
+        {"run.txt": "q1 Q0 d1 1 -Infinity x\n"}, (), "run.txt:1:", "'-Infinity' is not finite"
+    ),
     "run score overflow": case({"run.txt": "q1 Q0 d1 1 1e999 x\n"}, (), "run.txt:1:", "not finite"),
     "run score full-width": case({"run.txt": "q1 Q0 d1 1 \uff13.0 x\n"}, (), "run.txt:1:", "not a decimal"),
     "run rank underscore": case({"run.txt": "q1 Q0 d1 1_0 3.0 x\n"}, (), "run.txt:1:", "rank '1_0' must be an integer"),

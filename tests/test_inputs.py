@@ -160,7 +160,7 @@ def test_run_orders_by_score_then_rank_then_docid(tmp_path):
             "r.txt:2: expected 'qid Q0 docid rank score tag', got 5 fields",
         ),
         ("q Q0 a 1 one x\n", "r.txt:1: score 'one' is not a decimal number"),
-        ("q Q0 a 1 nan x\n", "r.txt:1: score 'nan' is not a decimal number"),
+        ("q Q0 a 1 nan x\n", "r.txt:1: score 'nan' is not finite"),
         ("q Q0 a 1 1e999 x\n", "r.txt:1: score '1e999' is not finite"),
         ("q Q0 a 1 15_7806 x\n", "r.txt:1: score '15_7806' is not a decimal number"),
         ("q Q0 a one 1 x\n", "r.txt:1: rank 'one' must be an integer"),

@@ -148,11 +148,14 @@ MAX_GRADE = 1000
 
 def parse_score(text: str, what: str, path: Path | None = None, number: int | None = None) -> float:
     """A finite decimal number (``12``, ``-3.5``, ``1e-4``), else :class:`InputError`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not math.isfinite(value):  # nan, inf, 1e999
+        raise InputError(f"{what} {text!r} is not finite", path, number)
     if not _DECIMAL.fullmatch(text):
         raise InputError(f"{what} {text!r} is not a decimal number (like 12.5 or -3e-2)", path, number)
-    value = float(text)
-    if not math.isfinite(value):
-        raise InputError(f"{what} {text!r} is not finite", path, number)
     return value
 
 
