@@ -616,6 +616,18 @@ def test_a_cache_that_cannot_be_a_folder_is_one_line_at_once(where, tmp_path, mo
         models.resolve_model_folder("smollm2-135m")
 
 
+def test_a_read_only_cache_is_one_line_at_once(tmp_path, monkeypatch):
+    from headrank_ir.engine import models
+
+    (tmp_path / "ro").mkdir(mode=0o555)
+    access = os.access  # root may write anywhere: the read-only folder is the one os.access denies
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and Path(p) != tmp_path / "ro")
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "ro" / "cache"))
+    monkeypatch.setattr(models, "_gguf_file", lambda name: pytest.fail("no conversion may start"))
+    with pytest.raises(ValueError, match=r"cannot be written \(.*ro is read-only\); set \$HEADRANK_CACHE"):
+        models.resolve_model_folder("smollm2-135m")
+
+
 def test_an_empty_cache_variable_is_the_default(monkeypatch):
     from headrank_ir.engine import models
 

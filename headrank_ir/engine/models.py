@@ -243,6 +243,11 @@ def converted_folder(name: str) -> Path:
         if problem is None:
             return target
         logger.warning("the cached conversion %s is %s; converting it again", target, problem)
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not os.access(existing, os.W_OK):  # say so now, not after the 20 s of loading the GGUF
+        raise ValueError(
+            f"the model cache {target.parent} cannot be written ({existing} is read-only); set ${CACHE_ENV}"
+        )
     gguf = _gguf_file(name)
     logger.info("converting %s once to safetensors in %s (about 20 s)", gguf, target)
     _convert_gguf(gguf, target)
