@@ -142,7 +142,7 @@ CLI_CASES = {
     ),
     "run gz truncated": case({"r.txt.gz": gzip.compress(RUN.encode() * 50)[:-40]}, RUN_GZ, "r.txt.gz", "truncated"),
     "run plain text named gz": case({"r.txt.gz": RUN}, RUN_GZ, "r.txt.gz", "not gzip-compressed"),
-    "run gzip named txt": case({"run.txt": gzip.compress(RUN.encode())}, (), "run.txt", "not named .gz"),
+    "run gzip named txt": case({"run.txt": gzip.compress(RUN.encode())}, (), "run.txt", "not named .gz; add .gz"),
     "corpus gz truncated": case(
         {"c.jsonl.gz": gzip.compress(MANY_DOCS.encode())[:-40]}, CORPUS_GZ, "c.jsonl.gz", "truncated"
     ),

@@ -534,3 +534,10 @@ def test_a_mark_inside_a_json_string_is_text(tmp_path):
     assert read_corpus(path) == {"a": "x\ufeffy", "b": "p\ufeffq"}
     with pytest.raises(InputError, match=r"c2\.jsonl:1: a byte-order mark \(U\+FEFF\) at column 29"):
         read_corpus(write(tmp_path / "c2.jsonl", '{"id": "a", "contents": "A"}\ufeff{"id": "b", "contents": "B"}\n'))
+
+
+def test_fields_split_where_trec_eval_splits(tmp_path):
+    """A no-break space is part of a docid (trec_eval splits at ASCII whitespace), tabs split."""
+    run = read_trec_run(write(tmp_path / "r.txt", "1\tQ0  d\u00a01 1\t2.5 x\r\n1 Q0 d2 2 1 x\n"))
+    assert [h.docid for h in run.hits["1"]] == ["d\u00a01", "d2"]
+    assert read_qrels_file(write(tmp_path / "q.txt", "1 0 d\u20031 1\n")) == {"1": {"d\u20031": 1}}

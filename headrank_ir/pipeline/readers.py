@@ -44,7 +44,7 @@ def _open_binary(path: Path) -> IO[bytes]:
         raise InputError(
             "is named .gz but is not gzip-compressed; rename it without .gz or compress it (gzip)"
             if not gzipped
-            else "is gzip-compressed but not named .gz; name it …gz (e.g. gzip -d it first)",
+            else "is gzip-compressed but not named .gz; add .gz to its name or decompress it (gzip -d)",
             path,
         )
     return gzip.open(path, "rb") if gzipped else path.open("rb")
@@ -81,6 +81,15 @@ def iter_lines(path: os.PathLike | str) -> Iterator[tuple[int, str]]:
                 number,
             ) from None
         yield number, text.rstrip("\r\n").removeprefix(BOM)
+
+
+_ASCII_SPACE = re.compile(r"[ \t\n\v\f\r]+")
+
+
+def split_fields(line: str) -> list[str]:
+    """The whitespace-separated fields of a run or qrels line, split where trec_eval splits
+    (ASCII whitespace only: Python's ``str.split()`` would also split at a no-break space)."""
+    return [field for field in _ASCII_SPACE.split(line) if field]
 
 
 def _no_mark_inside(line: str, path: Path, number: int) -> None:
@@ -350,7 +359,7 @@ def read_qrels_file(path: os.PathLike | str) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     first_line: dict[tuple[str, str], int] = {}
     for number, line in iter_lines(path):
-        fields = line.split()
+        fields = split_fields(line)
         if not fields:
             continue
         _no_mark_inside(line, path, number)
@@ -414,7 +423,7 @@ def read_trec_run(path: os.PathLike | str) -> TrecRun:
     hits: dict[str, list[RunHit]] = {}
     seen: dict[tuple[str, str], int] = {}
     for number, line in iter_lines(path):
-        fields = line.split()
+        fields = split_fields(line)
         if not fields:
             continue
         _no_mark_inside(line, path, number)
