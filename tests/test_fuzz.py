@@ -147,6 +147,12 @@ CLI_CASES = {
         {"c.jsonl.gz": gzip.compress(MANY_DOCS.encode())[:-40]}, CORPUS_GZ, "c.jsonl.gz", "truncated"
     ),
     "corpus plain text named gz": case({"c.jsonl.gz": CORPUS}, CORPUS_GZ, "c.jsonl.gz", "not gzip-compressed"),
+    "topics jsonl named json": case(
+        {"t.json": '{"qid": "q1", "query": "a"}\n{"qid": "q2", "query": "b"}\n'},
+        ("--topics", "{d}/t.json"),
+        "t.json:2:",
+        "name it .jsonl",
+    ),
     "topics plain text named gz": case(
         {"t.tsv.gz": "q1\ta\n"}, ("--topics", "{d}/t.tsv.gz"), "t.tsv.gz", "not gzip-compressed"
     ),

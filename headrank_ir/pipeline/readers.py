@@ -271,7 +271,8 @@ def _read_json_topics(path: Path) -> dict[str, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON: {error.msg}", path, error.lineno) from None
+        hint = "; it looks like JSON Lines (one object per line): name it .jsonl" if error.msg == "Extra data" else ""
+        raise InputError(f"not valid JSON: {error.msg}{hint}", path, error.lineno) from None
     if not isinstance(data, dict):
         raise InputError("expected a JSON object mapping query ids to topics", path)
     queries: dict[str, str] = {}
