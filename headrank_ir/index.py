@@ -18,11 +18,17 @@ from headrank_ir.command_helpers import positive_int, run_command
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m headrank_ir.index", description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", help='JSONL file, or a folder of JSONL files, with {"id", "contents"} per line')
+    parser.add_argument(
+        "corpus",
+        help='JSONL file, or a folder of JSONL files, with {"id", "contents"} per line (BEIR\'s title + text too); '
+        "every line is checked before indexing",
+    )
     parser.add_argument("--index", required=True, help="index folder to create (its parent folders are created)")
     parser.add_argument("--threads", type=positive_int, default=1, help="indexing threads (default 1)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing index (once the new one is built)"
+        "--overwrite",
+        action="store_true",
+        help="replace an index this command built earlier (once the new one is built); never another folder",
     )
     return parser
 

@@ -4,8 +4,10 @@ output that looks complete. Then two writers on one output, and a finished outpu
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -51,6 +53,10 @@ def case(files=None, argv=(), *expect) -> Case:
 
 
 BOM = "\ufeff"
+RUN, CORPUS = GOOD_FILES["run.txt"], GOOD_FILES["corpus.jsonl"]
+QRELS = ("--qrels", "{d}/qrels.txt")
+MANY_DOCS = "".join(json.dumps({"id": f"d{i}", "contents": f"passage {i} " * 9}) + "\n" for i in range(300))
+RUN_GZ, CORPUS_GZ = ("--run", "{d}/r.txt.gz"), ("--corpus", "{d}/c.jsonl.gz")
 CLI_CASES = {
     # topics
     "topics three fields": case({"topics.tsv": "q1\ta\tb\n"}, (), "topics.tsv:1:", "3 tab-separated fields"),
@@ -77,7 +83,7 @@ CLI_CASES = {
     # first-stage run
     "run five fields": case({"run.txt": "q1 Q0 d1 1 3.0\n"}, (), "run.txt:1:", "got 5 fields"),
     "run score text": case({"run.txt": "q1 Q0 d1 1 high x\n"}, (), "run.txt:1:", "'high'"),
-    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "not finite"),
+    "run score nan": case({"run.txt": "q1 Q0 d1 1 nan x\n"}, (), "run.txt:1:", "'nan' is not finite"),
     "run duplicate docid": case({"run.txt": "q1 Q0 d1 1 2 x\nq1 Q0 d1 2 1 x\n"}, (), "run.txt:2:", "twice"),
     "run empty": case({"run.txt": ""}, (), "run.txt:", "no hits"),
     "run docid not in corpus": case({"run.txt": "q1 Q0 d9 1 2 x\n"}, (), "run.txt:1:", "'d9' is not in the corpus"),
@@ -104,6 +110,70 @@ CLI_CASES = {
         (),
         "corpus.jsonl:2:",
         "must be a string",
+    ),
+    # One reader every file goes through (issue 26): a byte-order mark inside a line (two files
+    # joined without a newline), numbers as trec_eval reads them, gzip by content, JSON Lines.
+    "run bom inside a line": case({"run.txt": RUN.replace("\nq2", BOM + "q2", 1)}, (), "run.txt:2:", "U+FEFF"),
+    "topics bom inside a line": case({"topics.tsv": "q1\ta\ufeffq2\tb\n"}, (), "topics.tsv:1:", "column 5"),
+    "qrels bom inside a line": case({"qrels.txt": "q1 0 d1 1\ufeffq2 0 d3 1\n"}, QRELS, "qrels.txt:1:", "U+FEFF"),
+    "qrels conflicting duplicate": case(
+        {"qrels.txt": "q1 0 d1 3\nq2 0 d3 1\nq1 0 d1 0\n"}, QRELS, "qrels.txt:3:", "0, but 3 on line 1"
+    ),
+    "qrels absurd grade": case({"qrels.txt": "q1 0 d1 99999999999\n"}, QRELS, "qrels.txt:1:", "out of range"),
+    "qrels absurd negative grade": case({"qrels.txt": "q1 0 d1 -5000\n"}, QRELS, "qrels.txt:1:", "out of range"),
+    "qrels fractional grade": case({"qrels.txt": "q1 0 d1 1.5\n"}, QRELS, "qrels.txt:1:", "'1.5' is not an integer"),
+    "qrels underscore grade": case({"qrels.txt": "q1 0 d1 1_0\n"}, QRELS, "qrels.txt:1:", "'1_0'"),
+    "qrels full-width grade": case({"qrels.txt": "q1 0 d1 \uff11\n"}, QRELS, "qrels.txt:1:", "not an integer"),
+    "qrels exponent grade": case({"qrels.txt": "q1 0 d1 1e0\n"}, QRELS, "qrels.txt:1:", "'1e0'"),
+    "qrels as jsonl": case({"qrels.txt": '{"qid": "q1", "docid": "d1", "rel": 1}\n'}, QRELS, "looks like JSON Lines"),
+    "run score underscore": case({"run.txt": "q1 Q0 d1 1 15_7806 x\n"}, (), "run.txt:1:", "'15_7806'"),
+    "run score hex": case({"run.txt": "q1 Q0 d1 1 0x1p3 x\n"}, (), "run.txt:1:", "not a decimal number"),
+    "run score infinity word": case(
+        {"run.txt": "q1 Q0 d1 1 -Infinity x\n"}, (), "run.txt:1:", "'-Infinity' is not finite"
+    ),
+    "run score overflow": case({"run.txt": "q1 Q0 d1 1 1e999 x\n"}, (), "run.txt:1:", "not finite"),
+    "run score full-width": case({"run.txt": "q1 Q0 d1 1 \uff13.0 x\n"}, (), "run.txt:1:", "not a decimal"),
+    "run rank underscore": case({"run.txt": "q1 Q0 d1 1_0 3.0 x\n"}, (), "run.txt:1:", "rank '1_0' must be an integer"),
+    "run as jsonl named txt": case(
+        {"run.txt": '{"query": {"text": "a", "qid": "q1"}, "candidates": [{"docid": "d1", "score": 1}]}\n'},
+        (),
+        "run.txt:1:",
+        "looks like JSON Lines",
+    ),
+    "run gz truncated": case({"r.txt.gz": gzip.compress(RUN.encode() * 50)[:-40]}, RUN_GZ, "r.txt.gz", "truncated"),
+    "run plain text named gz": case({"r.txt.gz": RUN}, RUN_GZ, "r.txt.gz", "not gzip-compressed"),
+    "run gzip named txt": case({"run.txt": gzip.compress(RUN.encode())}, (), "run.txt", "not named .gz; add .gz"),
+    "corpus gz truncated": case(
+        {"c.jsonl.gz": gzip.compress(MANY_DOCS.encode())[:-40]}, CORPUS_GZ, "c.jsonl.gz", "truncated"
+    ),
+    "corpus plain text named gz": case({"c.jsonl.gz": CORPUS}, CORPUS_GZ, "c.jsonl.gz", "not gzip-compressed"),
+    "topics jsonl named json": case(
+        {"t.json": '{"qid": "q1", "query": "a"}\n{"qid": "q2", "query": "b"}\n'},
+        ("--topics", "{d}/t.json"),
+        "t.json:2:",
+        "name it .jsonl",
+    ),
+    "topics plain text named gz": case(
+        {"t.tsv.gz": "q1\ta\n"}, ("--topics", "{d}/t.tsv.gz"), "t.tsv.gz", "not gzip-compressed"
+    ),
+    "corpus one json array": case(
+        {"corpus.jsonl": json.dumps([json.loads(line) for line in CORPUS.splitlines()]) + "\n"},
+        (),
+        "corpus.jsonl:1:",
+        "one JSON array",
+        "jq -c",
+    ),
+    "corpus pretty json array": case(
+        {"corpus.jsonl": json.dumps([json.loads(line) for line in CORPUS.splitlines()], indent=1)},
+        (),
+        "corpus.jsonl:1:",
+        "one JSON array",
+    ),
+    "corpus pretty json object": case(
+        {"corpus.jsonl": json.dumps({"id": "d1", "contents": "x"}, indent=1)}, (), "corpus.jsonl:1:", "many lines"
+    ),
+    "corpus bom inside a line": case(
+        {"corpus.jsonl": CORPUS.replace("\n", BOM, 1)}, (), "corpus.jsonl:1:", "byte-order mark"
     ),
     # profiles
     "profile no heads": case({"p.json": '{"model": "{model}"}'}, ("--profile", "{d}/p.json"), "p.json:", "'heads'"),
@@ -211,6 +281,25 @@ def test_a_byte_order_mark_everywhere_changes_nothing(tmp_path, tiny_model_dir, 
         assert code == 0, err
     assert (marked / "out.txt").read_bytes() == (clean / "out.txt").read_bytes()
     assert (marked / "out.txt").read_text().startswith("q1 Q0 ")
+
+
+def test_files_joined_by_cat_read_as_their_sum(tmp_path, tiny_model_dir, capsys):
+    """``cat a b`` of two files that each start with a byte-order mark: the second mark starts a
+    line in the middle; nothing is dropped and no phantom query appears."""
+    clean, joined = tmp_path / "clean", tmp_path / "joined"
+    write_files(clean, {}, tiny_model_dir)
+
+    def cat(text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        return BOM + "".join(lines[:1]) + BOM + "".join(lines[1:])
+
+    write_files(joined, {name: cat(text) for name, text in GOOD_FILES.items()}, tiny_model_dir)
+    assert (joined / "run.txt").read_text(encoding="utf-8").count(BOM) == 2
+    for folder in (clean, joined):
+        code, out, err = rerank(capsys, command(folder, tiny_model_dir, "--qrels", "{d}/qrels.txt"))
+        assert code == 0, err
+    assert (joined / "out.txt").read_bytes() == (clean / "out.txt").read_bytes()
+    assert {line.split()[0] for line in (joined / "out.txt").read_text().splitlines()} == {"q1", "q2"}
 
 
 def test_a_profile_for_another_model_runs_only_when_asked(tmp_path, tiny_model_dir, capsys):
@@ -366,3 +455,227 @@ def test_a_second_ranker_does_not_inherit_a_merged_adapter(tokenizer, tmp_path):
         HeadRanker(model, tokenizer, plain)
     fresh = tiny_model("llama", len(tokenizer), seed=1)
     assert HeadRanker(fresh, tokenizer, plain).score("lobster", DOCS) == before
+
+
+# -- index: every line read as --corpus reads it, counted, locked, overwrite only its own ------------
+
+
+def index_cli(capsys, *argv: str) -> tuple[int, str]:
+    from headrank_ir.index import main as index_main
+
+    code = index_main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def docs(count: int) -> list[str]:
+    return [json.dumps({"id": f"d{i}", "contents": f"passage {i}"}) for i in range(count)]
+
+
+INDEX_CASES = {
+    "broken json on line 3 of 10": (docs(2) + ['{"id": "d2", "contents": '] + docs(10)[3:], "c.jsonl:3:", "not valid"),
+    "a doc without contents": (docs(4) + ['{"id": "d9", "body": "x"}'], "c.jsonl:5:", "no text field"),
+    "a duplicate docid": (docs(5) + [docs(2)[1]], "c.jsonl:6:", "docid 'd1' appears twice (first at "),
+    "no id": (docs(1) + ['{"contents": "x"}'], "c.jsonl:2:", "no docid field"),
+    "a json array": ([json.dumps([{"id": "a", "contents": "x"}])], "c.jsonl:1:", "one JSON array"),
+    "empty": ([""], "c.jsonl:", "no documents"),
+    "every text empty": (['{"id": "a", "contents": " "}', '{"id": "b", "text": ""}'], "c.jsonl:", "every document"),
+    "a mark inside a line": ([docs(2)[0] + BOM + docs(2)[1]], "c.jsonl:1:", "U+FEFF"),
+}
+
+
+@pytest.mark.parametrize("name", INDEX_CASES)
+def test_a_bad_corpus_line_stops_the_index_before_java(name, tmp_path, capsys):
+    lines, *expect = INDEX_CASES[name]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, err = index_cli(capsys, tmp_path / "c.jsonl", "--index", tmp_path / "idx")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert all(part in err for part in expect), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]  # no index, staging or lock left
+
+
+def test_a_duplicate_docid_across_corpus_files_names_both(tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text("\n".join(docs(3)) + "\n")
+    (tmp_path / "corpus" / "b.jsonl.gz").write_bytes(gzip.compress(("\n".join(docs(4)[2:]) + "\n").encode()))
+    code, err = index_cli(capsys, tmp_path / "corpus", "--index", tmp_path / "idx")
+    assert code == 1 and "b.jsonl.gz:1: docid 'd2' appears twice (first at " in err and "a.jsonl:3)" in err, err
+
+
+@pytest.mark.parametrize("layout", ["corpus inside", "foreign folder", "a file"])
+def test_overwrite_never_replaces_what_this_command_did_not_build(layout, tmp_path, capsys):
+    target = tmp_path / "dir"
+    corpus = tmp_path / "c.jsonl"
+    if layout == "a file":
+        target.write_text("keep me\n")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me\n")
+        (target / ".headrank-index").write_text("{}\n") if layout == "corpus inside" else None
+        corpus = target / "c.jsonl" if layout == "corpus inside" else corpus
+    corpus.write_text("\n".join(docs(3)) + "\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, err = index_cli(capsys, corpus, "--index", target, "--overwrite")
+    assert code == 1 and err.count("\n") == 1, err
+    assert {"corpus inside": "never replaces an input", "foreign folder": "not built by this command"}.get(
+        layout, "is not a folder"
+    ) in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_build_into_a_locked_index_fails_at_once(tmp_path, capsys):
+    from headrank_ir.pipeline.index import _IndexLock
+
+    (tmp_path / "c.jsonl").write_text("\n".join(docs(3)) + "\n")
+    with _IndexLock(tmp_path / "idx"):
+        code, err = index_cli(capsys, tmp_path / "c.jsonl", "--index", tmp_path / "idx")
+        assert code == 1 and "is being built by another process" in err and "choose another --index" in err, err
+    assert not (tmp_path / "idx").exists() and not (tmp_path / ".idx.lock").exists()
+
+
+def test_an_index_is_marked_counted_and_overwritten_only_as_its_own(tmp_path, capsys, caplog):
+    """One real build (Java): a BEIR corpus, its title kept as --corpus keeps it; then --overwrite
+    replaces the marked index; the lock and staging folders are gone."""
+    from headrank_ir.pipeline.index import MARKER, export_corpus
+
+    corpus = tmp_path / "c.jsonl"
+    beir = [json.dumps({"_id": f"d{i}", "title": "Title", "text": f"body {i}"}) + "\n" for i in range(4)]
+    corpus.write_text("".join(beir) + '{"_id": "empty", "title": "", "text": " "}\n')
+    code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx")
+    assert code == 0, err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "1 document(s) with empty text are not indexed" in warned[0], warned
+    assert warned[0].endswith("c.jsonl:5")
+    assert json.loads((tmp_path / "idx" / MARKER).read_text())["documents"] == 4
+    code, err = index_cli(capsys, corpus, "--index", tmp_path / "idx", "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "idx"]
+    export_corpus(tmp_path / "idx", tmp_path / "back.jsonl")
+    from headrank_ir.pipeline.readers import read_corpus
+
+    expected = {f"d{i}": f"Title body {i}" for i in range(4)}
+    assert (
+        read_corpus(tmp_path / "back.jsonl") == expected == {k: v for k, v in read_corpus(corpus).items() if v.strip()}
+    )
+
+
+# -- model cache and folders: damaged files named at once, a damaged conversion rebuilt ------------
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_truncated_cached_conversion_is_converted_again(tmp_path, monkeypatch, tiny_model_dir):
+    """The cache is ours: a cut-short model.safetensors is rebuilt, not loaded into a traceback."""
+    from headrank_ir.engine import models
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    cached = copy_model(Path(tiny_model_dir), tmp_path / "smollm2-135m")
+    weights = cached / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    rebuilt = []
+    monkeypatch.setattr(models, "_gguf_file", lambda name: Path("x.gguf"))
+    monkeypatch.setattr(
+        models, "_convert_gguf", lambda gguf, target: rebuilt.append(target) or weights.write_bytes(whole)
+    )
+    assert models.resolve_model_folder("smollm2-135m") == str(cached) and rebuilt == [cached]
+    assert models.resolve_model_folder("smollm2-135m") == str(cached) and rebuilt == [cached]  # whole now: kept
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "empty", "garbage"])
+def test_damaged_weights_in_a_model_folder_are_one_line(cut, tmp_path, tiny_model_dir):
+    from headrank_ir.engine import models
+
+    folder = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes({"half": whole[:-100], "header": whole[:20], "empty": b"", "garbage": b"x" * 64}[cut])
+    with pytest.raises(ValueError, match=r"^model weights .*model\.safetensors are (truncated|not a readable)"):
+        models.resolve_model_folder(folder)
+    weights.write_bytes(whole)
+    assert models.resolve_model_folder(folder) == str(folder)  # neighbour: the whole file passes
+
+
+@pytest.mark.parametrize(
+    "keep, lacks",
+    [
+        (("config.json",), "lacks its weights (*.safetensors, *.bin) and its tokenizer"),
+        (("config.json", "model.safetensors"), "lacks its tokenizer (tokenizer.json"),
+        (("config.json", "tokenizer.json", "tokenizer_config.json"), "lacks its weights"),
+    ],
+)
+def test_a_model_folder_says_what_it_lacks(keep, lacks, tmp_path, tiny_model_dir):
+    from headrank_ir.engine import models
+
+    folder = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    for path in folder.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    with pytest.raises(ValueError, match=re.escape(lacks)):
+        models.load_model(folder)
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_cache_that_cannot_be_a_folder_is_one_line_at_once(where, tmp_path, monkeypatch):
+    from headrank_ir.engine import models
+
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "f" if where == "file" else tmp_path / "f" / "cache"))
+    monkeypatch.setattr(models, "_gguf_file", lambda name: pytest.fail("no conversion may start"))
+    with pytest.raises(ValueError, match=r"the model cache .* is a file; point \$HEADRANK_CACHE at a folder"):
+        models.resolve_model_folder("smollm2-135m")
+
+
+def test_a_read_only_cache_is_one_line_at_once(tmp_path, monkeypatch):
+    from headrank_ir.engine import models
+
+    (tmp_path / "ro").mkdir(mode=0o555)
+    access = os.access  # root may write anywhere: the read-only folder is the one os.access denies
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and Path(p) != tmp_path / "ro")
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "ro" / "cache"))
+    monkeypatch.setattr(models, "_gguf_file", lambda name: pytest.fail("no conversion may start"))
+    with pytest.raises(ValueError, match=r"cannot be written \(.*ro is read-only\); set \$HEADRANK_CACHE"):
+        models.resolve_model_folder("smollm2-135m")
+
+
+def test_an_empty_cache_variable_is_the_default(monkeypatch):
+    from headrank_ir.engine import models
+
+    monkeypatch.setenv(models.CACHE_ENV, "")
+    assert models.cache_dir() == Path.home() / ".cache" / "headrank_ir"
+    monkeypatch.setenv(models.CACHE_ENV, "~/x")
+    assert models.cache_dir() == Path.home() / "x"
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "empty"])
+def test_a_truncated_adapter_is_one_line(cut, tmp_path):
+    from headrank_ir.engine.adapter import load_adapter
+
+    path = save_adapter(
+        {"m.lora_A.weight": torch.ones(2, 8), "m.lora_B.weight": torch.zeros(8, 2)},
+        AdapterSpec(2, 4.0, (0,)),
+        tmp_path / "a.safetensors",
+    )
+    whole = path.read_bytes()
+    assert load_adapter(path)[1] == AdapterSpec(2, 4.0, (0,))  # neighbour: the whole file loads
+    path.write_bytes({"half": whole[:-16], "header": whole[:12], "empty": b""}[cut])
+    with pytest.raises(
+        ValueError, match=r"^adapter file .*a\.safetensors \(the profile names it\) is (truncated|not a)"
+    ):
+        load_adapter(path)
+
+
+def test_an_adapter_without_its_settings_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from headrank_ir.engine.adapter import FORMAT, load_adapter
+
+    save_file({"m.lora_A.weight": torch.ones(2, 8)}, str(tmp_path / "a.safetensors"), metadata={"format": FORMAT})
+    with pytest.raises(
+        ValueError, match=r"a\.safetensors has unusable LoRA settings in its metadata \(KeyError\('rank'\)\)"
+    ):
+        load_adapter(tmp_path / "a.safetensors")

@@ -159,11 +159,12 @@ def test_run_orders_by_score_then_rank_then_docid(tmp_path):
             "q Q0 a 1 1.0 x\nq Q0 b 2 1.0\n",
             "r.txt:2: expected 'qid Q0 docid rank score tag', got 5 fields",
         ),
-        (
-            "q Q0 a 1 one x\n",
-            "r.txt:1: rank '1' must be an integer and score 'one' a number",
-        ),
+        ("q Q0 a 1 one x\n", "r.txt:1: score 'one' is not a decimal number"),
         ("q Q0 a 1 nan x\n", "r.txt:1: score 'nan' is not finite"),
+        ("q Q0 a 1 1e999 x\n", "r.txt:1: score '1e999' is not finite"),
+        ("q Q0 a 1 15_7806 x\n", "r.txt:1: score '15_7806' is not a decimal number"),
+        ("q Q0 a one 1 x\n", "r.txt:1: rank 'one' must be an integer"),
+        ("q Q0 a 2.0 1 x\n", "r.txt:1: rank '2.0' must be an integer"),
         (
             "q Q0 a 1 2 x\nq Q0 a 2 1 x\n",
             "r.txt:2: docid 'a' appears twice for query 'q' (first on line 1)",
@@ -386,3 +387,157 @@ def test_an_empty_passage_of_the_run_is_an_error_before_any_query(small):
         requests_from_run(topics, run, corpus, hits=10)
     # An empty passage the run does not rank is no reason to stop.
     assert [r.query.qid for r in requests_from_run(topics, run, corpus, hits=10, max_queries=1)] == ["1"]
+
+
+# -- one reader for every file (issue 26) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, first, second, read",
+    [
+        ("q.txt", "1 0 a 1\n", "2 0 b 2\n", read_qrels_file),
+        ("t.tsv", "1\tone\n", "2\ttwo\n", lambda p: read_topics(str(p)).queries),
+        (
+            "t.jsonl",
+            '{"qid": "1", "query": "one"}\n',
+            '{"qid": "2", "query": "two"}\n',
+            lambda p: read_topics(str(p)).queries,
+        ),
+        (
+            "r.txt",
+            "1 Q0 a 1 2.5 x\n",
+            "1 Q0 b 2 2.0 x\n",
+            lambda p: {q: [(h.docid, h.score) for h in hs] for q, hs in read_trec_run(p).hits.items()},
+        ),
+        ("c.jsonl", '{"id": "a", "contents": "A"}\n', '{"id": "b", "contents": "B"}\n', read_corpus),
+    ],
+)
+def test_two_marked_files_joined_read_as_both(tmp_path, name, first, second, read):
+    """What ``cat a b`` makes of two files that start with a byte-order mark, plain and gzipped."""
+    expected = read(write(tmp_path / name, first + second))
+    joined = write(tmp_path / ("joined-" + name), BOM + first + BOM + second)
+    assert read(joined) == expected
+    gzipped = tmp_path / ("joined-" + name + ".gz")
+    gzipped.write_bytes(gzip.compress(joined.read_bytes()))
+    assert read(gzipped) == expected
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1 Q0 a 1 2.5 x" + BOM + "1 Q0 b 2 2.0 x\n", r"r\.txt:1: a byte-order mark \(U\+FEFF\) at column 15"),
+        ("1 Q0 a\ufeff 1 2.5 x\n", r"r\.txt:1: .* at column 7"),
+    ],
+)
+def test_a_mark_inside_a_line_is_refused_with_its_column(tmp_path, content, message):
+    with pytest.raises(InputError, match=message):
+        read_trec_run(write(tmp_path / "r.txt", content))
+
+
+@pytest.mark.parametrize("score, value", [("12", 12.0), ("-3.5", -3.5), ("1e-3", 1e-3), ("+.5", 0.5), ("3.", 3.0)])
+def test_scores_trec_eval_reads_are_read_alike(tmp_path, score, value):
+    assert read_trec_run(write(tmp_path / "r.txt", f"1 Q0 a 1 {score} x\n")).hits["1"][0].score == value
+
+
+@pytest.mark.parametrize("grade, value", [("0", 0), ("3", 3), ("-1", -1), ("+2", 2), ("1.0", 1), ("2.00", 2)])
+def test_grades_read_as_trec_eval_reads_them(tmp_path, grade, value):
+    """``1.0`` is read as 1: trec_eval's atol reads it so and no value is lost (``1.5`` is refused)."""
+    assert read_qrels_file(write(tmp_path / "q.txt", f"1 0 a {grade}\n")) == {"1": {"a": value}}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1 0 a 3\n1 0 a 0\n", r"q\.txt:2: query '1' judges docid 'a' 0, but 3 on line 1"),
+        ("1 0 a 1.5\n", r"q\.txt:1: relevance grade '1.5' is not an integer"),
+        ("1 0 a 99999999999\n", r"q\.txt:1: relevance grade '99999999999' is out of range"),
+        ("1 0 a 1001\n", r"out of range \(-1000 to 1000\)"),
+        ("1 0 a .5\n", r"'\.5' is not an integer"),
+    ],
+)
+def test_bad_grades_and_conflicts(tmp_path, content, message):
+    with pytest.raises(InputError, match=message):
+        read_qrels_file(write(tmp_path / "q.txt", content))
+
+
+def test_a_judgement_repeated_with_its_grade_is_kept_once(tmp_path):
+    assert read_qrels_file(write(tmp_path / "q.txt", "1 0 a 2\n1 0 b 0\n1 0 a 2\n")) == {"1": {"a": 2, "b": 0}}
+    assert read_qrels_file(write(tmp_path / "q2.txt", "1 0 a 1000\n2 0 a -1000\n")) == {
+        "1": {"a": 1000},
+        "2": {"a": -1000},
+    }
+
+
+@pytest.mark.parametrize(
+    "record, text",
+    [
+        ({"_id": "a", "title": "Lobster", "text": "A sandwich."}, "Lobster A sandwich."),
+        ({"_id": "a", "title": "", "text": "A sandwich."}, "A sandwich."),
+        ({"_id": "a", "text": "A sandwich."}, "A sandwich."),
+        ({"id": "a", "title": "Lobster", "contents": "Lobster roll."}, "Lobster roll."),
+    ],
+)
+def test_a_beir_title_is_joined_as_pyserini_joins_it(tmp_path, record, text):
+    """``--corpus`` and ``--index`` read one document alike (``firststage.passage_text`` reads
+    the raw document an index stores)."""
+    from headrank_ir.pipeline.firststage import passage_text
+
+    assert read_corpus(write(tmp_path / "c.jsonl", json.dumps(record) + "\n")) == {"a": text}
+    assert passage_text(json.dumps(record), "a") == text
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("c.jsonl.gz", b'{"id": "a", "contents": "A"}\n', r"c\.jsonl\.gz: is named \.gz but is not gzip"),
+        (
+            "c.jsonl.gz",
+            gzip.compress(b'{"id": "a", "contents": "A"}\n' * 200)[:-30],
+            r"c\.jsonl\.gz: the gzip data is truncated",
+        ),
+        (
+            "c.jsonl.gz",
+            gzip.compress(b'{"id": "a", "contents": "A"}\n')[:10],
+            r"c\.jsonl\.gz: the gzip data is truncated",
+        ),
+        (
+            "c.jsonl",
+            gzip.compress(b'{"id": "a", "contents": "A"}\n'),
+            r"c\.jsonl: is gzip-compressed but not named \.gz",
+        ),
+        ("c.jsonl", b'[{"id": "a", "contents": "A"}]\n', r"c\.jsonl:1: the file is one JSON array"),
+        ("c.jsonl", b'[\n {"id": "a", "contents": "A"}\n]\n', r"c\.jsonl:1: the file is one JSON array"),
+        ("c.jsonl", b'{\n "id": "a"\n}\n', r"c\.jsonl:1: the file is one JSON object over many lines"),
+        ("c.jsonl", b'{"id": "a", "contents": "A"}\n[1]\n', r"c\.jsonl:2: expected a JSON object, got list"),
+    ],
+)
+def test_the_file_as_a_whole_is_named_for_what_it_is(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        read_corpus(path)
+
+
+def test_a_jsonl_run_given_as_trec_says_so(tmp_path):
+    line = json.dumps({"query": {"text": "a", "qid": "1"}, "candidates": [{"docid": "d", "score": 1.0}] * 40})
+    with pytest.raises(
+        InputError, match=r"r\.txt:1: expected 'qid Q0 docid rank score tag', got \d+ fields; the line is JSON"
+    ):
+        read_trec_run(write(tmp_path / "r.txt", line + "\n"))
+    with pytest.raises(InputError, match=r"got 3 fields$"):
+        read_trec_run(write(tmp_path / "r2.txt", "1 Q0 a\n"))
+
+
+def test_a_mark_inside_a_json_string_is_text(tmp_path):
+    """Neighbour of the refused mark: U+FEFF inside a passage (escaped or raw) is kept as text."""
+    path = write(tmp_path / "c.jsonl", '{"id": "a", "contents": "x\\ufeffy"}\n{"id": "b", "contents": "p\ufeffq"}\n')
+    assert read_corpus(path) == {"a": "x\ufeffy", "b": "p\ufeffq"}
+    with pytest.raises(InputError, match=r"c2\.jsonl:1: a byte-order mark \(U\+FEFF\) at column 29"):
+        read_corpus(write(tmp_path / "c2.jsonl", '{"id": "a", "contents": "A"}\ufeff{"id": "b", "contents": "B"}\n'))
+
+
+def test_fields_split_where_trec_eval_splits(tmp_path):
+    """A no-break space is part of a docid (trec_eval splits at ASCII whitespace), tabs split."""
+    run = read_trec_run(write(tmp_path / "r.txt", "1\tQ0  d\u00a01 1\t2.5 x\r\n1 Q0 d2 2 1 x\n"))
+    assert [h.docid for h in run.hits["1"]] == ["d\u00a01", "d2"]
+    assert read_qrels_file(write(tmp_path / "q.txt", "1 0 d\u20031 1\n")) == {"1": {"d\u20031": 1}}

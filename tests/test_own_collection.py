@@ -152,8 +152,8 @@ def test_the_index_command_takes_a_folder_and_refuses_to_overwrite(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"docid": "a", "text": "x"}\n', 'Pyserini indexes {"id": …, "contents": …} per line'),
-        ("not json\n", "not JSONL"),
+        ('{"id": "a"}\n', "corpus.jsonl:1: no text field (looked for contents, text)"),
+        ("not json\n", "corpus.jsonl:1: not valid JSON"),
         ("\n", "no documents in this corpus file"),
     ],
 )

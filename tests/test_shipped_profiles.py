@@ -73,3 +73,26 @@ def test_bench_method_skips_a_model_without_a_shipped_profile(tmp_path):
     ctx = Context("no-such-model", "dl19", 20, None, tmp_path, tmp_path)
     with pytest.raises(Skip, match="no profile is shipped for no-such-model"):
         get_method("headrank-default").build(ctx)
+
+
+@pytest.mark.parametrize("path", shipped_files(), ids=lambda p: p.stem)
+def test_install_sh_installs_the_weights_of_every_shipped_profile(path):
+    """A fresh machine runs tools/install.sh and then this suite: a shipped profile whose offline
+    model install.sh does not install would fail there (and pass only where a cache hides it)."""
+    import re
+    from pathlib import Path
+
+    from headrank_ir.engine.models import OFFLINE_MODELS
+
+    script = (Path(__file__).resolve().parents[1] / "tools" / "install.sh").read_text()
+    installed = set()
+    for line in script.splitlines():
+        if "--no-deps" in line and not line.lstrip().startswith("#"):
+            for word in line.split():
+                match = re.fullmatch(r"([\w.-]+?)(?:\{([\d,]+)\})?([\w.-]*)==[\w.]+", word)
+                if match:
+                    head, parts, tail = match.groups()
+                    installed |= {f"{head}{p}{tail}" for p in (parts or "").split(",")}
+    spec = OFFLINE_MODELS[path.stem]
+    wanted = {word.partition("==")[0] for word in spec.pip.split() if "==" in word}
+    assert wanted and wanted <= installed, f"tools/install.sh lacks {sorted(wanted - installed)}"

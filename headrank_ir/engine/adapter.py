@@ -96,6 +96,11 @@ def load_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSpec
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"adapter file {path} does not exist (the profile names it)")
+    from headrank_ir.engine.models import safetensors_problem
+
+    problem = safetensors_problem(path)  # safetensors' own errors name neither the file nor the fix
+    if problem:
+        raise ValueError(f"adapter file {path} (the profile names it) is {problem}; train it again or restore it")
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
         if metadata.get("format") != FORMAT:
@@ -103,11 +108,10 @@ def load_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterSpec
                 f"{path} is not a HeadRank LoRA adapter (format {metadata.get('format')!r}, expected {FORMAT!r})"
             )
         state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
-    spec = AdapterSpec(
-        int(metadata["rank"]),
-        float(metadata["alpha"]),
-        tuple(json.loads(metadata["layers"])),
-    )
+    try:
+        spec = AdapterSpec(int(metadata["rank"]), float(metadata["alpha"]), tuple(json.loads(metadata["layers"])))
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"adapter file {path} has unusable LoRA settings in its metadata ({error!r})") from None
     return state, spec
 
 

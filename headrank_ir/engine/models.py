@@ -56,7 +56,21 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "headrank_ir"))
+    """``$HEADRANK_CACHE`` (``~`` expanded; unset or empty: ``~/.cache/headrank_ir``)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "headrank_ir").expanduser()
+
+
+def _usable_cache_dir() -> Path:
+    """The cache folder, or one line at once when it cannot be one (before any slow conversion)."""
+    folder = cache_dir()
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(
+                f"the model cache {folder} cannot be a folder: {parent} is a file; point ${CACHE_ENV} at a folder"
+            )
+        if parent.exists():
+            break
+    return folder
 
 
 def load_model(name: str | os.PathLike, dtype=None, device=None, depth: int | None = None):
@@ -166,6 +180,7 @@ def resolve_model_folder(name: str | os.PathLike) -> str:
     if Path(name).exists():
         if not (Path(name) / "config.json").exists():
             raise ValueError(f"model folder {name!r} has no config.json")
+        _check_model_folder(Path(name))
         return name
     _check_hub_id(name)
     return name
@@ -202,14 +217,71 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+_WEIGHTS = ("*.safetensors", "*.bin")
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "*.model", "*.tiktoken")
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A local folder with a config.json must also hold weights and a tokenizer, whole (else
+    transformers' error blames something else, e.g. a missing sentencepiece)."""
+    lacks = [
+        f"its {what} ({', '.join(patterns)})"
+        for what, patterns in (("weights", _WEIGHTS), ("tokenizer", _TOKENIZER))
+        if not any(any(folder.glob(pattern)) for pattern in patterns)
+    ]
+    if lacks:
+        raise ValueError(f"model folder {str(folder)!r} has a config.json but lacks {' and '.join(lacks)}")
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise ValueError(f"model weights {weights} are {problem}; copy or download them again")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole safetensors file (``None`` when it is): its header read and its
+    length checked against the tensors' extent, without reading the tensors."""
+    import json
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8)) if size >= 8 else (size,)
+            if size < 8 or 8 + length > size:
+                return f"truncated ({size} bytes)"
+            header = json.loads(handle.read(length))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        return f"not a readable safetensors file ({type(error).__name__}: {error})"
+    if 8 + length + end != size:
+        return f"truncated ({size} bytes, {8 + length + end} expected)"
+    return None
+
+
 def converted_folder(name: str) -> Path:
-    target = cache_dir() / name
+    target = _usable_cache_dir() / name
     if (target / "config.json").exists():
-        return target
+        problem = _conversion_problem(target)
+        if problem is None:
+            return target
+        logger.warning("the cached conversion %s is %s; converting it again", target, problem)
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not os.access(existing, os.W_OK):  # say so now, not after the 20 s of loading the GGUF
+        raise ValueError(
+            f"the model cache {target.parent} cannot be written ({existing} is read-only); set ${CACHE_ENV}"
+        )
     gguf = _gguf_file(name)
     logger.info("converting %s once to safetensors in %s (about 20 s)", gguf, target)
     _convert_gguf(gguf, target)
     return target
+
+
+def _conversion_problem(target: Path) -> str | None:
+    """Why a cached conversion cannot be loaded (``None`` when it can)."""
+    weights = sorted(target.glob("*.safetensors"))
+    if not weights:
+        return "missing its model.safetensors"
+    return next((f"damaged: {w.name} {p}" for w in weights if (p := safetensors_problem(w))), None)
 
 
 def _gguf_file(name: str) -> Path:
@@ -226,8 +298,8 @@ def _gguf_file(name: str) -> Path:
     if len(parts) == 1:
         return parts[0]
     joined = cache_dir() / f"{name}.gguf"
-    if not joined.exists():
-        _atomic_concat(parts, joined)
+    if not joined.exists() or joined.stat().st_size != sum(part.stat().st_size for part in parts):
+        _atomic_concat(parts, joined)  # again when a joined file was cut short
     return joined
 
 

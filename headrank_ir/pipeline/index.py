@@ -1,8 +1,10 @@
 """Build a Lucene index from a JSONL corpus, with the settings reranking needs.
 
 Pyserini's ``JsonCollection`` reads a *folder* of JSONL files (``{"id": …, "contents": …}`` per
-line); a single corpus file is handed to it through a private folder holding only a link to
-it. ``--storeRaw`` keeps each document as given, which is where the first stage reads the
+line). The corpus (a file or a folder of them) is read with the reader ``--corpus`` uses and
+handed to it as one such file in a private folder, so that every document is checked first and
+indexed as ``--corpus`` reads it; the index is then counted against the corpus.
+``--storeRaw`` keeps each document as written there, which is where the first stage reads the
 passage texts back from (``firststage.passage_text``); positions and document vectors are
 stored as ``pyserini.index.lucene``'s documented BM25 recipe does. The index is built into a
 temporary folder beside the target and renamed into place only when complete, so an
@@ -11,6 +13,7 @@ interrupted build never leaves a half index where a searcher would open it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -23,6 +26,7 @@ from headrank_ir.atomic import write_atomic_with
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
+from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text, first_key, iter_lines, json_line
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +39,11 @@ class IndexSummary:
     documents: int
 
 
+MARKER = ".headrank-index"  # written into every index this package builds; --overwrite needs it
+
+
 def corpus_files(corpus: Path) -> list[Path]:
-    """The JSONL files of ``corpus`` (a file, or a folder of them), checked as far as indexing
-    needs: they exist, and the first document of each has the ``id`` and ``contents`` that
-    Pyserini's ``JsonCollection`` indexes."""
+    """The JSONL files of ``corpus`` (a file, or a folder of them)."""
     if corpus.is_dir():
         files = sorted(p for p in corpus.iterdir() if p.is_file() and p.name.endswith(CORPUS_SUFFIXES))
         if not files:
@@ -47,27 +52,45 @@ def corpus_files(corpus: Path) -> list[Path]:
         files = [corpus]
     else:
         raise InputError(f"corpus {corpus} does not exist (give a JSONL file or a folder of them)")
-    for path in files:
-        _check_first_document(path)
     return files
 
 
-def _check_first_document(path: Path) -> None:
-    if path.name.endswith(".gz"):
-        return  # JsonCollection reads gzip itself; peeking would mean decompressing here too
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        line = next((line for line in handle if line.strip()), None)
-    if line is None:
-        raise InputError("no documents in this corpus file", path)
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise InputError(f"not JSONL: {error.msg}", path, 1) from None
-    if not isinstance(record, dict) or "id" not in record or "contents" not in record:
-        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise InputError(
-            f'Pyserini indexes {{"id": …, "contents": …}} per line; the first document has {keys}', path, 1
+def write_documents(files: list[Path], out: IO[bytes]) -> int:
+    """Read every line of ``files`` with the reader ``--corpus`` uses and write it as Pyserini's
+    ``{"id", "contents"}`` JSONL to ``out``; returns the count written (a document with empty
+    text is left out with a warning naming its line, as Anserini would skip it).
+
+    So the index holds exactly what ``--corpus`` would read (BEIR's ``title`` + ``text`` joined
+    by the same rule), and a broken line, a document without text or a docid given twice is an
+    error naming its file and line before Java starts, never a document silently skipped.
+    """
+    first: dict[str, str] = {}
+    empty: list[str] = []
+    for path in files:
+        for number, line in iter_lines(path):
+            if not line.strip():
+                continue
+            record = json_line(path, number, line)
+            docid = first_key(record, DOC_ID_KEYS, "docid", path, number)
+            if docid in first:
+                raise InputError(f"docid {docid!r} appears twice (first at {first[docid]})", path, number)
+            first[docid] = f"{path}:{number}"
+            contents = document_text(record, path, number)
+            if not contents.strip():
+                empty.append(first[docid])  # Anserini skips these ("empty"); said here, by line
+                continue
+            out.write((json.dumps({"id": docid, "contents": contents}, ensure_ascii=False) + "\n").encode("utf-8"))
+    if not first:
+        raise InputError(f"no documents in this corpus {'folder' if len(files) > 1 else 'file'}", files[0])
+    if empty:
+        logger.warning(
+            "%d document(s) with empty text are not indexed, as Pyserini skips them: %s",
+            len(empty),
+            ", ".join(empty[:3]) + (" …" if len(empty) > 3 else ""),
         )
+    if len(empty) == len(first):
+        raise InputError(f"every document of this corpus has empty text ({len(first)})", files[0])
+    return len(first) - len(empty)
 
 
 def build_index(
@@ -75,38 +98,87 @@ def build_index(
 ) -> IndexSummary:
     """Index ``corpus`` (a JSONL file or a folder of JSONL files) into the folder ``index``.
 
-    Raises :class:`InputError` when the corpus is unusable, when ``index`` exists and
-    ``overwrite`` is false, or when Anserini fails or indexes no document.
+    Raises :class:`InputError` when the corpus is unusable (any line, see
+    :func:`write_documents`), when ``index`` exists and ``overwrite`` is false or it is not an
+    index this package built, when another build into ``index`` is running, or when Anserini
+    indexes another number of documents than the corpus holds.
     """
     corpus, index = Path(corpus), Path(index)
     files = corpus_files(corpus)
-    if index.exists() and not overwrite:
-        raise InputError(f"--index {index} already exists; pass --overwrite to rebuild it")
+    _check_target(index, files, overwrite)
     index.parent.mkdir(parents=True, exist_ok=True)
-    staging = index.with_name(f".{index.name}.building-{os.getpid()}")
-    source = index.with_name(f".{index.name}.input-{os.getpid()}")
-    try:
-        _run_indexer(_input_folder(corpus, files, source), staging, threads)
-        documents = count_documents(staging)
-        if documents == 0:
-            raise InputError(
-                f"Anserini indexed no document of {corpus}: are its lines JSON objects with id and contents?"
+    with _IndexLock(index):
+        _check_target(index, files, overwrite)  # again, now that no other build can change it
+        staging = index.with_name(f".{index.name}.building-{os.getpid()}")
+        source = index.with_name(f".{index.name}.input-{os.getpid()}")
+        try:
+            source.mkdir()
+            with open(source / "corpus.jsonl", "wb") as out:
+                expected = write_documents(files, out)
+            _run_indexer(source, staging, threads)
+            documents = count_documents(staging)
+            if documents != expected:
+                raise InputError(
+                    f"Anserini indexed {documents} of the {expected} documents of {corpus}; the index is not kept"
+                )
+            (staging / MARKER).write_text(
+                json.dumps({"made_by": "headrank_ir.index", "corpus": str(corpus), "documents": documents}) + "\n"
             )
-        _move_into_place(staging, index)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(source, ignore_errors=True)
+            _move_into_place(staging, index)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(source, ignore_errors=True)
     logger.info("indexed %d documents of %s into %s", documents, corpus, index)
     return IndexSummary(index, documents)
 
 
-def _input_folder(corpus: Path, files: list[Path], source: Path) -> Path:
-    """The folder to hand ``JsonCollection``: the corpus folder itself, or one linking to the file."""
-    if corpus.is_dir():
-        return corpus
-    source.mkdir()
-    (source / files[0].name).symlink_to(files[0].resolve())
-    return source
+def _check_target(index: Path, files: list[Path], overwrite: bool) -> None:
+    """``index`` may be replaced only when it is an index this package built and holds no input."""
+    if not index.exists() and not index.is_symlink():
+        return
+    if not overwrite:
+        raise InputError(f"--index {index} already exists; pass --overwrite to rebuild it")
+    if index.is_symlink() or not index.is_dir():
+        raise InputError(f"--index {index} is not a folder; --overwrite replaces only an index this command built")
+    inside = [f for f in files if f.resolve().is_relative_to(index.resolve())]
+    if inside:
+        raise InputError(f"--index {index} holds the corpus {inside[0]}; --overwrite never replaces an input")
+    if not (index / MARKER).is_file():
+        raise InputError(
+            f"--index {index} was not built by this command (no {MARKER} in it); --overwrite replaces only "
+            "such an index: remove the folder yourself or choose another --index"
+        )
+
+
+class _IndexLock:
+    """An exclusive ``flock`` on ``.INDEX.lock`` beside the index, for the whole build: a second
+    build into the same folder fails at once instead of both 'succeeding'."""
+
+    def __init__(self, index: Path):
+        self.index, self.path = index, index.with_name(f".{index.name}.lock")
+        self.descriptor: int | None = None
+
+    def __enter__(self) -> _IndexLock:
+        while self.descriptor is None:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                raise InputError(
+                    f"--index {self.index} is being built by another process (lock {self.path}); wait for it "
+                    "or choose another --index"
+                ) from None
+            # The holder before us may have removed the file after we opened it: lock the live one.
+            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(descriptor).st_ino:
+                self.descriptor = descriptor
+            else:
+                os.close(descriptor)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.descriptor)
 
 
 def _run_indexer(source: Path, staging: Path, threads: int) -> None:
