@@ -1,0 +1,72 @@
+"""Durable at batch granularity: ``RunWriter.sync`` fsyncs the data, then the journal lines that
+record it — once per batch, not per query — and an interrupted run resumes byte-identical."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from test_runfile import HEADER, RESULTS, write_all
+
+from headrank_ir.pipeline import runfile
+from headrank_ir.pipeline.runfile import RunWriter
+
+
+def fsynced_files(monkeypatch) -> list[str]:
+    """The names of the files ``os.fsync`` is called on, in order."""
+    names: list[str] = []
+    real = os.fsync
+
+    def recording(fd):
+        names.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    monkeypatch.setattr(runfile.os, "fsync", recording)
+    monkeypatch.setattr("headrank_ir.pipeline.journal.os.fsync", recording)
+    return names
+
+
+def journal_qids(writer: RunWriter) -> list[str]:
+    lines = [json.loads(line) for line in writer.journal_path.read_text().splitlines()[1:]]
+    return [entry["qid"] for entry in lines if "qid" in entry]
+
+
+def test_a_sync_makes_the_data_durable_before_the_journal_records_it(tmp_path, monkeypatch):
+    writer = RunWriter(tmp_path / "run.txt", HEADER)
+    synced = fsynced_files(monkeypatch)
+    for result in RESULTS:
+        writer.write(result)
+    assert synced == [] and journal_qids(writer) == []  # written, not yet recorded
+    writer.sync()
+    assert synced == ["run.txt.partial", "run.txt.journal"]  # one pair for the whole batch, data first
+    assert journal_qids(writer) == ["1", "2", "3"]
+    writer.sync()  # nothing new: no fsync
+    assert len(synced) == 2
+    writer.close()
+
+
+def test_queries_written_after_the_last_sync_are_redone_on_resume(tmp_path):
+    uninterrupted = write_all(tmp_path / "a" / "run.txt", RESULTS).path.read_bytes()
+    path = tmp_path / "b" / "run.txt"
+    writer = RunWriter(path, HEADER)
+    writer.write(RESULTS[0])
+    writer.sync()
+    writer.write(RESULTS[1])  # the process dies here: data in the file, no journal line for it
+    writer._unsynced.clear()  # what a killed process loses
+    writer._close_files()
+    writer._lock.release()
+    assert journal_qids(writer) == ["1"]
+    resumed = RunWriter(path, HEADER)
+    assert resumed.done == {"1"}
+    for result in RESULTS[1:]:
+        resumed.write(result)
+    assert resumed.finish().read_bytes() == uninterrupted
+
+
+def test_close_keeps_what_was_written(tmp_path):
+    """Ctrl-C between batches closes the writer: the queries written so far are synced, not lost."""
+    writer = RunWriter(tmp_path / "run.txt", HEADER)
+    writer.write(RESULTS[0])
+    writer.close()
+    assert journal_qids(writer) == ["1"]
+    assert RunWriter(tmp_path / "run.txt", HEADER).done == {"1"}
