@@ -26,7 +26,8 @@ from headrank_ir.atomic import write_atomic_with
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
-from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text, first_key, iter_lines, json_line
+from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text
+from headrank_ir.pipeline.textfiles import first_key, iter_lines, json_line
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from headrank_ir.pipeline.journal import (
     json_line,
     read_journal,
 )
-from headrank_ir.pipeline.readers import iter_lines
+from headrank_ir.pipeline.textfiles import iter_lines
 from headrank_ir.records import Candidate, Query, Request, Result, best_first
 
 if TYPE_CHECKING:
