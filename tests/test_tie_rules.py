@@ -8,7 +8,6 @@ Expected orders and scores are worked out by hand from the documented rules: tie
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import tiny_model
 
 # Names other engineers may move (engine facade/reader split): imported here only.
