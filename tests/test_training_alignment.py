@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -52,6 +55,16 @@ def test_pair_loss_prefers_the_right_order_and_regulariser_is_zero_at_the_refere
     reg = Regularizer(reference_weight=1.0, middle_weight=0.0)
     with_reg, parts = objective(scores, [Pair(0, 1, True, 0)], 0.5, reference=scores * 3 + 1, regularizer=reg)
     assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and with_reg == pytest.approx(float(right))
+    # a reference that ranks otherwise: the loss grows by exactly beta × KL(p_ref || p), by hand
+    other = [0.0, 0.3, 0.1, 0.2]
+    z, z_ref = [[(v - sum(x) / 4) / (statistics.pstdev(x) + 1e-6) for v in x] for x in (scores.tolist(), other)]
+    p, p_ref = [[math.exp(v) / sum(math.exp(u) for u in x) for v in x] for x in (z, z_ref)]
+    kl = sum(r * (math.log(r) - math.log(q)) for r, q in zip(p_ref, p))
+    assert kl > 0.5
+    half = Regularizer(reference_weight=0.5, middle_weight=0.0)
+    loss, parts = objective(scores, [Pair(0, 1, True, 0)], 0.5, reference=torch.tensor(other), regularizer=half)
+    assert parts["kl"] == pytest.approx(kl, rel=1e-4)
+    assert float(loss) == pytest.approx(float(right) + 0.5 * kl, rel=1e-4)
     # a middle zone scored flat is penalised; one spread as widely as the list is not
     _, flat = objective(
         scores,
