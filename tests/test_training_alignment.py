@@ -179,3 +179,22 @@ def test_weights_from_cached_features_equal_alignment_with_the_model_frozen(toke
     assert [h[:2] for h in cached] == [h[:2] for h in frozen.heads]
     assert [w for *_, w in cached] == pytest.approx([w for *_, w in frozen.heads], abs=1e-5)
     assert any(abs(w - 0.5) > 1e-3 for *_, w in cached)  # the weights did move
+
+
+def test_gradient_clipping_bounds_every_step(tokenizer):
+    """Adam's step is lr × m̂ / (√v̂ + 1e-8); with every gradient clipped to norm 1e-12 it is at
+    most lr × 1e-4, so 4 steps at lr 1e-2 move a weight by at most 4e-6: the weights stay 0.5
+    and the LoRA's B factors (zero at start) stay near 0. Unclipped, the same steps move them."""
+    query = misordered_query(initial_scores(tokenizer))
+
+    def trained(max_grad_norm: float):
+        config = AlignConfig(
+            epochs=4, lr=1e-2, head_lr=1e-2, regularizer=None, lora_rank=4, max_grad_norm=max_grad_norm
+        )
+        return align(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE, [query], {}, config, progress=False)
+
+    clipped, free = trained(1e-12), trained(1e9)
+    assert [w for *_, w in clipped.heads] == pytest.approx([0.5, 0.5], abs=1e-5)
+    assert max(v.abs().max().item() for k, v in clipped.adapter.items() if "lora_B" in k) <= 4e-6 * 1.01
+    assert max(abs(w - 0.5) for *_, w in free.heads) > 1e-3
+    assert max(v.abs().max().item() for k, v in free.adapter.items() if "lora_B" in k) > 1e-3
