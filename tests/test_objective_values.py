@@ -80,3 +80,33 @@ def test_without_regulariser_the_loss_is_the_pair_loss_alone():
     loss, parts = objective(torch.tensor(SCORES, dtype=torch.float64), [Pair(3, 5, True, 0)], 2.0)
     assert float(loss) == pytest.approx(np.log1p(np.exp(-(z[3] - z[5]) / 2.0)), rel=1e-6)
     assert set(parts) == {"pairs"}
+
+
+def test_middle_spread_of_two_and_of_one_middle_candidate():
+    z = z_of(SCORES)
+    two = (1.0 - abs(z[0] - z[3]) / 2) ** 2  # the population std of two values is half their distance
+    assert two > 0.05
+    _, parts = objective(
+        torch.tensor(SCORES, dtype=torch.float64),
+        [],
+        1.0,
+        reference=torch.tensor(SCORES, dtype=torch.float64),
+        middle=[0, 3],
+        regularizer=Regularizer(0.0, 1.0),
+    )
+    assert parts["spread"] == pytest.approx(two, rel=1e-6)
+    _, one = objective(
+        torch.tensor(SCORES), [], 1.0, reference=torch.tensor(SCORES), middle=[2], regularizer=Regularizer()
+    )
+    assert one["spread"] == 0.0  # no spread to measure in one candidate
+
+
+@pytest.mark.parametrize("weights", [(0.0, 0.0, 1e-3), (1.0, 1.0, 1.0)])
+def test_regulariser_takes_zero_weights_and_any_positive_temperature(weights):
+    assert Regularizer(*weights).temperature == weights[2]
+
+
+@pytest.mark.parametrize("weights", [(-1e-9, 0.0, 1.0), (0.0, -1e-9, 1.0), (0.0, 0.0, 0.0), (1.0, 1.0, -1.0)])
+def test_regulariser_refuses_negative_weights_and_a_temperature_not_above_zero(weights):
+    with pytest.raises(ValueError, match="regulariser weights must be >= 0 and its temperature > 0"):
+        Regularizer(*weights)
