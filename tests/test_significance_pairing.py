@@ -5,13 +5,14 @@ with a constant baseline, a shuffled pairing went unnoticed)."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
 # Name other engineers may move (significance into an evaluation module): imported here only.
-from headrank_ir.bench.significance import compare
+from headrank_ir.bench.significance import Comparison, compare
 
 # per-query scores: b varies widely, a is b plus a small, nearly constant gain
 B = {"q1": 0.10, "q2": 0.90, "q3": 0.40, "q4": 0.70, "q5": 0.20}
@@ -53,3 +54,53 @@ def test_pairing_follows_query_ids_not_dict_order():
     assert compare(reordered, B).p_ttest == pytest.approx(compare(A, B).p_ttest, rel=1e-12)
     extra = {**B, "q9": 5.0}  # a query only one side holds is left out
     assert compare(A, extra).queries == 5 and compare(A, extra).p_ttest == pytest.approx(compare(A, B).p_ttest)
+
+
+def test_identical_systems_differ_nowhere():
+    scores = {"q1": 0.5, "q2": 0.75, "q3": 0.25}
+    assert compare(scores, dict(scores)) == Comparison(3, 0.0, 1.0, 1.0, wins=0, losses=0, ties=3)
+
+
+def test_one_shared_query_has_a_difference_but_no_test():
+    result = compare({"q1": 0.75, "q2": 0.5}, {"q1": 0.5, "q3": 0.0})
+    assert (result.queries, result.mean_difference, result.wins) == (1, 0.25, 1)
+    assert math.isnan(result.p_randomisation) and math.isnan(result.p_ttest)
+
+
+def test_every_difference_equal_gives_t_p_one_and_the_exact_sign_flip_p():
+    b = {"q1": 0.0, "q2": 0.5, "q3": 0.25}
+    result = compare({q: v + 0.25 for q, v in b.items()}, b)
+    # no spread in the differences: scipy's t is infinite and its p 0 (not nan, so the code's nan-to-1
+    # branch is not reached here); compare gives scipy's value
+    assert result.p_ttest == stats.ttest_rel([0.25, 0.75, 0.5], [0.0, 0.5, 0.25]).pvalue
+    assert result.p_randomisation == pytest.approx(2 / 8)  # only all-plus and all-minus reach 0.25
+
+
+def test_differences_within_tie_count_as_ties():
+    a = {"q1": 1e-9, "q2": -1e-9, "q3": 0.0, "q4": 1.0, "q5": 0.0}
+    b = {"q1": 0.0, "q2": 0.0, "q3": 0.0, "q4": 0.0, "q5": 1.0}
+    result = compare(a, b)
+    assert (result.wins, result.losses, result.ties) == (1, 1, 3)
+
+
+def test_no_shared_query_is_refused():
+    with pytest.raises(ValueError, match="the two sets of per-query scores share no query id"):
+        compare({"q1": 1.0}, {"q2": 1.0})
+
+
+def test_randomisation_defaults_are_10000_resamples_seed_0():
+    rng = np.random.default_rng(7)
+    b = {f"q{i}": float(v) for i, v in enumerate(rng.uniform(size=20))}  # 2**20 patterns: sampled
+    a = {q: v + float(rng.normal(0.05, 0.1)) for q, v in b.items()}
+    x, y = np.array([a[q] for q in sorted(b)]), np.array([b[q] for q in sorted(b)])
+    expected = stats.permutation_test(
+        (x, y),
+        lambda u, v, axis: np.mean(u - v, axis=axis),
+        permutation_type="samples",
+        n_resamples=10000,
+        alternative="two-sided",
+        random_state=0,
+        vectorized=True,
+    ).pvalue
+    assert 0.0 < expected < 1.0
+    assert compare(a, b).p_randomisation == expected
