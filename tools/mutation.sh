@@ -19,6 +19,7 @@ repo=$(pwd)
 PYTHON=${PYTHON:-python}
 # the bench's data, as tests/conftest.py finds it from a checkout
 export HEADRANK_DATA=${HEADRANK_DATA:-$(cd .. && pwd)/shared/data}
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- headrank_ir tests setup.cfg || echo "+uncommitted")
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/headrank-mutation.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 git ls-files -co --exclude-standard -z | tar -cf - --null -T - | tar -xf - -C "$scratch"
@@ -37,12 +38,12 @@ started=$(date +%s)
 nice -n 19 "$PYTHON" -m mutmut run --max-children 1 "$@" || echo "mutmut run exited with $?" >&2
 seconds=$(( $(date +%s) - started ))
 "$PYTHON" -m mutmut results --all true > mutants/results.txt
-"$PYTHON" - "$seconds" "$*" "${MUTATION_TESTS:-}" "$repo" <<'PY'
-import configparser, json, subprocess, sys
+"$PYTHON" - "$seconds" "$*" "${MUTATION_TESTS:-}" "$repo" "$commit" <<'PY'
+import configparser, json, sys
 from collections import Counter
 from pathlib import Path
 
-seconds, patterns, tests_override, repo = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+seconds, patterns, tests_override, repo, commit = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), sys.argv[5]
 status = {}
 for line in Path("mutants/results.txt").read_text().splitlines():
     name, _, state = line.strip().rpartition(": ")
@@ -54,12 +55,12 @@ judged = sum(counts[k] for k in ("killed", "survived", "timeout", "no tests"))
 detected = counts["killed"] + counts["timeout"]
 config = configparser.ConfigParser()
 config.read("setup.cfg")
-command = "tools/mutation.sh" + (f" '{patterns}'" if patterns else "")
+command = "tools/mutation.sh" + "".join(f" '{p}'" for p in patterns.split())
 if tests_override:
     command = f'MUTATION_TESTS="{tests_override}" ' + command
 record = {
     "command": command,
-    "commit": subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "commit": commit,  # of the checkout copied at the start
     "scope": [p for p in config.get("mutmut", "only_mutate").split("\n") if p],
     "mutants_selected": patterns or "all in scope",
     "tests": [t for t in config.get("mutmut", "pytest_add_cli_args_test_selection").split("\n") if t],
