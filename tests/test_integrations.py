@@ -43,11 +43,17 @@ def test_rank_end_reranks_the_top_and_keeps_the_rest_below_in_order(ranker):
 
 
 def test_rank_start_keeps_the_top_in_place(ranker):
-    result = ranker.rerank(request(), rank_start=1, rank_end=4)
+    # the kept first candidate's docid sorts after every reranked one: were it scored level with
+    # the window's best, the tie by docid would drop it below that one in a run file
+    given = request()
+    kept = Candidate("z1", given.candidates[0].score, given.candidates[0].doc)
+    result = ranker.rerank(Request(given.query, [kept, *given.candidates[1:]]), rank_start=1, rank_end=4)
     window = ranker.rank(QUERY, list(PASSAGES.values())[1:4], doc_ids=list(PASSAGES)[1:4])
-    assert [c.docid for c in result.candidates] == ["d1"] + [r.doc_id for r in window] + ["d5"]
+    assert [c.docid for c in result.candidates] == ["z1"] + [r.doc_id for r in window] + ["d5"]
     scores = [c.score for c in result.candidates]
-    assert scores == sorted(scores, reverse=True)
+    assert all(high > low for high, low in zip(scores, scores[1:]))  # strictly: no tie to break
+    assert scores[0] == window[0].score + 1 and scores[-1] == window[-1].score - 1
+    assert sorted(result.candidates, key=lambda c: (-c.score, c.docid)) == result.candidates
 
 
 def test_bad_ranges_and_empty_requests(ranker):

@@ -1,15 +1,22 @@
 """Durable at batch granularity: ``RunWriter.sync`` fsyncs the data, then the journal lines that
-record it — once per batch, not per query — and an interrupted run resumes byte-identical."""
+record it — once per batch, not per query — and an interrupted run resumes byte-identical; a
+partial run shorter than its journal is refused even where the journal has no checksum."""
 
 from __future__ import annotations
 
 import json
 import os
 
+import pytest
 from test_runfile import HEADER, RESULTS, write_all
 
+from headrank_ir.errors import InputError
 from headrank_ir.pipeline import runfile
 from headrank_ir.pipeline.runfile import RunWriter
+from headrank_ir.records import Candidate, Query, Result
+
+FIRST = Result(Query("query 1", "1"), [Candidate("a", 2.0), Candidate("b", 1.0)])
+SECOND = Result(Query("query 2", "2"), [Candidate("c", 0.5)])
 
 
 def fsynced_files(monkeypatch) -> list[str]:
@@ -70,3 +77,42 @@ def test_close_keeps_what_was_written(tmp_path):
     writer.close()
     assert journal_qids(writer) == ["1"]
     assert RunWriter(tmp_path / "run.txt", HEADER).done == {"1"}
+
+
+def without_checksums(journal_path) -> None:
+    """The journal as an older version wrote it: no sha256 on any line."""
+    lines = [json.loads(line) for line in journal_path.read_text().splitlines()]
+    for line in lines:
+        line.pop("sha256", None)
+    journal_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_shortened_partial_is_refused_under_an_older_journal(tmp_path):
+    path = tmp_path / "run.txt"
+    writer = RunWriter(path, HEADER)
+    writer.write(FIRST)
+    writer.write(SECOND)
+    writer.close()
+    without_checksums(writer.journal_path)
+    data = writer.partial.read_bytes()
+    writer.partial.write_bytes(data[:-3])  # the last query's line lost its end
+    with pytest.raises(InputError, match=r"run\.txt\.partial is missing or shorter than its journal says"):
+        RunWriter(path, HEADER)
+    assert writer.partial.read_bytes() == data[:-3]  # left as found
+
+
+def test_an_older_journal_of_a_whole_partial_resumes(tmp_path):
+    path = tmp_path / "run.txt"
+    writer = RunWriter(path, HEADER)
+    writer.write(FIRST)
+    writer.close()
+    without_checksums(writer.journal_path)
+    with RunWriter(path, HEADER) as resumed:
+        assert resumed.done == {"1"}
+        resumed.write(SECOND)
+        resumed.finish()
+    assert path.read_text().splitlines() == [
+        "1 Q0 a 1 2.000000 headrank",
+        "1 Q0 b 2 1.000000 headrank",
+        "2 Q0 c 1 0.500000 headrank",
+    ]

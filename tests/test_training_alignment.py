@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -52,6 +55,16 @@ def test_pair_loss_prefers_the_right_order_and_regulariser_is_zero_at_the_refere
     reg = Regularizer(reference_weight=1.0, middle_weight=0.0)
     with_reg, parts = objective(scores, [Pair(0, 1, True, 0)], 0.5, reference=scores * 3 + 1, regularizer=reg)
     assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and with_reg == pytest.approx(float(right))
+    # a reference that ranks otherwise: the loss grows by exactly beta × KL(p_ref || p), by hand
+    other = [0.0, 0.3, 0.1, 0.2]
+    z, z_ref = [[(v - sum(x) / 4) / (statistics.pstdev(x) + 1e-6) for v in x] for x in (scores.tolist(), other)]
+    p, p_ref = [[math.exp(v) / sum(math.exp(u) for u in x) for v in x] for x in (z, z_ref)]
+    kl = sum(r * (math.log(r) - math.log(q)) for r, q in zip(p_ref, p))
+    assert kl > 0.5
+    half = Regularizer(reference_weight=0.5, middle_weight=0.0)
+    loss, parts = objective(scores, [Pair(0, 1, True, 0)], 0.5, reference=torch.tensor(other), regularizer=half)
+    assert parts["kl"] == pytest.approx(kl, rel=1e-4)
+    assert float(loss) == pytest.approx(float(right) + 0.5 * kl, rel=1e-4)
     # a middle zone scored flat is penalised; one spread as widely as the list is not
     _, flat = objective(
         scores,
@@ -166,3 +179,22 @@ def test_weights_from_cached_features_equal_alignment_with_the_model_frozen(toke
     assert [h[:2] for h in cached] == [h[:2] for h in frozen.heads]
     assert [w for *_, w in cached] == pytest.approx([w for *_, w in frozen.heads], abs=1e-5)
     assert any(abs(w - 0.5) > 1e-3 for *_, w in cached)  # the weights did move
+
+
+def test_gradient_clipping_bounds_every_step(tokenizer):
+    """Adam's step is lr × m̂ / (√v̂ + 1e-8); with every gradient clipped to norm 1e-12 it is at
+    most lr × 1e-4, so 4 steps at lr 1e-2 move a weight by at most 4e-6: the weights stay 0.5
+    and the LoRA's B factors (zero at start) stay near 0. Unclipped, the same steps move them."""
+    query = misordered_query(initial_scores(tokenizer))
+
+    def trained(max_grad_norm: float):
+        config = AlignConfig(
+            epochs=4, lr=1e-2, head_lr=1e-2, regularizer=None, lora_rank=4, max_grad_norm=max_grad_norm
+        )
+        return align(tiny_model("llama", len(tokenizer)), tokenizer, PROFILE, [query], {}, config, progress=False)
+
+    clipped, free = trained(1e-12), trained(1e9)
+    assert [w for *_, w in clipped.heads] == pytest.approx([0.5, 0.5], abs=1e-5)
+    assert max(v.abs().max().item() for k, v in clipped.adapter.items() if "lora_B" in k) <= 4e-6 * 1.01
+    assert max(abs(w - 0.5) for *_, w in free.heads) > 1e-3
+    assert max(v.abs().max().item() for k, v in free.adapter.items() if "lora_B" in k) > 1e-3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import ir_measures
 import pytest
 import torch
 
@@ -94,6 +95,12 @@ def test_trained_profile_and_adapter_load_and_merge_exactly(trained, tiny_model_
     state, spec = load_adapter(profile.adapter)
     assert spec.rank == 4 and spec.layers == tuple(range(profile.depth))
     assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)
+    # what training did: selection by nDCG less 0.1 x entropy, then weights aligned from equal
+    for quality in profile.meta["selected_heads"]:
+        assert quality["score"] == pytest.approx(quality["ndcg"] - 0.1 * quality["entropy"], abs=2e-6)
+    weights = [w for *_, w in profile.heads]
+    assert sum(abs(w) for w in weights) == pytest.approx(1.0) and max(weights) - min(weights) > 1e-4
+    assert profile.meta["train_queries"] == 2 and profile.meta["align"]["epochs"] == 3
 
     merged = HeadRanker.from_pretrained(tiny_model_dir, profile=str(output))
     base, _ = load_model(tiny_model_dir)
@@ -137,6 +144,26 @@ def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
     assert profile.adapter is None and not (output / "adapter.safetensors").exists()
     assert [w for _, _, w in profile.heads] == [pytest.approx(1 / 3)] * 3
     assert profile.meta["align"] is None and len(profile.meta["selected_heads"]) == 3
+    # what selection did: the 3 heads below layer 2 whose own rankings score the best nDCG@10, by
+    # ir_measures on each head's calibrated scores (ties: shallower layer, then lower head)
+    ranker = HeadRanker.from_pretrained(
+        tiny_model_dir,
+        profile=HeadProfile("tiny", tuple((l, h, 1.0) for l in range(2) for h in range(4)), profile.prompt),
+        allow_profile_model_mismatch=True,
+    )
+    ndcg = {}
+    for qid, query in QUERIES.items():
+        with torch.no_grad():
+            scores = ranker.head_scores(query, list(TEXTS.values()))  # the run's order
+        for row, head in enumerate((l, h) for l in range(2) for h in range(4)):
+            run = {qid: dict(zip(TEXTS, scores[row].tolist()))}
+            value = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {qid: GRADES[qid]}, run)[ir_measures.nDCG @ 10]
+            ndcg[head] = ndcg.get(head, 0.0) + value / len(QUERIES)
+    best = sorted(ndcg, key=lambda head: (-round(ndcg[head], 9), head))[:3]
+    assert sorted((l, h) for l, h, _ in profile.heads) == sorted(best)
+    recorded = {(q["layer"], q["head"]): q["ndcg"] for q in profile.meta["selected_heads"]}
+    assert recorded == {head: pytest.approx(ndcg[head], abs=1e-6) for head in best}
+    assert profile.meta["train_queries"] == 2
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -93,3 +95,22 @@ def test_max_depth_keeps_the_choice_below_a_layer():
     assert select_heads(qualities, 1, max_depth=2) == ((1, 0, 1.0),)
     with pytest.raises(ValueError, match="between 1 and the 2 heads"):
         select_heads(qualities, 3, max_depth=2)
+
+
+def test_ndcg_stops_at_the_cutoff_past_the_fourth_candidate():
+    """Twelve candidates, by hand: linear gains, discount log2(rank + 1), ideal from the judgements."""
+    docids = tuple(f"d{i}" for i in range(12))
+    only_last = TrainingQuery("far", "q", docids, docids, (0,) * 11 + (1,))  # relevant one ranked 12th
+    two = TrainingQuery("two", "q", docids, docids, (1,) + (0,) * 10 + (2,))  # grade 1 first, grade 2 12th
+    descending = torch.linspace(1.0, 0.0, 12)[None]  # the head ranks them in the given order
+    feats = HeadFeatures(
+        ((0, 0),), {"far": descending, "two": descending}, {"far": torch.ones(1), "two": torch.ones(1)}
+    )
+    ideal_two = 2 + 1 / math.log2(3)
+    assert head_ndcg(feats, [only_last]).item() == pytest.approx(0.0)
+    assert head_ndcg(feats, [two]).item() == pytest.approx(1 / ideal_two, abs=1e-6)
+    assert head_ndcg(feats, [only_last], cutoff=20).item() == pytest.approx(1 / math.log2(13), abs=1e-6)
+    assert head_ndcg(feats, [two], cutoff=20).item() == pytest.approx((1 + 2 / math.log2(13)) / ideal_two, abs=1e-6)
+    # selection's default cut-off is 10 as well: the mean over both queries
+    (quality,) = head_quality(feats, [only_last, two], method="ndcg")
+    assert quality.ndcg == pytest.approx(0.5 / ideal_two, abs=1e-6) and quality.score == quality.ndcg

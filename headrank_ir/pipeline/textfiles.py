@@ -145,9 +145,9 @@ _NOT_JSONL = (
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-# A relevance grade is an integer; '1.0' is read as 1 (what trec_eval's atol reads, and no value
-# is lost), '1.5' is refused (atol would silently read 1).
-_GRADE = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+# A relevance grade is an integer, written as one: '1.5' is refused (trec_eval's atol would
+# silently read 1), and so is '1.0', as ir_measures' own qrels reader (int()) refuses it.
+_GRADE = re.compile(r"[+-]?[0-9]+")
 # TREC grades are small (-2 … 4 in practice); a grade beyond this is a corrupt line, and one
 # beyond 32 bits overflows pytrec_eval and zeroes every metric.
 MAX_GRADE = 1000
@@ -176,7 +176,7 @@ def parse_integer(text: str, what: str, path: Path | None = None, number: int | 
 def parse_grade(text: str, path: Path | None = None, number: int | None = None) -> int:
     if not _GRADE.fullmatch(text):
         raise InputError(f"relevance grade {text!r} is not an integer (trec_eval reads whole grades)", path, number)
-    grade = int(text.partition(".")[0])
+    grade = int(text)
     if abs(grade) > MAX_GRADE:
         raise InputError(
             f"relevance grade {text!r} is out of range (-{MAX_GRADE} to {MAX_GRADE}); TREC grades are small integers",
