@@ -192,6 +192,12 @@ def test_a_chain_headrank_then_a_rank_llm_stage_then_its_data_writer(rank_llm, r
         sorted(map(str, (c.docid for c in r.candidates))) for r in first
     ]
 
+    third = rank_llm.Reranker(ranker).rerank_batch(second, rank_end=DEPTH)  # rank_llm's Results back into HeadRank
+    assert all(type(r) is data.Result for r in third) and [r.query.qid for r in third] == [101, 102]
+    assert [sorted(c.docid for c in r.candidates[:DEPTH]) for r in third] == [
+        sorted(c.docid for c in r.candidates[:DEPTH]) for r in first
+    ]
+
     data.DataWriter(second).write_in_jsonl_format(str(tmp_path / "run.jsonl"))
     lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert [line["query"]["qid"] for line in lines] == [101, 102]  # ints in, ints out

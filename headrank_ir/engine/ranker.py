@@ -151,7 +151,8 @@ class HeadRanker:
             for rank, i in enumerate(order, start=1)
         ]
         ranked = RankedResults(results, query)
-        if is_rerankers_document(docs) or (isinstance(docs, list) and any(map(is_rerankers_document, docs))):
+        listed = docs if isinstance(docs, Sequence) and not isinstance(docs, str) else [docs]
+        if any(map(is_rerankers_document, listed)):
             from headrank_ir.integrations.rerankers import to_rerankers
 
             return to_rerankers(ranked)
