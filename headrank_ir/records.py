@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 DocId = Union[str, int]
 
@@ -173,7 +173,7 @@ def is_document(doc: Any) -> bool:
     return hasattr(doc, "text") and hasattr(doc, "doc_id")
 
 
-def documents_given(docs: Any, doc_ids: Any = None, metadata: Any = None) -> tuple:
+def documents_given(docs: Any, doc_ids: Any = None, metadata: Any = None) -> Tuple[Any, Any, Any]:
     """rerankers' input forms as ``(texts, doc_ids, metadata)``: one text, a list of texts, one
     Document-shaped object (:func:`is_document`) or a list of them. A document's own id and
     metadata are used unless ``doc_ids``/``metadata`` are given; documents without ids get their
