@@ -1,9 +1,14 @@
 """Typed records exchanged between the stages, shaped like the anchors' own.
 
 ``Query``/``Candidate``/``Request``/``Result`` mirror rank_llm's data classes (attribute for
-attribute, ``invocations_history`` included), so results move between the two packages without
-conversion and rank_llm's writers accept ours. ``Document``/``ScoredDocument``/``RankedResults``
-mirror rerankers' result objects, which ``HeadRanker.rank`` returns.
+attribute, ``invocations_history`` included) but are frozen, as every record here is: results the
+engine hands on cannot be changed under it. rank_llm's stages change their records in place, so
+rank_llm's own objects are what moves between the packages: ``HeadRanker.rerank_batch`` given
+rank_llm's ``Request``/``Result`` returns rank_llm's ``Result`` objects with the qids and docids as
+given (``headrank_ir.integrations.rank_llm``; ``to_rank_llm`` converts these records).
+``Document``/``ScoredDocument``/``RankedResults`` mirror rerankers' result objects, which
+``HeadRanker.rank`` returns for plain texts; given rerankers' ``Document`` objects it returns
+rerankers' own (``headrank_ir.integrations.rerankers``, which also holds a rerankers ``BaseRanker``).
 
 One tie rule everywhere (:func:`best_first`): larger score first, equal scores by docid, as
 Pyserini's run writer does; a passage given without an id has its input position as docid.
@@ -12,9 +17,9 @@ Pyserini's run writer does; a passage given without an id has its input position
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 DocId = Union[str, int]
 
@@ -161,3 +166,32 @@ def as_request(request: Any) -> Request:
             f".docid, .score and .doc (got {type(request).__name__}: {error})"
         ) from None
     return Request(query, candidates)
+
+
+def is_document(doc: Any) -> bool:
+    """Document-shaped: ``.text`` and ``.doc_id`` (rerankers' ``Document`` or ``Result``, ours)."""
+    return hasattr(doc, "text") and hasattr(doc, "doc_id")
+
+
+def documents_given(docs: Any, doc_ids: Any = None, metadata: Any = None) -> Tuple[Any, Any, Any]:
+    """rerankers' input forms as ``(texts, doc_ids, metadata)``: one text, a list of texts, one
+    Document-shaped object (:func:`is_document`) or a list of them. A document's own id and
+    metadata are used unless ``doc_ids``/``metadata`` are given; documents without ids get their
+    positions (all or none must have one). Anything else comes back as given, for the input checks."""
+    if isinstance(docs, str) or is_document(docs):
+        docs = [docs]
+    if isinstance(docs, (bytes, Mapping)) or not isinstance(docs, Sequence):
+        return docs, doc_ids, metadata
+    shaped = [is_document(d) for d in docs]
+    if not any(shaped):
+        return list(docs), doc_ids, metadata
+    if not all(shaped):
+        raise TypeError("docs mixes Document objects and other values: give all texts or all Documents")
+    if doc_ids is None:
+        own = [d.doc_id for d in docs]
+        if any(i is None for i in own) and not all(i is None for i in own):
+            raise ValueError("some Documents have a doc_id and some not: give every one an id, or none")
+        doc_ids = list(range(len(docs))) if own and own[0] is None else own
+    if metadata is None:
+        metadata = [dict(getattr(d, "metadata", None) or {}) for d in docs]
+    return [d.text for d in docs], doc_ids, metadata

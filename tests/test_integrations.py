@@ -3,11 +3,14 @@ Pyserini hits), on a tiny model with a real tokenizer."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 from pipeline_support import CRANFIELD, cranfield_index
 
 from headrank_ir.engine.ranker import HeadRanker
-from headrank_ir.pipeline.firststage import rerank_hits
+from headrank_ir.pipeline.firststage import rerank_hits, rerank_topics
 from headrank_ir.pipeline.readers import read_corpus
 from headrank_ir.records import Candidate, Query, Request
 
@@ -90,6 +93,61 @@ def test_rerank_hits_of_a_lucene_searcher(ranker, tmp_path_factory):
     assert all(c.doc["contents"] == corpus[c.docid] for c in result.candidates)
 
 
+class StandInSearcher:
+    """What the first stage reads of Pyserini's ``LuceneSearcher``: ``batch_search`` returning, per
+    qid, hits with ``docid``, ``score`` and ``lucene_document.get("raw")`` (a JSON raw document)."""
+
+    def __init__(self, ranking: dict[str, list[str]]):
+        self.ranking = ranking
+        self.calls: list[tuple] = []
+
+    @staticmethod
+    def hit(docid: str, score: float) -> SimpleNamespace:
+        raw = json.dumps({"id": docid, "contents": PASSAGES[docid]})
+        return SimpleNamespace(docid=docid, score=score, lucene_document=SimpleNamespace(get={"raw": raw}.get))
+
+    def search(self, query: str, k: int = 10) -> list[SimpleNamespace]:
+        return [self.hit(d, 10.0 - i) for i, d in enumerate(self.ranking[query][:k])]
+
+    def batch_search(self, queries, qids, k=10, threads=1):
+        self.calls.append((list(queries), list(qids), k, threads))
+        return {qid: self.search(query, k) for query, qid in zip(queries, qids) if self.ranking[query]}
+
+
+def test_rerank_topics_goes_from_a_searcher_and_topics_to_a_run_file(ranker, tmp_path, caplog):
+    from headrank_ir.pipeline.runfile import format_trec
+
+    queries = {1: {"title": QUERY}, 2: {"title": "what is in a lobster roll"}, 3: {"title": "no hits at all"}}
+    searcher = StandInSearcher(
+        {QUERY: ["d4", "d1", "d5", "d2"], queries[2]["title"]: ["d3", "d2", "d1"], "no hits at all": []}
+    )
+    results = rerank_topics(ranker, searcher, queries, tmp_path / "run.txt", hits=3, rank_end=2, batch_size=2)
+    assert searcher.calls == [([QUERY, queries[2]["title"], "no hits at all"], ["1", "2", "3"], 3, 1)]
+    assert "1 queries have no first-stage hits" in caplog.text  # left out, with a line
+    expected = [
+        rerank_hits(ranker, topic["title"], searcher.search(topic["title"], k=3), rank_end=2, qid=qid)
+        for qid, topic in list(queries.items())[:2]
+    ]
+    assert [r.query.qid for r in results] == ["1", "2"]
+    assert [[c.docid for c in r.candidates] for r in results] == [[c.docid for c in r.candidates] for r in expected]
+    assert [[c.score for c in r.candidates] for r in results] == [
+        pytest.approx([c.score for c in r.candidates], abs=1e-5) for r in expected
+    ]
+    assert (tmp_path / "run.txt").read_text() == "".join(format_trec(r, "headrank") for r in results)
+    assert [c.docid for c in results[0].candidates][2:] == ["d5"]  # below the reranked two, in BM25 order
+
+
+def test_rerank_topics_takes_a_topics_file_and_rerank_hits_wants_a_qid(ranker, tmp_path):
+    (tmp_path / "topics.tsv").write_text(f"q7\t{QUERY}\n")
+    searcher = StandInSearcher({QUERY: ["d1", "d2", "d3"]})
+    (result,) = rerank_topics(ranker, searcher, tmp_path / "topics.tsv", hits=3)  # no output: results only
+    assert result.query.qid == "q7" and sorted(c.docid for c in result.candidates) == ["d1", "d2", "d3"]
+    with pytest.raises(TypeError, match="qid"):
+        rerank_hits(ranker, QUERY, searcher.search(QUERY))
+    with pytest.raises(TypeError, match="topics must be a file"):
+        rerank_topics(ranker, searcher, [QUERY])
+
+
 def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkeypatch):
     from headrank_ir.pipeline.firststage import open_searcher
 
@@ -97,6 +155,34 @@ def test_relative_index_paths_follow_the_current_folder(tmp_path_factory, monkey
     open_searcher(str(index))  # the JVM is running, started in another folder
     monkeypatch.chdir(index.parent)
     assert open_searcher(index.name).search("aeroelastic models", k=1)
+
+
+def test_rank_reads_the_given_order_as_the_first_stage_order(ranker):
+    """The decision ``rank``'s docstring states: no canonical order; the documents are the first
+    stage's ranking, best first, read exactly as ``rerank_batch`` reads its candidates."""
+    for order in (list(PASSAGES), list(PASSAGES)[::-1]):
+        ranked = ranker.rank(QUERY, [PASSAGES[d] for d in order], doc_ids=order)
+        candidates = [Candidate(d, 0.0, {"contents": PASSAGES[d]}) for d in order]
+        (result,) = ranker.rerank_batch([Request(Query(QUERY, "q"), candidates)], populate_invocations_history=True)
+        assert [(r.doc_id, r.score) for r in ranked] == [(c.docid, c.score) for c in result.candidates]
+        (window,) = result.invocations_history
+        assert window.docids == order and window.positions == [4, 3, 2, 1, 0]  # the first given nearest the query
+    forward = {r.doc_id: r.score for r in ranker.rank(QUERY, list(PASSAGES.values()), doc_ids=list(PASSAGES))}
+    backward = {
+        r.doc_id: r.score for r in ranker.rank(QUERY, list(PASSAGES.values())[::-1], doc_ids=list(PASSAGES)[::-1])
+    }
+    assert forward != backward  # the order is read, not normalised away
+
+
+def test_rank_takes_rerankers_input_forms(ranker):
+    texts = list(PASSAGES.values())
+    (one,) = ranker.rank(QUERY, texts[0]).results  # one text
+    assert (one.doc_id, one.text, one.score) == (0, texts[0], ranker.score(QUERY, texts[:1])[0])
+    ranked = ranker.rank(QUERY, texts, doc_ids=list(PASSAGES), metadata=[{"n": i} for i in range(5)])
+    again = ranker.rank(QUERY, sorted(ranked.results, key=lambda r: r.metadata["n"]))  # our results are documents too
+    assert [(r.doc_id, r.score, r.metadata) for r in again] == [(r.doc_id, r.score, r.metadata) for r in ranked]
+    with pytest.raises(TypeError, match="passages must be a list of str, got dict"):
+        ranker.rank(QUERY, {"d1": texts[0]})
 
 
 # -- rank_llm's surface (the real package: test_anchors.py) -----------------------------------------

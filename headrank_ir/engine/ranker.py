@@ -12,7 +12,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from headrank_ir.engine.adapter import ensure_adapter
 from headrank_ir.engine.checks import (
@@ -25,6 +25,8 @@ from headrank_ir.engine.checks import (
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import HeadProfile, check_profile_model, resolve_profile
 from headrank_ir.engine.reader import HeadReader
+from headrank_ir.integrations.detect import is_rank_llm, is_rerankers_document
+from headrank_ir.integrations.rank_llm import as_rank_llm
 from headrank_ir.records import (
     Candidate,
     DocId,
@@ -36,8 +38,13 @@ from headrank_ir.records import (
     ScoredDocument,
     as_request,
     best_first,
+    documents_given,
     tie_key,
 )
+
+if TYPE_CHECKING:
+    import rank_llm.data
+    import rerankers.results
 
 logger = logging.getLogger(__name__)
 
@@ -112,28 +119,44 @@ class HeadRanker:
     def rank(
         self,
         query: str,
-        docs: Sequence[str],
+        docs: Union[str, Sequence[str], Any],
         doc_ids: Optional[Sequence[DocId]] = None,
         metadata: Optional[Sequence[dict]] = None,
-    ) -> RankedResults:
+    ) -> Union[RankedResults, rerankers.results.RankedResults]:
         """rerankers' verb: ``docs`` ranked for ``query``, best first (ties by doc id).
 
-        Without ``doc_ids`` a document's id is its position in ``docs``; ``metadata`` (one dict per
-        document) rides along, as in rerankers. An empty list gives no results.
+        ``docs`` takes rerankers' forms: one text, a list of texts, one ``Document`` or a list of
+        them (rerankers' or any object with ``.text`` and ``.doc_id``; their ids and metadata are
+        used unless ``doc_ids``/``metadata`` are given). A document without an id has its position
+        in ``docs`` as id; ``metadata`` (one dict per document) rides along. An empty list gives
+        no results. Plain texts give this package's ``RankedResults``; rerankers' ``Document``
+        objects give rerankers' own ``RankedResults`` (``integrations/rerankers.py``).
+
+        Order matters, and is the caller's: HeadRank reads a list, and ``docs`` are read in the
+        order given as the first stage's ranking, best first, as ``rerank_batch`` reads its
+        candidates (the first is placed nearest the query). Pass the documents as your retriever
+        ranked them; the same documents in another order can rank differently.
         """
-        check_inputs(query, docs, doc_ids)
-        if metadata is not None and len(metadata) != len(docs):
-            raise ValueError(f"{len(metadata)} metadata for {len(docs)} passages")
+        texts, doc_ids, metadata = documents_given(docs, doc_ids, metadata)
+        check_inputs(query, texts, doc_ids)
+        if metadata is not None and len(metadata) != len(texts):
+            raise ValueError(f"{len(metadata)} metadata for {len(texts)} passages")
         check_not_calibration(query, self.profile.prompt)
-        ids = list(range(len(docs))) if doc_ids is None else list(doc_ids)
-        extra = [{} for _ in docs] if metadata is None else [dict(m) for m in metadata]
-        scores = self.score(query, docs) if docs else []
-        order = sorted(range(len(docs)), key=lambda i: (-scores[i], tie_key(ids[i])))
+        ids = list(range(len(texts))) if doc_ids is None else list(doc_ids)
+        extra = [{} for _ in texts] if metadata is None else [dict(m) for m in metadata]
+        scores = self.score(query, texts) if texts else []
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], tie_key(ids[i])))
         results = [
-            ScoredDocument(Document(docs[i], ids[i], extra[i]), scores[i], rank)
+            ScoredDocument(Document(texts[i], ids[i], extra[i]), scores[i], rank)
             for rank, i in enumerate(order, start=1)
         ]
-        return RankedResults(results, query)
+        ranked = RankedResults(results, query)
+        listed = docs if isinstance(docs, Sequence) and not isinstance(docs, str) else [docs]
+        if any(map(is_rerankers_document, listed)):
+            from headrank_ir.integrations.rerankers import to_rerankers
+
+            return to_rerankers(ranked)
+        return ranked
 
     def rerank_batch(
         self,
@@ -144,7 +167,7 @@ class HeadRanker:
         logging: bool = False,
         populate_invocations_history: bool = False,
         **kwargs: Any,
-    ) -> List[Result]:
+    ) -> List[Union[Result, rank_llm.data.Result]]:
         """rank_llm's verb: in each request, the candidates from ``rank_start`` to ``rank_end``
         are reranked; those before keep their places above, those after theirs below.
 
@@ -155,11 +178,26 @@ class HeadRanker:
         keyword) fills each result's ``invocations_history`` with one :class:`Invocation` per
         window: every profile head's scores. The profile's ``fusion`` combines the reranked
         candidates' scores with their first-stage scores (``engine/fusion.py``). ``logging`` and
-        rank_llm's other keyword arguments change nothing here (there is no prompt to log and no window to slide).
+        rank_llm's other keyword arguments change nothing here (there is no prompt to log and no window to slide),
+        but ``top_k_retrieve`` caps ``rank_end``, as rank_llm's coordinators cap it.
+
+        Requests in rank_llm's own classes (``rank_llm.data.Request`` or ``Result``) get rank_llm's
+        ``Result`` objects back, with the qid and docids as given (an int stays an int), so that
+        rank_llm's next stage can change them in place and its ``DataWriter`` writes what came in;
+        this package's records (or other rank_llm-shaped objects) get this package's frozen ``Result``.
         """
+        top_k_retrieve = kwargs.get("top_k_retrieve")
+        if top_k_retrieve is not None:
+            if not isinstance(top_k_retrieve, int) or top_k_retrieve <= rank_start:
+                raise ValueError(
+                    f"top_k_retrieve caps rank_end, so it must be an int above rank_start={rank_start}, "
+                    f"got {top_k_retrieve!r}"
+                )
+            rank_end = min(rank_end, top_k_retrieve)
         check_rank_range(rank_start, rank_end, shuffle_candidates)
         planned = self._planned(requests, rank_start, rank_end)
-        return self._placed(planned, rank_start, rank_end, populate_invocations_history)
+        results = self._placed(planned, rank_start, rank_end, populate_invocations_history)
+        return [as_rank_llm(given, ours) if is_rank_llm(given) else ours for given, ours in zip(requests, results)]
 
     def rerank_batches(
         self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
@@ -201,7 +239,9 @@ class HeadRanker:
             results[i] = place(ours[i], scores, rank_start, rank_end, invocations)
         return results
 
-    def rerank(self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Result:
+    def rerank(
+        self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any
+    ) -> Union[Result, rank_llm.data.Result]:
         """rank_llm's verb for one request: :meth:`rerank_batch` of one."""
         return self.rerank_batch([request], rank_start, rank_end, **kwargs)[0]
 

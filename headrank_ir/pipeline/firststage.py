@@ -13,14 +13,15 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.jvm import ensure_java, java_exception
 from headrank_ir.pipeline.names import read_topics, resolve_name
-from headrank_ir.pipeline.readers import Topics, TrecRun, read_corpus, read_trec_run
+from headrank_ir.pipeline.readers import Topics, TrecRun, add_topic, read_corpus, read_trec_run
+from headrank_ir.pipeline.runfile import write_trec_run
 from headrank_ir.records import Candidate, Query, Request, Result
 
 logger = logging.getLogger(__name__)
@@ -127,19 +128,67 @@ def candidates_from_hits(hits: Iterable[Any]) -> list[Candidate]:
     ]
 
 
-def rerank_hits(ranker: Any, query: str, hits: Iterable[Any], rank_end: int = 100, qid: str = "") -> Result:
+def rerank_hits(ranker: Any, query: str, hits: Iterable[Any], rank_end: int = 100, *, qid: str | int) -> Result:
     """Rerank the hits of Pyserini's ``LuceneSearcher.search()`` (texts from the stored raw
-    documents) with ``ranker.rerank`` (a ``HeadRanker``): the top ``rank_end``, the rest below."""
-    return ranker.rerank(Request(Query(query, qid), candidates_from_hits(hits)), rank_end=rank_end)
+    documents) with ``ranker.rerank`` (a ``HeadRanker``): the top ``rank_end``, the rest below.
+    ``qid`` names the query in the result (and in a run written from it); for every topic at once,
+    :func:`rerank_topics`."""
+    return ranker.rerank(Request(Query(query, str(qid)), candidates_from_hits(hits)), rank_end=rank_end)
 
 
 def bm25_requests(searcher: LuceneSearcher, topics: Topics, hits: int, threads: int = 1) -> list[Request]:
-    """One request per query with its top ``hits`` BM25 candidates in Lucene's order, searched
-    with ``batch_search`` over ``threads`` threads; a query with no hit is left out, with a line."""
+    """One request per query with its top ``hits`` candidates in the searcher's order (BM25 for
+    :func:`open_searcher`'s), searched with Pyserini's ``batch_search`` over ``threads`` threads,
+    passage texts from the stored raw documents; a query with no hit is left out, with a line."""
     qids = list(topics.queries)
     found = searcher.batch_search([topics.queries[q] for q in qids], qids, k=hits, threads=threads)
     requests = [Request(Query(topics.queries[q], q), candidates_from_hits(found.get(q, []))) for q in qids]
     return _without_empty(requests, "BM25 found nothing")
+
+
+def rerank_topics(
+    ranker: Any,
+    searcher: LuceneSearcher,
+    topics: Topics | Mapping[Any, Any] | os.PathLike | str,
+    output: os.PathLike | str | None = None,
+    hits: int = 100,
+    rank_end: int | None = None,
+    threads: int = 1,
+    batch_size: int = 1,
+    tag: str = "headrank",
+) -> list[Result]:
+    """Every topic searched with ``searcher`` (a ``LuceneSearcher``: its top ``hits``, see
+    :func:`bm25_requests`), its top ``rank_end`` (default: all ``hits``) reranked by ``ranker``
+    (a ``HeadRanker``, ``batch_size`` queries per forward) and the rest kept below, in one call;
+    with ``output``, written there as a TREC run tagged ``tag`` (atomically, ties by docid).
+
+    ``topics``: a topics file or Pyserini topics name (what ``--topics`` takes), ``Topics``, or a
+    mapping qid → text or qid → ``{"title": text}`` (what Pyserini's ``get_topics`` returns);
+    qids become strings, as in a run file. For an interruptible run with a journal, use the
+    ``headrank_ir.rerank`` command instead.
+    """
+    if isinstance(topics, (str, os.PathLike)):
+        topics = read_topics(os.fspath(topics))
+    elif isinstance(topics, Mapping):
+        queries: dict[str, str] = {}
+        for qid, topic in topics.items():
+            text = topic.get("title", "") if isinstance(topic, Mapping) else topic
+            add_topic(queries, str(qid), text, Path("topics"), None)
+        topics = Topics("the given topics", queries)
+    elif not isinstance(topics, Topics):
+        raise TypeError(
+            "topics must be a file, a Pyserini topics name, Topics or a mapping qid -> text, "
+            f"got {type(topics).__name__}"
+        )
+    requests = bm25_requests(searcher, topics, hits, threads)
+    batches = [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
+    results = [
+        r for batch in ranker.rerank_batches(batches, rank_end=hits if rank_end is None else rank_end) for r in batch
+    ]
+    if output is not None:
+        write_trec_run(output, results, tag)
+        logger.info("reranked run of %d queries written to %s", len(results), output)
+    return results
 
 
 def _without_empty(requests: list[Request], why: str) -> list[Request]:
