@@ -193,6 +193,19 @@ def test_rerank_batches_with_overlap_equal_one_batch_at_a_time(tokenizer):
         next(reranked)
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_rerank_batches_caps_rank_end_with_top_k_retrieve_on_both_paths(tokenizer, overlap):
+    """rank_llm's ``top_k_retrieve`` caps ``rank_end`` in ``rerank_batches`` as in ``rerank_batch``."""
+    ranker = windowed_ranker(tokenizer, "qwen3")
+    batch = requests(LISTS)[2:]
+    expected = ranker.rerank_batch(batch, rank_end=2)
+    ranker.overlap = overlap
+    got = next(ranker.rerank_batches([batch], rank_end=6, top_k_retrieve=2))
+    assert [[(c.docid, c.score) for c in r.candidates] for r in got] == [
+        [(c.docid, c.score) for c in r.candidates] for r in expected
+    ]
+
+
 def test_rows_read_in_chunks_equal_rows_read_at_once(tokenizer, monkeypatch):
     from headrank_ir.engine import attention
 

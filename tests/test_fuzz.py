@@ -375,7 +375,6 @@ def request(*texts: str) -> Request:
 API_CASES = {
     "query None": (lambda r: r.rank(None, DOCS), TypeError, "query must be a str"),
     "query empty": (lambda r: r.rank("  ", DOCS), ValueError, "query is empty"),
-    "docs one string": (lambda r: r.rank("q", "one passage"), TypeError, "passages must be a list"),
     "doc empty": (lambda r: r.rank("q", ["ok", " "]), ValueError, "passage 1 is empty"),
     "doc number": (lambda r: r.rank("q", ["ok", 3]), TypeError, "passage 1 must be a str"),
     "doc_ids string": (lambda r: r.rank("q", DOCS, doc_ids="xy"), TypeError, "doc_ids must be a list"),

@@ -5,7 +5,7 @@ them all once before a run starts."""
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import normalise
@@ -31,6 +31,20 @@ def check_rank_range(rank_start: int, rank_end: int, shuffle_candidates: bool) -
         raise ValueError("shuffle_candidates is not supported: HeadRank reads the candidates in first-stage order")
     if not 0 <= rank_start < rank_end:
         raise ValueError(f"need 0 <= rank_start < rank_end, got rank_start={rank_start}, rank_end={rank_end}")
+
+
+def checked_rank_end(rank_start: int, rank_end: int, shuffle_candidates: bool, top_k_retrieve: Any = None) -> int:
+    """``rank_end`` capped by rank_llm's ``top_k_retrieve`` (as its coordinators cap it), the
+    range checked."""
+    if top_k_retrieve is not None:
+        if not isinstance(top_k_retrieve, int) or top_k_retrieve <= rank_start:
+            raise ValueError(
+                f"top_k_retrieve caps rank_end, so it must be an int above rank_start={rank_start}, "
+                f"got {top_k_retrieve!r}"
+            )
+        rank_end = min(rank_end, top_k_retrieve)
+    check_rank_range(rank_start, rank_end, shuffle_candidates)
+    return rank_end
 
 
 def check_inputs(query, passages, doc_ids, what: str = "passage") -> None:

@@ -19,8 +19,8 @@ from headrank_ir.engine.checks import (
     check_inputs,
     check_not_calibration,
     check_profile_fits,
-    check_rank_range,
     check_requests,
+    checked_rank_end,
 )
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import HeadProfile, check_profile_model, resolve_profile
@@ -186,18 +186,9 @@ class HeadRanker:
         rank_llm's next stage can change them in place and its ``DataWriter`` writes what came in;
         this package's records (or other rank_llm-shaped objects) get this package's frozen ``Result``.
         """
-        top_k_retrieve = kwargs.get("top_k_retrieve")
-        if top_k_retrieve is not None:
-            if not isinstance(top_k_retrieve, int) or top_k_retrieve <= rank_start:
-                raise ValueError(
-                    f"top_k_retrieve caps rank_end, so it must be an int above rank_start={rank_start}, "
-                    f"got {top_k_retrieve!r}"
-                )
-            rank_end = min(rank_end, top_k_retrieve)
-        check_rank_range(rank_start, rank_end, shuffle_candidates)
+        rank_end = checked_rank_end(rank_start, rank_end, shuffle_candidates, kwargs.get("top_k_retrieve"))
         planned = self._planned(requests, rank_start, rank_end)
-        results = self._placed(planned, rank_start, rank_end, populate_invocations_history)
-        return [as_rank_llm(given, ours) if is_rank_llm(given) else ours for given, ours in zip(requests, results)]
+        return self._placed(planned, rank_start, rank_end, populate_invocations_history)
 
     def rerank_batches(
         self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
@@ -209,7 +200,8 @@ class HeadRanker:
             for batch in batches:
                 yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
             return
-        check_rank_range(rank_start, rank_end, kwargs.get("shuffle_candidates", False))
+        shuffle = kwargs.get("shuffle_candidates", False)
+        rank_end = checked_rank_end(rank_start, rank_end, shuffle, kwargs.get("top_k_retrieve"))
         history = kwargs.get("populate_invocations_history", False)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = [pool.submit(self._planned, batch, rank_start, rank_end) for batch in batches[:1]]
@@ -227,17 +219,20 @@ class HeadRanker:
         plans = {
             i: self.reader.plan(r.query.text, [c.text for c in windows[i]]) for i, r in enumerate(ours) if windows[i]
         }
-        return ours, windows, plans
+        return requests, ours, windows, plans
 
     def _placed(self, planned, rank_start: int, rank_end: int, history: bool) -> List[Result]:
-        """The model side of ``rerank_batch``: read the planned prompts, place the candidates."""
-        ours, windows, plans = planned
+        """The model side of ``rerank_batch``: read the planned prompts, place the candidates, in
+        the caller's types (rank_llm's ``Result`` for rank_llm's requests)."""
+        given, ours, windows, plans = planned
         results = [Result(r.query, list(r.candidates)) for r in ours]
         for i, reading in zip(plans, self.reader.read_plans(list(plans.values()))):
             invocations = self.reader.invocations(reading, [c.docid for c in windows[i]]) if history else []
             scores = fuse(self.profile.fusion, self.reader.merged(reading), *first_stage(windows[i]))
             results[i] = place(ours[i], scores, rank_start, rank_end, invocations)
-        return results
+        return [
+            as_rank_llm(request, result) if is_rank_llm(request) else result for request, result in zip(given, results)
+        ]
 
     def rerank(
         self, request: Any, rank_start: int = 0, rank_end: int = 100, **kwargs: Any
