@@ -13,8 +13,11 @@ def ranker():
     return HeadRanker.from_pretrained("smollm2-135m")
 
 
-def test_model_answers_sanely(ranker):
-    tok, model = ranker.reader.tokenizer, ranker.reader.model
+def test_model_answers_sanely():
+    """The whole causal LM (the ranker loads only the layers its profile reads, no LM head)."""
+    from headrank_ir.engine.models import load_model
+
+    model, tok = load_model("smollm2-135m")
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=3, do_sample=False)
