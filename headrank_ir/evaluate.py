@@ -160,10 +160,14 @@ def _print_comparison(args: argparse.Namespace, qrels, scores: dict) -> None:
             )
         runs[labels[path]] = {m: v for m, v in values[path].items() if m not in fixed}
     tested = compare_runs({k: v for k, v in runs.items() if v}, values[args.compare], args.resamples, args.correction)
-    adjusted = "not adjusted" if args.correction == "none" else f"adjusted by {args.correction} over the {len(tested)}"
+    adjusted = (
+        "as is (--correction none)"
+        if args.correction == "none"
+        else f"by {args.correction} over the {len(tested)} tests"
+    )
     print(
         f"\nagainst {args.compare} on the {len(judged)} judged queries the runs hold "
-        f"(two-sided tests; adj: p-values {adjusted}{' tests' if args.correction != 'none' else ''}):"
+        f"(two-sided tests; adj: p-values adjusted {adjusted}):"
     )
     for line in left_out:
         print(line)
