@@ -88,6 +88,9 @@ def test_documented_commands_give_a_reranked_run_and_a_significance_table(docume
     assert float(row[3]) == pytest.approx(mean["mine.bm25.txt"], abs=5e-5)
     wins, losses, ties = map(int, row[9].split("/"))
     assert wins + losses + ties == TOPICS
+    # R@100 over the same 30 documents reordered in the top 10: named, not tested; the plot is drawn
+    assert "not tested for mine.headrank.txt: R@100 (" in evaluated and "mine.headrank.txt  R@100" not in evaluated
+    assert (work / "runs/mine.differences.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_first_stage_is_what_pyserini_s_own_search_returns_even_under_a_cacm_path(documented, tmp_path):
