@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--qrels",
         help="qrels file or Pyserini name: print " + ", ".join(DEFAULT_MEASURES) + " before and after",
     )
+    from headrank_ir.progress import QuietAction  # --quiet silences the run's progress by itself
+
+    output.add_argument("--quiet", action=QuietAction, help="no progress bar or progress lines")
     return parser
 
 

@@ -519,10 +519,10 @@ def evaluate_cases(scratch: Scratch) -> list[Record]:
     folder = scratch.folder()
     run_command(rerank_cli.main, scratch.argv(folder))
     run, qrels = str(folder / "out.txt"), str(folder / "qrels.txt")
-    clean = run_command(evaluate_cli.main, [run, qrels])
+    clean = run_command(evaluate_cli.main, [qrels, run])
     (folder / "bom.txt").write_text(BOM + (folder / "out.txt").read_text(), encoding="utf-8")
     (folder / "qrels_bom.txt").write_text(BOM + GOOD["qrels.txt"], encoding="utf-8")
-    seen = run_command(evaluate_cli.main, [str(folder / "bom.txt"), str(folder / "qrels_bom.txt")])
+    seen = run_command(evaluate_cli.main, [str(folder / "qrels_bom.txt"), str(folder / "bom.txt")])
     records.append(
         Record(
             "evaluate with boms",
@@ -536,11 +536,12 @@ def evaluate_cases(scratch: Scratch) -> list[Record]:
         )
     )
     errors = {
-        "evaluate run missing": ([str(folder / "nope.txt"), qrels], ("nope.txt", "not found")),
-        "evaluate qrels missing": ([run, str(folder / "nope.txt")], ("nope.txt", "not found")),
-        "evaluate bad measure": ([run, qrels, "nDCG@x"], ("unknown measure",)),
-        "evaluate broken run": ([qrels, qrels], ("qrels.txt:1:", "fields")),
-        "evaluate broken jsonl": ([str(folder / "c.jsonl"), qrels], ("c.jsonl:1:", "rank_llm Result")),
+        "evaluate run missing": ([qrels, str(folder / "nope.txt")], ("nope.txt", "not found")),
+        "evaluate qrels missing": ([str(folder / "nope.txt"), run], ("nope.txt", "not found")),
+        "evaluate bad measure": ([qrels, run, "nDCG@x"], ("unknown measure",)),
+        "evaluate qrels as the run": ([qrels, qrels], ("qrels.txt is qrels", "not a run")),
+        "evaluate swapped": ([run, qrels], ("is a run and", "the order is QRELS RUN")),
+        "evaluate broken jsonl": ([qrels, str(folder / "c.jsonl")], ("c.jsonl:1:", "rank_llm Result")),
     }
     shutil.copy(folder / "corpus.jsonl", folder / "c.jsonl")
     for name, (argv, expect) in errors.items():

@@ -110,7 +110,7 @@ def test_cranfield_bm25_rerank_and_evaluate(index, tiny_model_dir, ranker, tmp_p
     assert table_value(stdout, "nDCG@10", 1) == pytest.approx(scored[ir_measures.nDCG @ 10], abs=5e-5)
 
     # The separate evaluate command agrees with ir_measures on the whole qrels.
-    assert evaluate_cli.main([str(out), qrels, "nDCG@10", "ndcg_cut_5"]) == 0
+    assert evaluate_cli.main([qrels, str(out), "nDCG@10", "ndcg_cut_5"]) == 0
     printed = capsys.readouterr().out
     everything = ir_measures.calc_aggregate(
         [ir_measures.nDCG @ 10],

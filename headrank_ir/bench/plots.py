@@ -1,4 +1,5 @@
-"""The bench's three pictures, drawn from the cell records (matplotlib, Agg backend, PNG)."""
+"""The bench's three pictures, drawn from the cell records, and ``evaluate --compare``'s per-query
+differences (matplotlib, Agg backend, PNG)."""
 
 from __future__ import annotations
 
@@ -222,6 +223,33 @@ def head_map(
         # grey behind the legend, so that white markers show there as on the map
         fig.legend(loc="lower center", ncol=len(selected), fontsize=9, facecolor="0.75", framealpha=1)
     return _save(fig, plt, path, bottom=0.06 if selected else 0.0)
+
+
+def per_query_differences(tested: Sequence, baseline: str, path: Path) -> Path:
+    """One panel per run and measure of ``evaluate --compare`` (``significance.Tested``): each
+    query's difference from the baseline, sorted, as bars (above zero: the run wins), with the
+    wins/losses/ties and the adjusted randomisation p-value in the title."""
+    plt = _pyplot()
+    fig, axes = _grid(plt, max(len(tested), 1), width=5.5, height=3.6)
+    for ax, t in zip(axes, tested):
+        differences = sorted(t.differences.values(), reverse=True)
+        x = np.arange(1, len(differences) + 1)
+        colours = ["tab:green" if d > 0 else "tab:red" if d < 0 else "grey" for d in differences]
+        ax.bar(x, differences, width=1.0, color=colours, linewidth=0)
+        ax.axhline(0, color="black", linewidth=0.8)
+        c = t.comparison
+        ax.set_title(
+            f"{t.run}: {t.measure} {c.mean_difference:+.4f}\n"
+            f"{c.wins}/{c.losses}/{c.ties} win/loss/tie, adjusted p(rand) {t.p_randomisation_adjusted:.3g}",
+            fontsize=9,
+        )
+        ax.set_xlabel("queries, by difference")
+        ax.set_ylabel(f"{t.measure} minus {baseline}", fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    if not tested:
+        axes[0].text(0.5, 0.5, "no measure tested", ha="center", va="center", transform=axes[0].transAxes)
+    fig.suptitle(f"Per-query differences against {baseline}")
+    return _save(fig, plt, path)
 
 
 def _save(fig, plt, path: Path, bottom: float = 0.0) -> Path:

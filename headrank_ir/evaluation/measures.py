@@ -15,24 +15,77 @@ from headrank_ir.pipeline.readers import read_trec_run
 from headrank_ir.pipeline.runfile import read_results_jsonl
 
 DEFAULT_MEASURES = ("nDCG@10", "AP@100", "R@100", "RR@10")
+# Measures of which documents lie above the cutoff, blind to their order there: reordering only
+# the top d of a run leaves them unchanged at every cutoff of d or more.
+ORDER_BLIND = frozenset({"P", "R", "Success", "Judged", "NumRet", "SetP", "SetR", "SetF", "SetAP"})
 
 RunScores = dict[str, dict[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
 
 
 def parse_measures(names: Iterable[str]) -> list[ir_measures.Measure]:
+    """ir_measures' measures for ``names`` (theirs or trec_eval's); an unknown name or a cutoff
+    below 1 (``nDCG@0`` aborts trec_eval's C code, and the whole process with it) is refused."""
     measures: list[ir_measures.Measure] = []
     for name in names:
         try:
-            measures.append(ir_measures.parse_measure(name))
+            parsed = [ir_measures.parse_measure(name)]
         except (ValueError, NameError):
             try:
-                measures.extend(ir_measures.parse_trec_measure(name))
+                parsed = list(ir_measures.parse_trec_measure(name))
             except (ValueError, NameError, KeyError):
                 raise InputError(
                     f"unknown measure {name!r}; use ir_measures names such as {', '.join(DEFAULT_MEASURES)}"
                 ) from None
+        for measure in parsed:
+            if (cut := cutoff(measure)) is not None and cut < 1:
+                raise InputError(f"measure {name!r} has cutoff {cut}; a cutoff counts ranks, from 1 (nDCG@10 …)")
+        measures.extend(parsed)
     return measures
+
+
+def cutoff(measure: ir_measures.Measure | str) -> int | None:
+    """The rank cutoff of a measure (``10`` for ``nDCG@10``), None for the whole ranking."""
+    if isinstance(measure, str):
+        measure = ir_measures.parse_measure(measure)
+    value = measure.params.get("cutoff")
+    return int(value) if isinstance(value, int) else None
+
+
+def unchangeable(measure: str, depth: int | None) -> bool:
+    """Whether ``measure`` cannot tell apart two runs whose every top k, for k >= ``depth``, holds
+    the same documents (a rerank of the top ``depth``): an order-blind measure at a cutoff of
+    ``depth`` or more (``R@100`` after reranking the top 100). None: the runs differ as wholes."""
+    if depth is None:
+        return False
+    parsed = ir_measures.parse_measure(measure)
+    cut = cutoff(parsed)
+    return parsed.NAME in ORDER_BLIND and (cut is None or cut >= depth)
+
+
+def _trec_eval_order(scores: Mapping[str, float]) -> list[str]:
+    """Docids as trec_eval ranks them: score descending, ties by docid descending."""
+    return [docid for docid, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+
+def same_documents_from(run: RunScores, baseline: RunScores, qids: Iterable[str]) -> int | None:
+    """The smallest ``k0`` such that, on every query of ``qids``, each top k of ``run`` with
+    k >= k0 holds the same documents as the baseline's: the depth of a rerank, as the two runs
+    show it. None when some query's whole list differs (not a reordering of the baseline)."""
+    deepest = 1
+    for qid in qids:
+        a, b = _trec_eval_order(run.get(qid, {})), _trec_eval_order(baseline.get(qid, {}))
+        apart: set[str] = set()  # documents in one top k and not the other
+        last_apart = 0
+        for k in range(1, max(len(a), len(b)) + 1):
+            for docid in a[k - 1 : k] + b[k - 1 : k]:
+                apart ^= {docid}
+            if apart:
+                last_apart = k
+        if apart:
+            return None
+        deepest = max(deepest, last_apart + 1)
+    return deepest
 
 
 def scores_of(results: Iterable) -> RunScores:

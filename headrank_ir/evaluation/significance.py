@@ -1,11 +1,12 @@
 """Paired significance over queries: a randomisation (sign-flip permutation) test and a t-test,
-with the wins, losses and ties that a table of them usually shows."""
+with the wins, losses and ties that a table of them usually shows; p-values of several tests
+adjusted together by statsmodels' ``multipletests`` (Holm by default)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,3 +60,66 @@ def compare(
     t = stats.ttest_rel(x, y)
     p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0  # nan when every difference is equal
     return Comparison(len(qids), float(difference.mean()), float(randomised.pvalue), p_t, **counts)
+
+
+# statsmodels' multipletests methods offered by ``evaluate --correction``: Holm (family-wise
+# error, any dependence between the tests: measures on the same queries are correlated),
+# Bonferroni, Benjamini-Hochberg (false discovery rate); "none" leaves the p-values as they are.
+CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """``pvalues`` adjusted for being tested together (statsmodels' ``multipletests``); a NaN (a
+    test on one query) stays NaN and is not counted in the family."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; choose one of {', '.join(CORRECTIONS)}")
+    finite = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    adjusted = [float(p) for p in pvalues]
+    if method == "none" or len(finite) < 2:
+        return adjusted
+    from statsmodels.stats.multitest import multipletests
+
+    corrected = multipletests([pvalues[i] for i in finite], method=method)[1]
+    for i, p in zip(finite, corrected):
+        adjusted[i] = float(p)
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Tested:
+    """One run against the baseline on one measure: the test, its adjusted p-values and each
+    query's difference (run minus baseline)."""
+
+    run: str
+    measure: str
+    mean: float  # the run's mean over the compared queries
+    comparison: Comparison
+    p_randomisation_adjusted: float
+    p_ttest_adjusted: float
+    differences: Mapping[str, float] = field(default_factory=dict)
+
+
+def compare_runs(
+    runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+    baseline: Mapping[str, Mapping[str, float]],
+    resamples: int = 10000,
+    correction: str = "holm",
+) -> list[Tested]:
+    """Each run (``{label: {measure: {qid: value}}}``) against ``baseline`` (``{measure: {qid:
+    value}}``) on each of its measures; both p-value columns adjusted over all these tests."""
+    pairs = [(label, measure, by_qid) for label, values in runs.items() for measure, by_qid in values.items()]
+    comparisons = [compare(by_qid, baseline[measure], resamples=resamples) for _, measure, by_qid in pairs]
+    randomisation = adjust([c.p_randomisation for c in comparisons], correction)
+    ttest = adjust([c.p_ttest for c in comparisons], correction)
+    return [
+        Tested(
+            label,
+            measure,
+            sum(by_qid.values()) / len(by_qid),
+            c,
+            p_rand,
+            p_t,
+            {q: by_qid[q] - baseline[measure][q] for q in sorted(set(by_qid) & set(baseline[measure]))},
+        )
+        for (label, measure, by_qid), c, p_rand, p_t in zip(pairs, comparisons, randomisation, ttest)
+    ]

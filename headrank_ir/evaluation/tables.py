@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from headrank_ir.evaluation.measures import Qrels, mean_measures, read_run_scores, scores_of
-from headrank_ir.evaluation.significance import compare
+from headrank_ir.evaluation.significance import Tested
 from headrank_ir.records import Request, in_given_order
 
 PerQuery = Mapping[str, Mapping[str, float]]  # {measure: {qid: value}}
@@ -44,20 +44,18 @@ def gain_table(requests: Sequence[Request], run_path: str, run_format: str | Non
     return f"{len(judged)} judged queries of {len(requests)}\n" + format_table(columns)
 
 
-def comparison_table(runs: Mapping[str, PerQuery], baseline: PerQuery, resamples: int = 10000) -> str:
-    """One row per run and measure: its mean, the baseline's, the mean difference, both p-values
-    and wins/losses/ties, all over the same judged queries."""
-    header = ["run", "measure", "mean", "baseline", "diff", "p(rand)", "p(t)", "win/loss/tie"]
+def comparison_table(tested: Sequence[Tested]) -> str:
+    """One row per run and measure tested: its mean, the baseline's, the mean difference, both
+    p-values as computed and as adjusted for the whole table, and wins/losses/ties."""
+    header = ["run", "measure", "mean", "baseline", "diff", "p(rand)", "p(t)", "adj(rand)", "adj(t)", "win/loss/tie"]
     rows = []
-    for label, values in runs.items():
-        for measure, by_qid in values.items():
-            base = baseline[measure]
-            c = compare(by_qid, base, resamples=resamples)
-            mean = sum(by_qid.values()) / len(by_qid)
-            rows.append(
-                [label, measure, f"{mean:.4f}", f"{mean - c.mean_difference:.4f}", f"{c.mean_difference:+.4f}"]
-                + [_p(c.p_randomisation), _p(c.p_ttest), f"{c.wins}/{c.losses}/{c.ties}"]
-            )
+    for t in tested:
+        c = t.comparison
+        rows.append(
+            [t.run, t.measure, f"{t.mean:.4f}", f"{t.mean - c.mean_difference:.4f}", f"{c.mean_difference:+.4f}"]
+            + [_p(c.p_randomisation), _p(c.p_ttest), _p(t.p_randomisation_adjusted), _p(t.p_ttest_adjusted)]
+            + [f"{c.wins}/{c.losses}/{c.ties}"]
+        )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
@@ -66,4 +64,4 @@ def comparison_table(runs: Mapping[str, PerQuery], baseline: PerQuery, resamples
 
 
 def _p(value: float) -> str:
-    return f"{value:.4f}" if not value < 1e-4 else f"{value:.1e}"
+    return "n/a" if value != value else f"{value:.4f}" if not value < 1e-4 else f"{value:.1e}"

