@@ -16,7 +16,7 @@ from pathlib import Path
 
 from headrank_ir.errors import InputError
 from headrank_ir.pipeline.textfiles import (
-    check_text,
+    check_field,
     first_key,
     iter_lines,
     json_line,
@@ -46,8 +46,8 @@ _TOPIC_TEXT_KEYS = ("query", "text", "title")
 
 
 def add_topic(queries: dict[str, str], qid: str, text: str, path: Path, number: int | None) -> None:
-    check_text(qid, "query id", path, number)
-    check_text(text, f"query {qid!r}", path, number)
+    check_field(qid, "query id", path, number)
+    check_field(text, f"query {qid!r}", path, number)
     if not qid.strip():
         raise InputError("empty query id", path, number)
     if not text.strip():

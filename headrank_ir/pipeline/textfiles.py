@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
-from headrank_ir.engine.checks import check_text as _check_text
+from headrank_ir.engine.checks import check_text
 from headrank_ir.errors import InputError
 
 # ---------------------------------------------------------------------------------------------
@@ -103,11 +103,11 @@ def no_mark_inside(line: str, path: Path, number: int) -> None:
         )
 
 
-def check_text(value: str, what: str, path: os.PathLike | str | None = None, number: int | None = None) -> str:
-    """``value``, unless it holds a lone surrogate (:func:`headrank_ir.engine.checks.check_text`),
-    reported with the file and line."""
+def check_field(value: str, what: str, path: os.PathLike | str | None = None, number: int | None = None) -> str:
+    """A field read from a file: :func:`headrank_ir.engine.checks.check_text`'s refusal (a lone
+    surrogate) reported with the file and line."""
     try:
-        return _check_text(value, what)
+        return check_text(value, what)
     except ValueError as error:
         raise InputError(str(error), path, number) from None
 
@@ -196,5 +196,5 @@ def first_key(record: Mapping, keys: tuple[str, ...], what: str, path: Path, num
                     path,
                     number,
                 )
-            return check_text(str(value), f"{what} field {key!r}", path, number)
+            return check_field(str(value), f"{what} field {key!r}", path, number)
     raise InputError(f"no {what} field (looked for {', '.join(keys)})", path, number)
