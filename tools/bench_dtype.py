@@ -5,7 +5,8 @@ the most sets) the BM25 top 20 is reranked with ``--model`` and its shipped prof
 ``python -m headrank_ir.rerank ... --depth 20`` does (``HeadRanker.rerank_batches``, one query
 a batch), by two rankers loaded side by side, one in each dtype. The queries alternate between
 them (and which goes first alternates too), so that a shared machine's changing load hits both
-alike (no warm-up: each ranker's first query carries its one-time costs). Per set: nDCG@10 of BM25 and of both dtypes, the
+alike (no warm-up: each ranker's first query carries its one-time costs). Per set: nDCG@10 of BM25
+and of both dtypes, the
 paired difference bf16 - fp32 with the bench's paired tests (``bench.significance.compare``:
 ``scipy.stats.ttest_rel`` and a randomisation test), how many queries changed, and the seconds
 of reranking in each dtype. Model loading is timed apart. The record (JSON, and a Markdown
