@@ -6,8 +6,7 @@ the most sets) the BM25 top 20 is reranked with ``--model`` and its shipped prof
 a batch), by two rankers loaded side by side, one in each dtype. The queries alternate between
 them (and which goes first alternates too), so that a shared machine's changing load hits both
 alike (no warm-up: each ranker's first query carries its one-time costs). Per set: nDCG@10 of BM25
-and of both dtypes, the
-paired difference bf16 - fp32 with the bench's paired tests (``bench.significance.compare``:
+and of both dtypes, the paired difference bf16 - fp32 with the paired tests (``evaluation.significance.compare``:
 ``scipy.stats.ttest_rel`` and a randomisation test), how many queries changed, and the seconds
 of reranking in each dtype. Model loading is timed apart. The record (JSON, and a Markdown
 table made from it) is rewritten after each query, the set in progress marked incomplete.
