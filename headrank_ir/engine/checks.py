@@ -4,8 +4,10 @@ them all once before a run starts."""
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
 from headrank_ir.engine.prompt import normalise
@@ -61,6 +63,70 @@ def check_not_calibration(query: str, prompt: PromptSettings) -> None:
             "passage would score 0.0; rephrase it, or use a profile with another prompt.calibration_query "
             "or with calibrate false"
         )
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def check_score(query: Any, passages: Any, prompt: PromptSettings) -> None:
+    """What ``score`` takes, checked as ``rank`` checks it: a non-empty query that is not the
+    calibration query, and a list (not one string) of non-empty passages."""
+    check_inputs(query, passages, None)
+    check_not_calibration(query, prompt)
+
+
+def check_score_batch(queries: Any, passage_lists: Any, prompt: PromptSettings) -> None:
+    """``score_batch``'s arguments: a list of queries and as many passage lists (never one dropped
+    silently by ``zip``), each pair checked as :func:`check_score`, naming the query."""
+    if not _is_list(queries):
+        raise TypeError(f"queries must be a list of str, got {type(queries).__name__}")
+    if not _is_list(passage_lists) or not all(_is_list(p) for p in passage_lists):
+        raise TypeError("passage_lists must be a list of lists of str, one per query")
+    if len(queries) != len(passage_lists):
+        raise ValueError(f"{len(queries)} queries for {len(passage_lists)} passage lists: give one list per query")
+    for i, (query, passages) in enumerate(zip(queries, passage_lists)):
+        try:
+            check_score(query, passages, prompt)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"query {i}: {error}") from None
+
+
+def check_metadata(metadata: Any) -> None:
+    """``rank``'s ``metadata``: None, or one dict per document."""
+    if metadata is None:
+        return
+    if not _is_list(metadata):
+        raise TypeError(f"metadata must be a list of dicts, one per passage, got {type(metadata).__name__}")
+    for i, item in enumerate(metadata):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"metadata {i} must be a dict, got {type(item).__name__}; give {{}} for none")
+
+
+def check_batch_call(requests: Any, rank_start: Any, rank_end: Any) -> None:
+    """``rerank_batch``'s arguments before any is used: a list of requests (one request alone is
+    ``rerank``'s), and whole-number bounds."""
+    if not _is_list(requests):
+        raise TypeError(
+            f"requests must be a list of Request, got {type(requests).__name__}; "
+            "for one request call rerank(request) or rerank_batch([request])"
+        )
+    for name, value in (("rank_start", rank_start), ("rank_end", rank_end)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+
+
+def check_profile_argument(profile: Any) -> None:
+    """``from_pretrained``'s ``profile``: None (the shipped one), ``'icr'``, a path or a
+    ``HeadProfile``; a dict or an empty name is refused in one line."""
+    if profile is None or isinstance(profile, HeadProfile):
+        return
+    if isinstance(profile, Mapping):
+        raise TypeError("profile must be a path, 'icr' or a HeadProfile, got a dict: pass HeadProfile.from_json(it)")
+    if not isinstance(profile, (str, os.PathLike)):
+        raise TypeError(f"profile must be a path, 'icr' or a HeadProfile, got {type(profile).__name__}")
+    if not os.fspath(profile).strip():
+        raise ValueError("profile '' names no file: omit it for the model's shipped profile, or give 'icr' or a path")
 
 
 def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptSettings()) -> None:

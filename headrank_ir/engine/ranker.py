@@ -16,11 +16,16 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from headrank_ir.engine.adapter import ensure_adapter
 from headrank_ir.engine.checks import (
+    check_batch_call,
     check_inputs,
+    check_metadata,
     check_not_calibration,
+    check_profile_argument,
     check_profile_fits,
     check_rank_range,
     check_requests,
+    check_score,
+    check_score_batch,
 )
 from headrank_ir.engine.fusion import fuse
 from headrank_ir.engine.profile import HeadProfile, check_profile_model, resolve_profile
@@ -90,6 +95,7 @@ class HeadRanker:
         """
         from headrank_ir.engine.models import load_model
 
+        check_profile_argument(profile)
         profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
@@ -100,12 +106,24 @@ class HeadRanker:
         )
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
-        """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
-        return self.score_batch([query], [passages])[0]
+        """One score per passage (larger is more relevant), windows merged by ``merge_windows``;
+        the inputs are checked as ``rank`` checks them."""
+        check_score(query, passages, self.profile.prompt)
+        return self._scores([query], [passages])[0]
 
     def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
-        """``score`` for several queries, each with its own passages, read in shared forwards."""
-        return [self.reader.merged(reading) for reading in self.reader.read_batch(queries, passage_lists)]
+        """``score`` for several queries, each with its own passages, read in shared forwards;
+        one passage list per query, each checked as ``rank`` checks its inputs."""
+        check_score_batch(queries, passage_lists, self.profile.prompt)
+        return self._scores(queries, passage_lists)
+
+    def _scores(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
+        read = [i for i, passages in enumerate(passage_lists) if passages]  # no passages: no scores, no forward
+        readings = self.reader.read_batch([queries[i] for i in read], [passage_lists[i] for i in read])
+        scores: List[List[float]] = [[] for _ in passage_lists]
+        for i, reading in zip(read, readings):
+            scores[i] = self.reader.merged(reading)
+        return scores
 
     # -- public verbs: rerankers' ``rank`` and rank_llm's coordinator surface ----------------------
 
@@ -121,6 +139,7 @@ class HeadRanker:
         Without ``doc_ids`` a document's id is its position in ``docs``; ``metadata`` (one dict per
         document) rides along, as in rerankers. An empty list gives no results.
         """
+        check_metadata(metadata)
         check_inputs(query, docs, doc_ids)
         if metadata is not None and len(metadata) != len(docs):
             raise ValueError(f"{len(metadata)} metadata for {len(docs)} passages")
@@ -157,6 +176,7 @@ class HeadRanker:
         candidates' scores with their first-stage scores (``engine/fusion.py``). ``logging`` and
         rank_llm's other keyword arguments change nothing here (there is no prompt to log and no window to slide).
         """
+        check_batch_call(requests, rank_start, rank_end)
         check_rank_range(rank_start, rank_end, shuffle_candidates)
         planned = self._planned(requests, rank_start, rank_end)
         return self._placed(planned, rank_start, rank_end, populate_invocations_history)
