@@ -26,6 +26,13 @@ def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except USER_ERRORS as error:
         print(error_line(error), file=sys.stderr)
         return 1
+    except MemoryError:  # e.g. under `ulimit -v`: one line, not a traceback from deep inside torch
+        print(
+            "error: out of memory (MemoryError): lower --batch-size or --batch-tokens, use a smaller model, "
+            "or raise the memory limit (ulimit -v); run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def positive_int(value: str) -> int:

@@ -95,7 +95,8 @@ def guard_file(
     Its folder is created."""
     path = _named(path, what)
     for source in _input_paths(inputs):
-        if _same(path, source) or (source.is_dir() and path.resolve().is_relative_to(source.resolve())):
+        inside = source.is_dir() and path.exists() and path.resolve().is_relative_to(source.resolve())
+        if _same(path, source) or inside:  # a file of an input folder (a model's, an index's) too
             raise InputError(f"{what} {path} is an input of this command ({source}); writing it would destroy it")
     for target in (path, *(path.with_name(path.name + suffix) for suffix in beside)):
         kind = _kind(target)

@@ -147,9 +147,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--first-stage-output must name another file than --output")
         guard_file(args.first_stage_output, "--first-stage-output", inputs)
     requests = requests_from_args(args)
+    if not requests:
+        limit = f"the first {args.max_queries} topics" if args.max_queries else "the topics"
+        raise InputError(
+            f"the first stage found no hits for any of {limit} of {args.topics}: nothing to rerank; check that "
+            "--topics matches --index or --run" + (", or raise --max-queries" if args.max_queries else "")
+        )
     if qrels is not None and not any(r.query.qid in qrels for r in requests):
         raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
-    preflight(args.model, profile, requests, args.allow_profile_model_mismatch)
+    preflight(args.model, profile, requests, args.allow_profile_model_mismatch, args.depth)
     header = run_header(args.model, profile, args.depth, requests, dtype)  # after: the model resolved
     if args.first_stage_output:
         tag = "bm25" if args.index else "firststage"

@@ -229,7 +229,7 @@ CLI_CASES = {
     "output foreign file": case({"out.txt": "mine\n"}, (), "out.txt exists", "left alone"),
     "output empty name": case({}, ("--output", ""), "--output ''", "names no file"),
     "output onto the topics": case({}, ("--output", "{d}/topics.tsv"), "topics.tsv is an input of this command"),
-    "output inside the model folder": case({}, ("--output", "{m}/run.txt"), "is an input of this command"),
+    "output onto the model's config": case({}, ("--output", "{m}/config.json"), "is an input of this command"),
     # the first-stage run goes through the same guard (it replaced the --run input before)
     "first stage onto the run": case({}, ("--first-stage-output", "{d}/run.txt"), "run.txt is an input"),
     "first stage onto the corpus": case({}, ("--first-stage-output", "{d}/corpus.jsonl"), "corpus.jsonl is an input"),
@@ -239,6 +239,16 @@ CLI_CASES = {
     "first stage empty name": case({}, ("--first-stage-output", ""), "--first-stage-output ''", "names no file"),
     "first stage parent is a file": case(
         {}, ("--first-stage-output", "{d}/run.txt/fs.txt"), "run.txt is a file, not a folder"
+    ),
+    # checked before the output is touched: a second topic too long for the context, no hits at all
+    "second topic cannot fit": case(
+        {"topics.tsv": "q1\twhat is a lobster roll\nq2\t" + "word " * 15000 + "\n"}, (), "query 'q2'", "context holds"
+    ),
+    "no hits in the first topics": case(
+        {"topics.tsv": "q9\tunjudged\nq1\twhat is a lobster roll\n"},
+        ("--max-queries", "1"),
+        "no hits for any of the first 1 topics",
+        "raise --max-queries",
     ),
     # Ray: an address where nothing answers is one line within seconds (Ray retries it for ever)
     "ray unreachable": case({}, ("--ray", "127.0.0.1:1"), "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
@@ -886,3 +896,30 @@ def test_the_run_journal_names_the_weights_and_refuses_a_resume_on_others(tmp_pa
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     code, _, err = rerank(capsys, argv)
     assert code == 1 and "started with other settings (weights: " in err, err
+
+
+# -- said once, refused in one line ---------------------------------------------------------------
+
+
+def test_a_profile_with_every_weight_negated_is_accepted_and_said_once(caplog):
+    heads = ((0, 1, -1.0), (2, 3, -0.25))
+    with caplog.at_level("WARNING", logger="headrank_ir.engine.profile"):
+        first = HeadProfile("m", heads)
+        HeadProfile("m", heads)
+        first.with_prompt(calibrate=False)
+        HeadProfile("m", ((0, 1, -1.0), (2, 3, 0.5)))  # neighbour: mixed signs are said nothing about
+    said = [r.getMessage() for r in caplog.records if "is negative" in r.getMessage()]
+    assert len(said) == 1 and "every head weight of the profile for m is negative" in said[0]
+
+
+def test_out_of_memory_is_one_line(capsys):
+    import argparse
+
+    from headrank_ir.command_helpers import run_command
+
+    def run(args):
+        raise MemoryError()
+
+    assert run_command(run, argparse.Namespace(), resume_hint="x") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and err.count("\n") == 1 and "--batch-size" in err

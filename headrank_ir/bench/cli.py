@@ -35,7 +35,7 @@ from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.command_helpers import add_placement_args, positive_int
 from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 from headrank_ir.engine.profile import parse_head_label
-from headrank_ir.outputs import guard_folder
+from headrank_ir.outputs import guard_file, guard_folder
 
 logger = logging.getLogger("headrank_ir.bench")
 
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         resolve_placement(args.device, args.dtype)  # a missing GPU fails here, not in every cell
         # the one output guard, before any cell: never a file, an input or someone else's folder
         guard_folder(args.out, "--output", [args.data, args.profiles, args.cache], ours=BENCH_OUTPUTS)
+        for name in ("results.csv", "results.md", "quality_cost.png", "homogenisation.png"):
+            guard_file(args.out / name, "--output")  # written after the cells: a pipe or link fails now
         # every model of the run (each cell's own process included) loads where these say
         os.environ.update({DEVICE_ENV: args.device, DTYPE_ENV: args.dtype})
         return _bench(args, datasets, limits)

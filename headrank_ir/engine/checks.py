@@ -160,22 +160,43 @@ def check_profile_fits(profile: HeadProfile, names: Sequence[str], config, allow
     check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
 
 
+def check_prompts_fit(tokenizer, profile: HeadProfile, context_tokens: int, requests, depth=None) -> None:
+    """Every query's prompts planned as the engine plans them (``reader.PromptPlanner``: the
+    tokenizer only, no model): a query or passage that cannot fit the context is named now, not
+    after the queries before it were written."""
+    from headrank_ir.engine.reader import PromptPlanner
+
+    planner = PromptPlanner(tokenizer, profile, context_tokens)
+    for request in requests:
+        try:
+            planner.plan(request.query.text, [c.text for c in request.candidates[:depth]])
+        except ValueError as error:
+            raise ValueError(f"query {request.query.qid!r}: {error}") from None
+
+
 def preflight(
     model: str,
     profile: HeadProfile | None,
     requests: Sequence[Request],
     allow_profile_model_mismatch: bool = False,
+    depth: int | None = None,
 ) -> None:
     """What would stop a run part-way, checked once before anything is loaded or written: the
-    profile against ``model`` (its name, its layers and heads), that ``model`` resolves, and every
-    query and passage of ``requests``. ``profile`` None is ICR's, which fits every model."""
+    profile against ``model`` (its name, its layers and heads), that ``model`` resolves, every
+    query and passage of ``requests``, and that every query's prompts (its top ``depth``
+    candidates) fit the context, planned with the model's tokenizer (cheap: no weights load).
+    ``profile`` None is ICR's, which fits every model."""
     from headrank_ir.engine.models import resolve_model_folder
 
     if profile is not None and not allow_profile_model_mismatch:
         check_profile_model(profile, [model])  # before resolving: a mismatch costs no time
     folder = resolve_model_folder(model)  # before the heavy import below: a wrong name fails at once
-    if profile is not None:
-        from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
-        check_profile_fits(profile, [model], AutoConfig.from_pretrained(folder).get_text_config(), True)
+    config = AutoConfig.from_pretrained(folder).get_text_config()
+    if profile is not None:
+        check_profile_fits(profile, [model], config, True)
     check_requests(requests, profile.prompt if profile else PromptSettings())
+    planned = profile or HeadProfile.icr(model, config.num_hidden_layers, config.num_attention_heads)
+    context = planned.prompt.max_context_tokens or config.max_position_embeddings
+    check_prompts_fit(AutoTokenizer.from_pretrained(folder), planned, context, requests, depth)

@@ -286,3 +286,20 @@ def passage_mass(rows: torch.Tensor, spans) -> torch.Tensor:
     """``span_mass`` of one row: ``(heads, T)`` → ``(heads, passages)``."""
     bounds = span_bounds([spans])
     return span_mass(rows[None], bounds["starts"].to(rows.device), bounds["ends"].to(rows.device))[0]
+
+
+class PromptPlanner:
+    """``HeadReader``'s planning, the CPU side, without a model: the very methods it plans with
+    (not a copy), which ``checks.preflight`` runs over every query so that a prompt that cannot
+    fit the context stops a run before its output is touched."""
+
+    def __init__(self, tokenizer, profile: HeadProfile, context_tokens: int):
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.context_tokens = context_tokens
+        self._pieces = PromptPieces(tokenizer, profile.prompt)
+
+    plan = HeadReader.plan
+    prompt_overhead = HeadReader.prompt_overhead
+    _jobs = HeadReader._jobs
+    _check_fits = HeadReader._check_fits
