@@ -923,3 +923,17 @@ def test_out_of_memory_is_one_line(capsys):
     assert run_command(run, argparse.Namespace(), resume_hint="x") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: out of memory") and err.count("\n") == 1 and "--batch-size" in err
+
+
+def test_ray_logs_in_redirected_output_are_plain(monkeypatch):
+    import logging
+
+    from headrank_ir.pipeline.distributed import quiet_ray_logs
+
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "")  # recorded, so that the test leaves the variable as it was
+    monkeypatch.delenv("RAY_COLOR_PREFIX")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    monkeypatch.setattr(auth, "level", logging.NOTSET)
+    quiet_ray_logs()
+    assert os.environ["RAY_COLOR_PREFIX"] == "0" and auth.level == logging.ERROR
