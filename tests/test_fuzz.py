@@ -924,6 +924,19 @@ def test_out_of_memory_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: out of memory") and err.count("\n") == 1 and "--batch-size" in err
 
+    def unmappable(args):  # what `import torch` raises under `ulimit -v 500000`
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    assert run_command(unmappable, argparse.Namespace(), resume_hint="x") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory loading a library") and err.count("\n") == 1
+
+    def missing(args):  # neighbour: a missing package is not memory, and keeps its traceback
+        raise ImportError("No module named 'nothing_here'")
+
+    with pytest.raises(ImportError, match="nothing_here"):
+        run_command(missing, argparse.Namespace(), resume_hint="x")
+
 
 def test_ray_logs_in_redirected_output_are_plain(monkeypatch):
     import logging
