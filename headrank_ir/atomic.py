@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from headrank_ir.outputs import file_mode
+
 
 def fsync_dir(folder: os.PathLike | str) -> None:
     descriptor = os.open(folder, os.O_RDONLY)
@@ -27,6 +29,7 @@ def write_atomic_with(path: os.PathLike | str, write: Callable[[IO[bytes]], obje
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as out:
         try:
+            os.fchmod(out.fileno(), file_mode())  # as open() would make it, not mkstemp's 0600
             write(out)
             out.flush()
             os.fsync(out.fileno())

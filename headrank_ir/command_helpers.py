@@ -13,6 +13,11 @@ from headrank_ir.engine.models import DTYPES
 from headrank_ir.errors import USER_ERRORS, error_line
 from headrank_ir.records import Request
 
+OUT_OF_MEMORY = (
+    "lower --batch-size or --batch-tokens, use a smaller model, or raise the memory limit (ulimit -v); "
+    "run the same command again to resume"
+)
+
 
 def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace, resume_hint: str) -> int:
     """Call ``run(args)``; bad input becomes one ``error:`` line and exit 1, Ctrl-C exit 130."""
@@ -25,6 +30,14 @@ def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
         return 130
     except USER_ERRORS as error:
         print(error_line(error), file=sys.stderr)
+        return 1
+    except MemoryError:  # e.g. under `ulimit -v`: one line, not a traceback from deep inside torch
+        print(f"error: out of memory (MemoryError): {OUT_OF_MEMORY}", file=sys.stderr)
+        return 1
+    except ImportError as error:
+        if "failed to map segment" not in str(error):  # a library that cannot be mapped: memory, not install
+            raise
+        print(f"error: out of memory loading a library ({error}): {OUT_OF_MEMORY}", file=sys.stderr)
         return 1
 
 

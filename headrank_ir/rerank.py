@@ -28,6 +28,8 @@ from headrank_ir.engine.profile import HeadProfile, resolve_profile
 from headrank_ir.errors import InputError
 from headrank_ir.evaluation.measures import DEFAULT_MEASURES
 from headrank_ir.evaluation.tables import gain_table
+from headrank_ir.outputs import guard_file
+from headrank_ir.pipeline.distributed import check_ray_address
 from headrank_ir.pipeline.execution import RankerSettings, rerank_pending
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.pipeline.runfile import FORMATS, RunWriter, run_header, write_trec_run
@@ -121,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_inputs(args: argparse.Namespace) -> list[str | None]:
+    """Every path the command reads: none of them is ever written."""
+    return [args.topics, args.index, args.run, args.corpus, args.qrels, args.profile, args.model]
+
+
 def _ranker_settings(args: argparse.Namespace, profile: HeadProfile | None) -> RankerSettings:
     return RankerSettings(
         args.model, profile, args.depth, args.device, args.dtype, args.batch_tokens, args.ray, args.workers
@@ -132,19 +139,32 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     dtype = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")  # no GPU: fail at once
+    if args.ray is not None:
+        check_ray_address(args.ray)  # an address where nothing answers: one line now, not a hang later
     profile = resolve_profile(args.model, args.profile)
     qrels = read_qrels(args.qrels) if args.qrels else None  # read first: bad qrels fail before the long part
-    if args.first_stage_output and Path(args.first_stage_output).resolve() == Path(args.output).resolve():
-        raise InputError("--first-stage-output must name another file than --output")
+    inputs = command_inputs(args)
+    guard_file(args.output, "--output", inputs)  # the one output guard, before the slow part
+    if args.first_stage_output is not None:
+        if Path(args.first_stage_output).resolve() == Path(args.output).resolve():
+            raise InputError("--first-stage-output must name another file than --output")
+        guard_file(args.first_stage_output, "--first-stage-output", inputs)
     requests = requests_from_args(args)
+    if not requests:
+        limit = f"the first {args.max_queries} topics" if args.max_queries else "the topics"
+        raise InputError(
+            f"the first stage found no hits for any of {limit} of {args.topics}: nothing to rerank; check that "
+            "--topics matches --index or --run" + (", or raise --max-queries" if args.max_queries else "")
+        )
     if qrels is not None and not any(r.query.qid in qrels for r in requests):
         raise InputError(f"no query of the run has judgements in the qrels {args.qrels}: are they for the same topics?")
-    header = run_header(args.model, profile, args.depth, requests, dtype)
-    preflight(args.model, profile, requests, args.allow_profile_model_mismatch)
+    preflight(args.model, profile, requests, args.allow_profile_model_mismatch, args.depth)
+    header = run_header(args.model, profile, args.depth, requests, dtype)  # after: the model resolved
     if args.first_stage_output:
-        write_trec_run(args.first_stage_output, requests, "bm25" if args.index else "firststage")
+        tag = "bm25" if args.index else "firststage"
+        write_trec_run(args.first_stage_output, requests, tag, "--first-stage-output", inputs)
         print(f"wrote the first stage ({len(requests)} queries) to {args.first_stage_output}")
-    with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume) as writer:
+    with RunWriter(args.output, header, args.output_format, args.run_tag, args.resume, inputs) as writer:
         done = rerank_pending(writer, requests, _ranker_settings(args, profile), args.batch_size)
         path = writer.finish()
     if done is not None:

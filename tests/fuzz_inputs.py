@@ -345,6 +345,24 @@ MORE_ERRORS = {
     "hits text": ({}, ("--hits", "ten"), ("--hits", "'ten'")),
     "format csv": ({}, ("--output-format", "csv"), ("--output-format", "'csv'")),
     "batch size negative": ({}, ("--batch-size", "-1"), ("--batch-size",)),
+    # the one output guard: never an input, a device or a foreign folder, whichever flag names it
+    "output onto the run": ({}, ("--output", "{d}/run.txt", "--no-resume"), ("run.txt is an input",)),
+    "output onto the corpus": ({}, ("--output", "{d}/corpus.jsonl"), ("corpus.jsonl is an input",)),
+    "first stage onto the topics": ({}, ("--first-stage-output", "{d}/topics.tsv"), ("topics.tsv is an input",)),
+    "first stage onto the profile": (
+        {"p.json": suite.profile_json()},
+        ("--profile", "{d}/p.json", "--first-stage-output", "{d}/p.json"),
+        ("p.json is an input",),
+    ),
+    "first stage onto the output journal": ({}, ("--first-stage-output", "{d}/out.txt"), ("another file",)),
+    "first stage symlink": (
+        {"target.txt": "keep\n"},
+        ("--first-stage-output", "{d}/link.txt"),
+        ("link.txt is a symbolic link",),
+    ),
+    "first stage blank name": ({}, ("--first-stage-output", "  "), ("names no file",)),
+    "ray unreachable host name": ({}, ("--ray", "localhost:1"), ("nothing answers at localhost:1",)),
+    "ray port text": ({}, ("--ray", "127.0.0.1:port"), ("--ray takes auto",)),
 }
 
 
@@ -361,10 +379,16 @@ def cli_error_cases(scratch: Scratch) -> list[Record]:
         folder = scratch.folder(files)
         if name == "output symlink":
             (folder / "link.txt").symlink_to(folder / "target.txt")
+        if name == "first stage symlink":
+            (folder / "link.txt").symlink_to(folder / "target.txt")
         output = output_of(folder, argv)
         existed = output.exists() or output.is_symlink()
+        inputs = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
         seen = run_command(rerank_cli.main, scratch.argv(folder, *argv))
         outcome, detail = judge_error(seen, expect, None if existed else output)
+        changed = [p.name for p, data in inputs.items() if not p.is_file() or p.read_bytes() != data]
+        if changed:
+            outcome, detail = "silently wrong", f"data loss: {changed[0]} was changed"
         if existed and outcome == "clear error" and name in ("output foreign file", "output foreign with no-resume"):
             outcome, detail = (outcome, detail) if output.read_text() == "mine\n" else ("silently wrong", "replaced")
         records.append(Record(name, "rerank", outcome, detail))
@@ -575,6 +599,24 @@ def api_cases(model_dir: str) -> list[Record]:
         "doc bytes": (lambda r: r.rank("q", [b"bytes"]), TypeError, "passage 0 must be a str"),
         "docs a set": (lambda r: r.rank("q", {"a", "b"}), TypeError, "passages must be a list"),
         "request of strings": (lambda r: r.rerank_batch(["q"]), TypeError, "rank_llm-style Request"),
+        "score_batch a tuple too short": (lambda r: r.score_batch(("a", "b", "c"), ([], [])), ValueError, "3 queries"),
+        "score_batch list of str": (lambda r: r.score_batch(["a"], ["one passage"]), TypeError, "passage_lists"),
+        "score bytes query": (lambda r: r.score(b"q", ["ok"]), TypeError, "query must be a str"),
+        "score tab-only passage": (lambda r: r.score("q", ["\t\n"]), ValueError, "passage 0 is empty"),
+        "rank_start None": (lambda r: r.rerank_batch([request("ok")], rank_start=None), TypeError, "rank_start"),
+        "rank_end float": (lambda r: r.rerank_batch([request("ok")], rank_end=2.5), TypeError, "rank_end"),
+        "rerank_batch a dict": (lambda r: r.rerank_batch({"query": "q"}), TypeError, "must be a list of Request"),
+        "metadata string": (lambda r: r.rank("q", ["a"], metadata=["x"]), TypeError, "metadata 0 must be a dict"),
+        "from_pretrained profile blank": (
+            lambda r: HeadRanker.from_pretrained("smollm2-135m", profile="  "),
+            ValueError,
+            "names no file",
+        ),
+        "from_pretrained profile number": (
+            lambda r: HeadRanker.from_pretrained("smollm2-135m", profile=3),
+            TypeError,
+            "got int",
+        ),
     }
     records = []
     for name, (call, kind, message) in {**suite.API_CASES, **more_errors}.items():
@@ -617,6 +659,18 @@ def api_cases(model_dir: str) -> list[Record]:
             lambda: HeadRanker(ranker.reader.model, ranker.reader.tokenizer, ranker.profile).score("q", docs),
             lambda got: got == ranker.score("q", docs),
             "same scores",
+        ),
+        "negated profile": (
+            lambda: HeadRanker(
+                ranker.reader.model, ranker.reader.tokenizer, HeadProfile("tiny", ((0, 1, -0.5), (2, 3, -0.5)))
+            ).score("q", docs),
+            lambda got: len(got) == 2,
+            "accepted, said once in a log line",
+        ),
+        "score_batch empty list beside a full one": (
+            lambda: ranker.score_batch(["q", "r"], [docs, []]),
+            lambda got: len(got[0]) == 2 and got[1] == [],
+            "no scores for no passages",
         ),
         "from_pretrained a Path": (
             lambda: HeadRanker.from_pretrained(Path(model_dir)).rank("q", docs),

@@ -160,9 +160,11 @@ def test_windows_follow_the_tokens_of_the_prompt(tokenizer):
     windows, jobs = ranker.reader.plan(QUERIES[2], LISTS[2])
     texts, pieces = passage_pieces(tokenizer, LISTS[2], ranker.profile.prompt.max_passage_tokens)
     assert windows == plan_windows(
-        [p.length for p in pieces], ranker.reader.prompt_overhead(QUERIES[2]), ranker.reader.context_tokens
+        [p.length for p in pieces],
+        ranker.reader.planner.prompt_overhead(QUERIES[2]),
+        ranker.reader.planner.context_tokens,
     )
-    assert all(len(job.real.input_ids) <= ranker.reader.context_tokens for job in jobs)
+    assert all(len(job.real.input_ids) <= ranker.reader.planner.context_tokens for job in jobs)
 
 
 def requests(lists):

@@ -131,7 +131,9 @@ def test_rerank_over_windows_ranks_within_each_window(tokenizer):
     overhead = len(build_layout(tokenizer, QUERY, [], whole.profile.prompt).input_ids)
     small = HeadRanker(model, tokenizer, whole.profile.with_prompt(max_context_tokens=overhead + 70))
     windows = plan_windows(
-        truncate_passages(tokenizer, PASSAGES, 128)[1], small.reader.prompt_overhead(QUERY), small.reader.context_tokens
+        truncate_passages(tokenizer, PASSAGES, 128)[1],
+        small.reader.planner.prompt_overhead(QUERY),
+        small.reader.planner.context_tokens,
     )
     assert len(windows) > 1 and sorted(i for w in windows for i in w) == list(range(len(PASSAGES)))
     ranked = small.rank(QUERY, PASSAGES)

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -226,6 +227,33 @@ CLI_CASES = {
     # this check would replace it for the whole machine).
     "output is a pipe": case({}, ("--output", "{d}/pipe", "--no-resume"), "pipe is a device, pipe or socket"),
     "output foreign file": case({"out.txt": "mine\n"}, (), "out.txt exists", "left alone"),
+    "output empty name": case({}, ("--output", ""), "--output ''", "names no file"),
+    "output onto the topics": case({}, ("--output", "{d}/topics.tsv"), "topics.tsv is an input of this command"),
+    "output onto the model's config": case({}, ("--output", "{m}/config.json"), "is an input of this command"),
+    # the first-stage run goes through the same guard (it replaced the --run input before)
+    "first stage onto the run": case({}, ("--first-stage-output", "{d}/run.txt"), "run.txt is an input"),
+    "first stage onto the corpus": case({}, ("--first-stage-output", "{d}/corpus.jsonl"), "corpus.jsonl is an input"),
+    "first stage onto the qrels": case({}, ("--first-stage-output", "{d}/qrels.txt", *QRELS), "qrels.txt is an input"),
+    "first stage onto a pipe": case({}, ("--first-stage-output", "{d}/pipe"), "pipe is a device, pipe or socket"),
+    "first stage onto a folder": case({}, ("--first-stage-output", "{d}"), "is a folder"),
+    "first stage empty name": case({}, ("--first-stage-output", ""), "--first-stage-output ''", "names no file"),
+    "first stage parent is a file": case(
+        {}, ("--first-stage-output", "{d}/run.txt/fs.txt"), "run.txt is a file, not a folder"
+    ),
+    # checked before the output is touched: a second topic too long for the context, no hits at all
+    "second topic cannot fit": case(
+        {"topics.tsv": "q1\twhat is a lobster roll\nq2\t" + "word " * 15000 + "\n"}, (), "query 'q2'", "context holds"
+    ),
+    "no hits in the first topics": case(
+        {"topics.tsv": "q9\tunjudged\nq1\twhat is a lobster roll\n"},
+        ("--max-queries", "1"),
+        "no hits for any of the first 1 topics",
+        "raise --max-queries",
+    ),
+    # Ray: an address where nothing answers is one line within seconds (Ray retries it for ever)
+    "ray unreachable": case({}, ("--ray", "127.0.0.1:1"), "--ray 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
+    "ray unreachable client": case({}, ("--ray", "ray://127.0.0.1:1"), "nothing answers at 127.0.0.1:1"),
+    "ray address without port": case({}, ("--ray", "headnode"), "--ray takes auto, HOST:PORT"),
     # model
     "model typo": case({}, ("--model", "smollm2-135"), "'smollm2-135' did not resolve", "did you mean"),
     "model folder without config": case({"m/x": "x"}, ("--model", "{d}/m"), "has no config.json"),
@@ -249,7 +277,7 @@ def write_files(folder: Path, files: dict, model: str) -> None:
 def command(folder: Path, model: str, *extra: str) -> list[str]:
     base = ["--topics", "{d}/topics.tsv", "--run", "{d}/run.txt", "--corpus", "{d}/corpus.jsonl"]
     tail = ["--model", model, "--output", "{d}/out.txt", "--hits", "2"]
-    return [a.replace("{d}", str(folder)) for a in (*base, *tail, *extra)]
+    return [a.replace("{d}", str(folder)).replace("{m}", model) for a in (*base, *tail, *extra)]
 
 
 def rerank(capsys, argv: list[str]) -> tuple[int, str, str]:
@@ -262,12 +290,14 @@ def rerank(capsys, argv: list[str]) -> tuple[int, str, str]:
 def test_bad_input_on_the_command_line(name, tmp_path, tiny_model_dir, capsys):
     bad = CLI_CASES[name]
     write_files(tmp_path, bad.files, tiny_model_dir)
+    inputs = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     code, out, err = rerank(capsys, command(tmp_path, tiny_model_dir, *bad.argv))
     assert code == 1 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     for expected in bad.expect:
         assert expected in err, err
     assert "out.txt" in bad.files or not (tmp_path / "out.txt").exists()
+    assert {p: p.read_bytes() for p in inputs} == inputs and stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
 
 
 def test_a_byte_order_mark_everywhere_changes_nothing(tmp_path, tiny_model_dir, capsys):
@@ -406,6 +436,35 @@ API_CASES = {
     "profile no heads": (lambda r: HeadProfile("m", []), ValueError, "non-empty list"),
     "profile inf weight": (lambda r: HeadProfile("m", [(0, 1, float("inf"))]), ValueError, "heads[0] weight"),
     "prompt setting": (lambda r: PromptSettings(calibrate="yes"), ValueError, "prompt.calibrate"),
+    # score and score_batch get exactly rank's checks
+    "score_batch lists short": (lambda r: r.score_batch(["a", "b"], [DOCS]), ValueError, "2 queries for 1 passage"),
+    "score_batch lists long": (lambda r: r.score_batch(["a"], [DOCS, DOCS]), ValueError, "1 queries for 2 passage"),
+    "score_batch one query str": (lambda r: r.score_batch("ab", [DOCS, DOCS]), TypeError, "queries must be a list"),
+    "score_batch flat passages": (lambda r: r.score_batch(["a"], DOCS), TypeError, "passage_lists must be a list"),
+    "score calibration query": (lambda r: r.score("N/A", DOCS), ValueError, "is the calibration query"),
+    "score_batch calibration": (lambda r: r.score_batch(["a", "N/A"], [DOCS, DOCS]), ValueError, "query 1: the query"),
+    "score one string": (lambda r: r.score("q", "one string"), TypeError, "passages must be a list"),
+    "score empty passages": (lambda r: r.score("q", ["", "  "]), ValueError, "passage 0 is empty"),
+    "score surrogate": (lambda r: r.score("q", ["ok \udc80"]), ValueError, "passage 0 holds a lone surrogate"),
+    "score query surrogate": (lambda r: r.score("\ud800", DOCS), ValueError, "the query holds a lone surrogate"),
+    "score query None": (lambda r: r.score(None, DOCS), TypeError, "query must be a str"),
+    "score passage None": (lambda r: r.score("q", [None]), TypeError, "passage 0 must be a str"),
+    "score_batch passage None": (lambda r: r.score_batch(["q"], [["ok", None]]), TypeError, "query 0: passage 1"),
+    "score query empty": (lambda r: r.score("", DOCS), ValueError, "query is empty"),
+    "rank metadata None item": (lambda r: r.rank("q", DOCS, metadata=[None, {}]), TypeError, "metadata 0 must be"),
+    "rank metadata dict": (lambda r: r.rank("q", DOCS, metadata={"a": 1}), TypeError, "metadata must be a list"),
+    "rerank_batch rank_end None": (lambda r: r.rerank_batch([request("ok")], rank_end=None), TypeError, "rank_end"),
+    "rerank_batch one request": (lambda r: r.rerank_batch(request("ok")), TypeError, "rerank(request)"),
+    "from_pretrained profile dict": (
+        lambda r: HeadRanker.from_pretrained("smollm2-135m", profile={"model": "x"}),
+        TypeError,
+        "got a dict",
+    ),
+    "from_pretrained profile empty": (
+        lambda r: HeadRanker.from_pretrained("smollm2-135m", profile=""),
+        ValueError,
+        "profile '' names no file",
+    ),
     "profile other model": (
         lambda r: HeadRanker(
             r.reader.model, r.reader.tokenizer, HeadProfile("Qwen/Qwen3-0.6B", ((0, 0, 1.0),)), name="smollm2-135m"
@@ -422,6 +481,13 @@ def test_bad_input_in_the_api(name, ranker):
     with pytest.raises(kind) as error:
         call(ranker)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_score_neighbours_still_score(ranker):
+    assert ranker.score("lobster", []) == [] and ranker.score_batch([], []) == []
+    mixed = ranker.score_batch(["lobster", "bees"], [DOCS, []])
+    assert len(mixed[0]) == 2 and mixed[1] == [] and mixed[0] == ranker.score("lobster", DOCS)
+    assert len(ranker.rank("q", DOCS, metadata=[{}, {"a": 1}])) == 2
 
 
 def test_the_calibration_query_is_allowed_without_calibration(ranker):
@@ -527,7 +593,7 @@ def test_a_second_build_into_a_locked_index_fails_at_once(tmp_path, capsys):
     (tmp_path / "c.jsonl").write_text("\n".join(docs(3)) + "\n")
     with _IndexLock(tmp_path / "idx"):
         code, err = index_cli(capsys, tmp_path / "c.jsonl", "--index", tmp_path / "idx")
-        assert code == 1 and "is being built by another process" in err and "choose another --index" in err, err
+        assert code == 1 and "is being written by another process" in err and "choose another --index" in err, err
     assert not (tmp_path / "idx").exists() and not (tmp_path / ".idx.lock").exists()
 
 
@@ -678,3 +744,208 @@ def test_an_adapter_without_its_settings_is_one_line(tmp_path):
         ValueError, match=r"a\.safetensors has unusable LoRA settings in its metadata \(KeyError\('rank'\)\)"
     ):
         load_adapter(tmp_path / "a.safetensors")
+
+
+# -- one guard every write goes through -------------------------------------------------------------
+
+
+def test_every_file_a_run_writes_respects_the_umask(tmp_path, tiny_model_dir, capsys):
+    write_files(tmp_path, {}, tiny_model_dir)
+    old = os.umask(0o027)
+    try:
+        argv = command(tmp_path, tiny_model_dir, "--first-stage-output", "{d}/fs/first.txt")
+        assert rerank(capsys, argv)[0] == 0
+    finally:
+        os.umask(old)
+    for name in ("out.txt", "out.txt.journal", "fs/first.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
+
+
+def test_the_first_stage_output_is_locked_while_written(tmp_path, tiny_model_dir, capsys):
+    from headrank_ir.outputs import locked
+
+    write_files(tmp_path, {}, tiny_model_dir)
+    with locked(tmp_path / "first.txt", "--first-stage-output"):
+        code, _, err = rerank(capsys, command(tmp_path, tiny_model_dir, "--first-stage-output", "{d}/first.txt"))
+    assert code == 1 and "is being written by another process" in err and not (tmp_path / "first.txt").exists()
+
+
+def train_cli(capsys, tmp_path, model: str, *argv: str) -> tuple[int, str]:
+    from headrank_ir.train.cli import main as train_main
+
+    write_files(tmp_path, {}, model)
+    base = ["--topics", "{d}/topics.tsv", "--run", "{d}/run.txt", "--corpus", "{d}/corpus.jsonl"]
+    base = [a.replace("{d}", str(tmp_path)) for a in base]
+    base += ["--qrels", f"{tmp_path}/qrels.txt", "--model", model, "--device", "cpu"]
+    try:
+        code = train_main([*base, *argv])
+    except SystemExit as exit:  # argparse refuses the flag
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+TRAIN_CASES = {
+    "output is a file": (("--output", "{d}/own/notes.txt"), 1, "is a file, not a folder"),
+    "output is an input": (("--output", "{d}/topics.tsv"), 1, "topics.tsv is an input of this command"),
+    "output someone's folder": (("--output", "{d}/own"), 1, "a folder this package did not create"),
+    "output is the model": (("--output", "{m}"), 1, "is an input of this command"),
+    "max depth 0": (("--output", "{d}/p", "--max-depth", "0"), 2, "--max-depth: must be a positive integer"),
+    "top k 0": (("--output", "{d}/p", "--top-k", "0"), 2, "--top-k: must be a positive integer"),
+    "entropy weight nan": (("--output", "{d}/p", "--entropy-weight", "nan"), 2, "must be a finite number"),
+    "lr nan": (("--output", "{d}/p", "--lr", "nan"), 2, "--lr: must be a finite number"),
+    "lr 0": (("--output", "{d}/p", "--lr", "0"), 2, "--lr: must be above 0"),
+    "temperature inf": (("--output", "{d}/p", "--temperature", "inf"), 2, "must be a finite number"),
+    "grades 0 and -1 only": (("--output", "{d}/p", "--no-align"), 1, "no query has a passage graded above 0"),
+}
+
+
+@pytest.mark.parametrize("name", TRAIN_CASES)
+def test_train_refuses_bad_settings_before_the_model_loads(name, tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from headrank_ir.engine import models
+
+    argv, expected_code, message = TRAIN_CASES[name]
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "notes.txt").write_text("mine\n")
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    if name.startswith("grades"):
+        GOOD = {**GOOD_FILES, "qrels.txt": "q1 0 d1 -1\nq1 0 d2 0\nq2 0 d3 0\n"}
+        monkeypatch.setitem(globals(), "GOOD_FILES", GOOD)
+    argv = [a.replace("{d}", str(tmp_path)).replace("{m}", tiny_model_dir) for a in argv]
+    code, err = train_cli(capsys, tmp_path, tiny_model_dir, *argv)
+    assert code == expected_code and message in err and "Traceback" not in err, err
+    assert (tmp_path / "own" / "notes.txt").read_text() == "mine\n" and (tmp_path / "topics.tsv").stat().st_size
+
+
+def test_training_settings_refuse_non_finite_numbers_in_the_api():
+    from headrank_ir.train.alignment import AlignConfig
+    from headrank_ir.train.recipe import TrainingConfig
+
+    with pytest.raises(ValueError, match="--entropy-weight must be a finite number"):
+        TrainingConfig(entropy_weight=float("nan"))
+    with pytest.raises(ValueError, match="--max-depth must be a positive integer"):
+        TrainingConfig(max_depth=0)
+    with pytest.raises(ValueError, match="--lr must be a finite number"):
+        TrainingConfig(align=AlignConfig(lr=float("nan")))
+    assert TrainingConfig(max_depth=2).max_depth == 2  # neighbour: a sound setting passes
+
+
+@pytest.mark.parametrize("flag", ["--output", "--out"])
+def test_bench_output_that_is_a_file_is_one_line_before_any_cell(flag, tmp_path, capsys):
+    from headrank_ir.bench.cli import main as bench_main
+
+    (tmp_path / "f").write_text("keep\n")
+    assert bench_main(["--datasets", "cranfield", flag, str(tmp_path / "f"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and err.count("\n") == 1
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "x.txt").write_text("keep\n")
+    assert bench_main(["--datasets", "cranfield", flag, str(tmp_path / "theirs"), "--device", "cpu"]) == 2
+    assert "a folder this package did not create" in capsys.readouterr().err
+    assert (tmp_path / "f").read_text() == "keep\n" == (tmp_path / "theirs" / "x.txt").read_text()
+
+
+def test_a_new_output_folder_is_marked_and_written_into_again(tmp_path):
+    from headrank_ir.outputs import OUTPUT_MARKER, guard_folder
+
+    folder = guard_folder(tmp_path / "a" / "b", "--output")
+    assert (folder / OUTPUT_MARKER).is_file()
+    (folder / "results.csv").write_text("x\n")
+    assert guard_folder(folder, "--output") == folder  # ours: written into again
+
+
+# -- resume identifies the weights, not their path ------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["weights rewritten", "weights touched", "adapter retrained"])
+def test_a_resume_after_the_weights_changed_is_refused(change, tmp_path, tiny_model_dir, capsys):
+
+    from headrank_ir.pipeline.runfile import weights_digest
+
+    model = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    write_files(tmp_path, {}, str(model))
+    adapter = save_adapter(
+        {"m.lora_A.weight": torch.ones(2, 8), "m.lora_B.weight": torch.zeros(8, 2)},
+        AdapterSpec(2, 4.0, (0,)),
+        tmp_path / "a.safetensors",
+    )
+    profile = HeadProfile(str(model), ((0, 1, 1.0),), adapter=str(adapter))
+    before = weights_digest(str(model), profile)
+    assert before == weights_digest(str(model), profile)  # neighbour: unchanged weights, same digest
+    weights = model / "model.safetensors"
+    if change == "weights rewritten":
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif change == "weights touched":
+        os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    else:
+        adapter.write_bytes(adapter.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    assert weights_digest(str(model), profile) != before
+
+
+def test_the_run_journal_names_the_weights_and_refuses_a_resume_on_others(tmp_path, tiny_model_dir, capsys):
+    model = copy_model(Path(tiny_model_dir), tmp_path / "m")
+    write_files(tmp_path, {}, str(model))
+    argv = command(tmp_path, str(model))
+    assert rerank(capsys, argv)[0] == 0
+    journal = json.loads((tmp_path / "out.txt.journal").read_text().splitlines()[0])
+    assert len(journal["header"]["weights"]) == 64
+    assert rerank(capsys, argv)[0] == 0  # neighbour: the same weights, nothing to redo
+    weights = model / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    code, _, err = rerank(capsys, argv)
+    assert code == 1 and "started with other settings (weights: " in err, err
+
+
+# -- said once, refused in one line ---------------------------------------------------------------
+
+
+def test_a_profile_with_every_weight_negated_is_accepted_and_said_once(caplog):
+    heads = ((0, 1, -1.0), (2, 3, -0.25))
+    with caplog.at_level("WARNING", logger="headrank_ir.engine.profile"):
+        first = HeadProfile("m", heads)
+        HeadProfile("m", heads)
+        first.with_prompt(calibrate=False)
+        HeadProfile("m", ((0, 1, -1.0), (2, 3, 0.5)))  # neighbour: mixed signs are said nothing about
+    said = [r.getMessage() for r in caplog.records if "is negative" in r.getMessage()]
+    assert len(said) == 1 and "every head weight of the profile for m is negative" in said[0]
+
+
+def test_out_of_memory_is_one_line(capsys):
+    import argparse
+
+    from headrank_ir.command_helpers import run_command
+
+    def run(args):
+        raise MemoryError()
+
+    assert run_command(run, argparse.Namespace(), resume_hint="x") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and err.count("\n") == 1 and "--batch-size" in err
+
+    def unmappable(args):  # what `import torch` raises under `ulimit -v 500000`
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    assert run_command(unmappable, argparse.Namespace(), resume_hint="x") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory loading a library") and err.count("\n") == 1
+
+    def missing(args):  # neighbour: a missing package is not memory, and keeps its traceback
+        raise ImportError("No module named 'nothing_here'")
+
+    with pytest.raises(ImportError, match="nothing_here"):
+        run_command(missing, argparse.Namespace(), resume_hint="x")
+
+
+def test_ray_logs_in_redirected_output_are_plain(monkeypatch):
+    import logging
+
+    from headrank_ir.pipeline.distributed import quiet_ray_logs
+
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "")  # recorded, so that the test leaves the variable as it was
+    monkeypatch.delenv("RAY_COLOR_PREFIX")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    monkeypatch.setattr(auth, "level", logging.NOTSET)
+    quiet_ray_logs()
+    assert os.environ["RAY_COLOR_PREFIX"] == "0" and auth.level == logging.ERROR

@@ -35,6 +35,7 @@ from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.command_helpers import add_placement_args, positive_int
 from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
 from headrank_ir.engine.profile import parse_head_label
+from headrank_ir.outputs import guard_file, guard_folder
 
 logger = logging.getLogger("headrank_ir.bench")
 
@@ -42,6 +43,10 @@ logger = logging.getLogger("headrank_ir.bench")
 # shipped default: its cell's scores are fused with BM25's ranks, so by position they would show
 # the first stage's order, not how the heads' attention spreads.
 HEADRANK_PREFERENCE = ("headrank", "headrank-select", "qrhead")
+
+
+# what an earlier bench leaves in its folder: such a folder is the bench's to write into again
+BENCH_OUTPUTS = ("results.csv", "results.md", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="first N queries (sorted ids) of every dataset, or per dataset: cranfield=50 vaswani=50",
     )
     parser.add_argument(
-        "--out",
+        "--output",
+        dest="out",
         type=Path,
         default=Path("runs"),
-        help="results, plots and runs/bench/ go here (default runs)",
+        help="folder for the results, plots and bench/ (default runs; a new, empty or earlier bench folder)",
     )
+    parser.add_argument("--out", dest="out", type=Path, help=argparse.SUPPRESS)  # the flag's name before 27
     parser.add_argument(
         "--profiles",
         type=Path,
@@ -160,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         datasets += [name for name in own if name not in datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
         resolve_placement(args.device, args.dtype)  # a missing GPU fails here, not in every cell
+        # the one output guard, before any cell: never a file, an input or someone else's folder
+        guard_folder(args.out, "--output", [args.data, args.profiles, args.cache], ours=BENCH_OUTPUTS)
+        for name in ("results.csv", "results.md", "quality_cost.png", "homogenisation.png"):
+            guard_file(args.out / name, "--output")  # written after the cells: a pipe or link fails now
         # every model of the run (each cell's own process included) loads where these say
         os.environ.update({DEVICE_ENV: args.device, DTYPE_ENV: args.dtype})
         return _bench(args, datasets, limits)

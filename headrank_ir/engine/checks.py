@@ -4,7 +4,9 @@ them all once before a run starts."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 from headrank_ir.engine.profile import HeadProfile, PromptSettings, check_profile_model
@@ -77,6 +79,70 @@ def check_not_calibration(query: str, prompt: PromptSettings) -> None:
         )
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def check_score(query: Any, passages: Any, prompt: PromptSettings) -> None:
+    """What ``score`` takes, checked as ``rank`` checks it: a non-empty query that is not the
+    calibration query, and a list (not one string) of non-empty passages."""
+    check_inputs(query, passages, None)
+    check_not_calibration(query, prompt)
+
+
+def check_score_batch(queries: Any, passage_lists: Any, prompt: PromptSettings) -> None:
+    """``score_batch``'s arguments: a list of queries and as many passage lists (never one dropped
+    silently by ``zip``), each pair checked as :func:`check_score`, naming the query."""
+    if not _is_list(queries):
+        raise TypeError(f"queries must be a list of str, got {type(queries).__name__}")
+    if not _is_list(passage_lists) or not all(_is_list(p) for p in passage_lists):
+        raise TypeError("passage_lists must be a list of lists of str, one per query")
+    if len(queries) != len(passage_lists):
+        raise ValueError(f"{len(queries)} queries for {len(passage_lists)} passage lists: give one list per query")
+    for i, (query, passages) in enumerate(zip(queries, passage_lists)):
+        try:
+            check_score(query, passages, prompt)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"query {i}: {error}") from None
+
+
+def check_metadata(metadata: Any) -> None:
+    """``rank``'s ``metadata``: None, or one dict per document."""
+    if metadata is None:
+        return
+    if not _is_list(metadata):
+        raise TypeError(f"metadata must be a list of dicts, one per passage, got {type(metadata).__name__}")
+    for i, item in enumerate(metadata):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"metadata {i} must be a dict, got {type(item).__name__}; give {{}} for none")
+
+
+def check_batch_call(requests: Any, rank_start: Any, rank_end: Any) -> None:
+    """``rerank_batch``'s arguments before any is used: a list of requests (one request alone is
+    ``rerank``'s), and whole-number bounds."""
+    if not _is_list(requests):
+        raise TypeError(
+            f"requests must be a list of Request, got {type(requests).__name__}; "
+            "for one request call rerank(request) or rerank_batch([request])"
+        )
+    for name, value in (("rank_start", rank_start), ("rank_end", rank_end)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+
+
+def check_profile_argument(profile: Any) -> None:
+    """``from_pretrained``'s ``profile``: None (the shipped one), ``'icr'``, a path or a
+    ``HeadProfile``; a dict or an empty name is refused in one line."""
+    if profile is None or isinstance(profile, HeadProfile):
+        return
+    if isinstance(profile, Mapping):
+        raise TypeError("profile must be a path, 'icr' or a HeadProfile, got a dict: pass HeadProfile.from_json(it)")
+    if not isinstance(profile, (str, os.PathLike)):
+        raise TypeError(f"profile must be a path, 'icr' or a HeadProfile, got {type(profile).__name__}")
+    if not os.fspath(profile).strip():
+        raise ValueError("profile '' names no file: omit it for the model's shipped profile, or give 'icr' or a path")
+
+
 def check_requests(requests: Sequence[Request], prompt: PromptSettings = PromptSettings()) -> None:
     """Every query and candidate of ``requests`` checked before any is read, naming the query;
     a command calls it before writing a run, so that bad input stops it before the first query."""
@@ -108,22 +174,43 @@ def check_profile_fits(profile: HeadProfile, names: Sequence[str], config, allow
     check_profile(profile, config.num_hidden_layers, config.num_attention_heads)
 
 
+def check_prompts_fit(tokenizer, profile: HeadProfile, context_tokens: int, requests, depth=None) -> None:
+    """Every query's prompts planned as the engine plans them (``reader.PromptPlanner``: the
+    tokenizer only, no model): a query or passage that cannot fit the context is named now, not
+    after the queries before it were written."""
+    from headrank_ir.engine.reader import PromptPlanner
+
+    planner = PromptPlanner(tokenizer, profile, context_tokens)
+    for request in requests:
+        try:
+            planner.plan(request.query.text, [c.text for c in request.candidates[:depth]])
+        except ValueError as error:
+            raise ValueError(f"query {request.query.qid!r}: {error}") from None
+
+
 def preflight(
     model: str,
     profile: HeadProfile | None,
     requests: Sequence[Request],
     allow_profile_model_mismatch: bool = False,
+    depth: int | None = None,
 ) -> None:
     """What would stop a run part-way, checked once before anything is loaded or written: the
-    profile against ``model`` (its name, its layers and heads), that ``model`` resolves, and every
-    query and passage of ``requests``. ``profile`` None is ICR's, which fits every model."""
+    profile against ``model`` (its name, its layers and heads), that ``model`` resolves, every
+    query and passage of ``requests``, and that every query's prompts (its top ``depth``
+    candidates) fit the context, planned with the model's tokenizer (cheap: no weights load).
+    ``profile`` None is ICR's, which fits every model."""
     from headrank_ir.engine.models import resolve_model_folder
 
     if profile is not None and not allow_profile_model_mismatch:
         check_profile_model(profile, [model])  # before resolving: a mismatch costs no time
     folder = resolve_model_folder(model)  # before the heavy import below: a wrong name fails at once
-    if profile is not None:
-        from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
-        check_profile_fits(profile, [model], AutoConfig.from_pretrained(folder).get_text_config(), True)
+    config = AutoConfig.from_pretrained(folder).get_text_config()
+    if profile is not None:
+        check_profile_fits(profile, [model], config, True)
     check_requests(requests, profile.prompt if profile else PromptSettings())
+    planned = profile or HeadProfile.icr(model, config.num_hidden_layers, config.num_attention_heads)
+    context = planned.prompt.max_context_tokens or config.max_position_embeddings
+    check_prompts_fit(AutoTokenizer.from_pretrained(folder), planned, context, requests, depth)

@@ -134,6 +134,7 @@ class HeadProfile:
         if self.adapter is not None:
             _of_type(self.adapter, str, "adapter")
         _of_type(self.meta, dict, "meta")
+        note_negated(self)
 
     @property
     def depth(self) -> int:
@@ -210,6 +211,21 @@ class HeadProfile:
             layers[layer][0].append(head)
             layers[layer][1].append(weight)
         return [(layer, *layers[layer]) for layer in sorted(layers)]
+
+
+_NOTED: set = set()  # the head tuples already said to be all negative: each is said once
+
+
+def note_negated(profile: HeadProfile) -> None:
+    """A profile whose head weights are all negative ranks a passage higher the less attention it
+    gets: legitimate for signed trained weights, a sign slip otherwise; accepted, said once."""
+    if all(weight < 0 for _, _, weight in profile.heads) and profile.heads not in _NOTED:
+        _NOTED.add(profile.heads)
+        logger.warning(
+            "every head weight of the profile for %s is negative: passages that get less attention rank "
+            "higher; right for trained signed weights, else flip the signs",
+            profile.model,
+        )
 
 
 def head_label(layer: int, head: int) -> str:

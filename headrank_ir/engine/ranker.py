@@ -16,10 +16,15 @@ from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
 from headrank_ir.engine.adapter import ensure_adapter
 from headrank_ir.engine.checks import (
+    check_batch_call,
     check_inputs,
+    check_metadata,
     check_not_calibration,
+    check_profile_argument,
     check_profile_fits,
     check_requests,
+    check_score,
+    check_score_batch,
     checked_rank_end,
 )
 from headrank_ir.engine.fusion import fuse
@@ -97,6 +102,7 @@ class HeadRanker:
         """
         from headrank_ir.engine.models import load_model
 
+        check_profile_argument(profile)
         profile = resolve_profile(model, profile)
         if profile is not None and not allow_profile_model_mismatch:
             check_profile_model(profile, [str(model)])  # before the load: a mismatch costs no time
@@ -107,12 +113,24 @@ class HeadRanker:
         )
 
     def score(self, query: str, passages: Sequence[str]) -> List[float]:
-        """One score per passage (larger is more relevant), windows merged by ``merge_windows``."""
-        return self.score_batch([query], [passages])[0]
+        """One score per passage (larger is more relevant), windows merged by ``merge_windows``;
+        the inputs are checked as ``rank`` checks them."""
+        check_score(query, passages, self.profile.prompt)
+        return self._scores([query], [passages])[0]
 
     def score_batch(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
-        """``score`` for several queries, each with its own passages, read in shared forwards."""
-        return [self.reader.merged(reading) for reading in self.reader.read_batch(queries, passage_lists)]
+        """``score`` for several queries, each with its own passages, read in shared forwards;
+        one passage list per query, each checked as ``rank`` checks its inputs."""
+        check_score_batch(queries, passage_lists, self.profile.prompt)
+        return self._scores(queries, passage_lists)
+
+    def _scores(self, queries: Sequence[str], passage_lists: Sequence[Sequence[str]]) -> List[List[float]]:
+        read = [i for i, passages in enumerate(passage_lists) if passages]  # no passages: no scores, no forward
+        readings = self.reader.read_batch([queries[i] for i in read], [passage_lists[i] for i in read])
+        scores: List[List[float]] = [[] for _ in passage_lists]
+        for i, reading in zip(read, readings):
+            scores[i] = self.reader.merged(reading)
+        return scores
 
     # -- public verbs: rerankers' ``rank`` and rank_llm's coordinator surface ----------------------
 
@@ -137,6 +155,7 @@ class HeadRanker:
         candidates (the first is placed nearest the query). Pass the documents as your retriever
         ranked them; the same documents in another order can rank differently.
         """
+        check_metadata(metadata)
         texts, doc_ids, metadata = documents_given(docs, doc_ids, metadata)
         check_inputs(query, texts, doc_ids)
         if metadata is not None and len(metadata) != len(texts):
@@ -186,6 +205,7 @@ class HeadRanker:
         rank_llm's next stage can change them in place and its ``DataWriter`` writes what came in;
         this package's records (or other rank_llm-shaped objects) get this package's frozen ``Result``.
         """
+        check_batch_call(requests, rank_start, rank_end)
         rank_end = checked_rank_end(rank_start, rank_end, shuffle_candidates, kwargs.get("top_k_retrieve"))
         planned = self._planned(requests, rank_start, rank_end)
         return self._placed(planned, rank_start, rank_end, populate_invocations_history)
@@ -200,6 +220,8 @@ class HeadRanker:
             for batch in batches:
                 yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
             return
+        for batch in batches:
+            check_batch_call(batch, rank_start, rank_end)
         shuffle = kwargs.get("shuffle_candidates", False)
         rank_end = checked_rank_end(rank_start, rank_end, shuffle, kwargs.get("top_k_retrieve"))
         history = kwargs.get("populate_invocations_history", False)

@@ -57,6 +57,47 @@ Plan = Tuple[List[List[int]], List[Job]]  # a query's windows and one job per wi
 BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 
+class PromptPlanner:
+    """The host side of reading: each query's passages tokenised once, the windows that fit
+    (``plan_windows``) and every window's prompts joined from those tokens. No model: ``HeadReader``
+    plans with it, and ``checks.preflight`` runs it over every query so that a prompt that cannot
+    fit the context stops a run before its output is touched."""
+
+    def __init__(self, tokenizer, profile: HeadProfile, context_tokens: int):
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.context_tokens = context_tokens
+        self._pieces = PromptPieces(tokenizer, profile.prompt)
+
+    def plan(self, query: str, passages: Sequence[str]) -> Plan:
+        """Each passage tokenised once, the windows that fit (``plan_windows``) and every
+        window's prompts joined from those tokens."""
+        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
+        lengths = [p.length for p in pieces]
+        windows = [w for w in plan_windows(lengths, self.prompt_overhead(query), self.context_tokens) if w]
+        return windows, self.jobs(query, texts, pieces, windows)
+
+    def prompt_overhead(self, query: str) -> int:
+        """Tokens of the prompt around the passages: the longer of the query's and the
+        calibration query's prompts over no passage."""
+        prompt = self.profile.prompt
+        empty = build_layouts(self.tokenizer, [query, prompt.calibration_query], [], prompt)
+        return max(len(layout.input_ids) for layout in empty)
+
+    def jobs(self, query: str, texts, pieces, windows) -> List[Job]:
+        jobs = []
+        for real, *blank in self._pieces.layouts(query, texts, pieces, windows):
+            self._check_fits(real)
+            jobs.append(Job(real, blank[0], shared_prefix(real, blank[0])) if blank else Job(real, None, 0))
+        return jobs
+
+    def _check_fits(self, layout: PromptLayout) -> None:
+        if len(layout.input_ids) > self.context_tokens:
+            raise ValueError(
+                f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
+            )
+
+
 class HeadReader:
     """Reads a profile's heads from a model truncated at the profile's deepest layer.
 
@@ -69,7 +110,8 @@ class HeadReader:
         self.tokenizer = tokenizer
         self.profile = profile
         self.truncated = TruncatedModel(model, profile.depth)
-        self.context_tokens = profile.prompt.max_context_tokens or config.max_position_embeddings
+        context_tokens = profile.prompt.max_context_tokens or config.max_position_embeddings
+        self.planner = PromptPlanner(tokenizer, profile, context_tokens)
         layers = profile.heads_by_layer()
         self.heads = {layer: heads for layer, heads, _ in layers}
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
@@ -79,42 +121,17 @@ class HeadReader:
         }
         self._host_weights = torch.tensor([w for _, _, weights in layers for w in weights])
         self.weights = self._host_weights.to(self.device)
-        self._pieces = PromptPieces(tokenizer, profile.prompt)
         self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.device.type, BATCH_TOKENS["cuda"])
 
     @property
     def device(self) -> torch.device:
         return self.truncated.device
 
-    # -- planning: the CPU side ------------------------------------------------------------------
+    # -- planning: the CPU side, by the planner -------------------------------------------------
 
     def plan(self, query: str, passages: Sequence[str]) -> Plan:
-        """Each passage tokenised once, the windows that fit (``plan_windows``) and every
-        window's prompts joined from those tokens."""
-        texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
-        lengths = [p.length for p in pieces]
-        windows = [w for w in plan_windows(lengths, self.prompt_overhead(query), self.context_tokens) if w]
-        return windows, self._jobs(query, texts, pieces, windows)
-
-    def prompt_overhead(self, query: str) -> int:
-        """Tokens of the prompt around the passages: the longer of the query's and the
-        calibration query's prompts over no passage."""
-        prompt = self.profile.prompt
-        empty = build_layouts(self.tokenizer, [query, prompt.calibration_query], [], prompt)
-        return max(len(layout.input_ids) for layout in empty)
-
-    def _jobs(self, query: str, texts, pieces, windows) -> List[Job]:
-        jobs = []
-        for real, *blank in self._pieces.layouts(query, texts, pieces, windows):
-            self._check_fits(real)
-            jobs.append(Job(real, blank[0], shared_prefix(real, blank[0])) if blank else Job(real, None, 0))
-        return jobs
-
-    def _check_fits(self, layout: PromptLayout) -> None:
-        if len(layout.input_ids) > self.context_tokens:
-            raise ValueError(
-                f"the prompt needs {len(layout.input_ids)} tokens but the context holds {self.context_tokens}"
-            )
+        """``PromptPlanner.plan``: the query's windows and their prompts."""
+        return self.planner.plan(query, passages)
 
     # -- reading: the model side -----------------------------------------------------------------
 
@@ -152,7 +169,7 @@ class HeadReader:
             empty = torch.zeros(len(self.weights), 0, device=self.device)
             return empty, empty if self.profile.prompt.calibrate else None
         texts, pieces = passage_pieces(self.tokenizer, passages, self.profile.prompt.max_passage_tokens)
-        job = self._jobs(query, texts, pieces, [list(range(len(texts)))])[0]
+        job = self.planner.jobs(query, texts, pieces, [list(range(len(texts)))])[0]
         return self._read_group([job])[0]
 
     def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:

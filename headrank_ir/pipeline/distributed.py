@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +61,46 @@ def import_ray() -> Any:
             raise
         raise MissingExtra(f"--ray needs Ray, an optional extra: {RAY_EXTRA}") from None
     return ray
+
+
+# Seconds an address may take to accept a connection before ``--ray`` gives up on it.
+CONNECT_TIMEOUT = 5.0
+
+
+def ray_endpoint(address: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``--ray`` address (``host:port`` or ``ray://host:port``); None for a
+    local instance or ``auto``, which Ray looks up itself."""
+    if not address or address in ("auto", "local"):
+        return None
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        raise InputError(f"--ray takes auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_ray_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """An address where nothing answers fails in one line within ``timeout`` seconds, before
+    anything is loaded or written; Ray itself would retry it for ever."""
+    endpoint = ray_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as error:
+        why = error.strerror or type(error).__name__.replace("TimeoutError", "no answer")
+        raise InputError(
+            f"--ray {address}: nothing answers at {endpoint[0]}:{endpoint[1]} ({why}); start the cluster "
+            "(ray start --head) or check the address"
+        ) from None
+
+
+def quiet_ray_logs() -> None:
+    """In redirected output (a log file, a pipe), Ray's worker lines without ANSI colours and
+    without its token-authentication notice, which says nothing about this run."""
+    if sys.stderr.isatty():
+        return
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read by the driver's log printer and the workers
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -129,6 +171,8 @@ class RayPool:
     def __enter__(self) -> RayPool:
         ray = self._ray
         if not ray.is_initialized():
+            check_ray_address(self._address)  # Ray retries an unreachable address for ever
+            quiet_ray_logs()
             ray.init(address=self._address, logging_level=logging.WARNING)
             self._started_ray = True
         try:

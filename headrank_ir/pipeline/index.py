@@ -13,7 +13,6 @@ interrupted build never leaves a half index where a searcher would open it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import IO
 
 from headrank_ir.atomic import write_atomic_with
 from headrank_ir.errors import InputError
+from headrank_ir.outputs import locked, make_parents
 from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception, quiet_anserini_logs
 from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text
@@ -107,7 +107,7 @@ def build_index(
     corpus, index = Path(corpus), Path(index)
     files = corpus_files(corpus)
     _check_target(index, files, overwrite)
-    index.parent.mkdir(parents=True, exist_ok=True)
+    make_parents(index, "--index")  # the output guard's: a parent that is a file is one line
     with _IndexLock(index):
         _check_target(index, files, overwrite)  # again, now that no other build can change it
         staging = index.with_name(f".{index.name}.building-{os.getpid()}")
@@ -151,35 +151,10 @@ def _check_target(index: Path, files: list[Path], overwrite: bool) -> None:
         )
 
 
-class _IndexLock:
-    """An exclusive ``flock`` on ``.INDEX.lock`` beside the index, for the whole build: a second
+def _IndexLock(index: Path):  # noqa: N802 (was a class; the one output lock now)
+    """The output guard's lock on ``.INDEX.lock`` beside the index, for the whole build: a second
     build into the same folder fails at once instead of both 'succeeding'."""
-
-    def __init__(self, index: Path):
-        self.index, self.path = index, index.with_name(f".{index.name}.lock")
-        self.descriptor: int | None = None
-
-    def __enter__(self) -> _IndexLock:
-        while self.descriptor is None:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(descriptor)
-                raise InputError(
-                    f"--index {self.index} is being built by another process (lock {self.path}); wait for it "
-                    "or choose another --index"
-                ) from None
-            # The holder before us may have removed the file after we opened it: lock the live one.
-            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(descriptor).st_ino:
-                self.descriptor = descriptor
-            else:
-                os.close(descriptor)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
-        os.close(self.descriptor)
+    return locked(index, "--index")
 
 
 def _run_indexer(source: Path, staging: Path, threads: int) -> None:

@@ -14,14 +14,14 @@ import hashlib
 import json
 import os
 import socket
-import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from headrank_ir.errors import InputError
+from headrank_ir.outputs import file_mode, guard_file
 
 JOURNAL_VERSION = "headrank_ir.journal/1"
 
@@ -134,7 +134,7 @@ class OutputLock:
 
     def acquire(self) -> None:
         while self._descriptor is None:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -160,30 +160,7 @@ class OutputLock:
             self._descriptor = None
 
 
-def _kind(path: Path) -> str | None:
-    """``None`` for a missing path or a regular file; otherwise what it is, for an error message."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
-
-
-def check_output_path(path: Path) -> None:
-    """The output and the files beside it must be regular files or absent, in a folder (or one
-    that can be made); anything else is refused before a byte is written."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--output {path} cannot be written: {parent} is a file, not a folder")
-            break
-    for related in (path, *(path.with_name(path.name + suffix) for suffix in (".partial", ".journal", ".lock"))):
-        kind = _kind(related)
-        if kind:
-            raise InputError(
-                f"{related} is {kind}; runs only ever replace regular files they wrote, so choose another --output"
-            )
+def check_output_path(path: Path, inputs: Iterable[os.PathLike | str | None] = ()) -> None:
+    """The output and the files beside it go through the one output guard (``outputs.guard_file``):
+    regular files or absent, never an input of the command, in a folder (made here)."""
+    guard_file(path, "--output", inputs, beside=(".partial", ".journal", ".lock"))

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from headrank_ir import __version__
 from headrank_ir.atomic import fsync_dir, write_atomic
 from headrank_ir.errors import InputError
+from headrank_ir.outputs import guard_file, locked
 from headrank_ir.pipeline.journal import (
     JOURNAL_VERSION,
     Journal,
@@ -109,7 +110,8 @@ def read_results_jsonl(path: os.PathLike | str) -> list[Result]:
 class RunWriter:
     """Writes a run query by query, resumably; use as a context manager and call :meth:`finish`.
 
-    ``header`` describes everything the output depends on; a journal with an equal header is
+    ``header`` describes everything the output depends on; ``inputs`` (the command's input
+    paths) are never written over; a journal with an equal header is
     resumed when ``resume`` is true, while ``resume=False`` starts over. Either way an existing
     output is only replaced when its journal shows this command wrote it, and the output is
     locked against other runs until the writer is finished or closed.
@@ -122,6 +124,7 @@ class RunWriter:
         output_format: str = "trec",
         run_tag: str = "headrank",
         resume: bool = True,
+        inputs: Sequence[os.PathLike | str | None] = (),
     ):
         if output_format not in FORMATS:
             raise ValueError(f"output format {output_format!r} is not one of {', '.join(FORMATS)}")
@@ -137,8 +140,7 @@ class RunWriter:
         self._data: IO[bytes] | None = None
         self._journal: IO[bytes] | None = None
         self._unsynced: list[bytes] = []  # journal lines of queries written since the last sync
-        check_output_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(self.path, inputs)  # the one output guard: creates the folder
         self._lock = OutputLock(self.path)
         self._lock.acquire()
         try:
@@ -300,9 +302,18 @@ class RunWriter:
 # Whole runs and what they depend on
 
 
-def write_trec_run(path: os.PathLike | str, results: Sequence[Request | Result], tag: str) -> Path:
-    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically."""
-    return write_atomic(path, "".join(format_trec(r, tag) for r in results))
+def write_trec_run(
+    path: os.PathLike | str,
+    results: Sequence[Request | Result],
+    tag: str,
+    what: str = "--output",
+    inputs: Sequence[os.PathLike | str | None] = (),
+) -> Path:
+    """Write ``results`` (first-stage requests or reranked results) as a TREC run, atomically,
+    through the one output guard (never over an input, a device or a folder) and its lock."""
+    text = "".join(format_trec(r, tag) for r in results)
+    with locked(guard_file(path, what, inputs), what):
+        return write_atomic(path, text)
 
 
 def write_bm25_run(
@@ -336,14 +347,68 @@ def inputs_digest(requests: Sequence[Request]) -> str:
     return digest.hexdigest()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+_SAMPLES, _BLOCK = 16, 1 << 12
+
+
+def file_digest(path: Path) -> str:
+    """A cheap digest of a weights file: size, mtime and the SHA-256 of its head (a safetensors
+    header names every tensor), its tail and 16 blocks spread between. Reads ~200 KB whatever the
+    size; a changed, retrained or replaced file changes it (a copy with a new mtime does too)."""
+    info = path.stat()
+    digest = hashlib.sha256(f"{path.name} {info.st_size} {info.st_mtime_ns}".encode())
+    with path.open("rb") as handle:
+        offsets = {0, max(0, info.st_size - 16 * _BLOCK)}
+        offsets |= {info.st_size * k // _SAMPLES for k in range(1, _SAMPLES)}
+        for offset in sorted(offsets):
+            handle.seek(offset)
+            digest.update(handle.read(16 * _BLOCK if offset in (0, max(0, info.st_size - 16 * _BLOCK)) else _BLOCK))
+    return digest.hexdigest()
+
+
+def _model_folder(model: str) -> Path | None:
+    """The local folder holding ``model``'s weights (a short name's conversion, a folder, or a
+    Hugging Face id's cached snapshot); None when there is none yet (the hub id is downloaded later)."""
+    from headrank_ir.engine.models import resolve_model_folder
+
+    folder = Path(resolve_model_folder(model))
+    if folder.is_dir():
+        return folder
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(model), "config.json")
+    except Exception:  # noqa: BLE001 (an id the cache cannot say anything about: no digest)
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def weights_digest(model: str, profile: HeadProfile | None) -> str | None:
+    """What identifies the weights a run reads, not their path: :func:`file_digest` of every weights
+    file of the model's folder and of the profile's adapter. A resume after the weights changed
+    is then refused instead of mixing queries ranked by old and new weights."""
+    folder = _model_folder(model)
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()) if folder else []
+    if profile is not None and profile.adapter:
+        files.append(Path(profile.adapter))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def run_header(
     model: str, profile: HeadProfile | None, depth: int, requests: Sequence[Request], dtype: str = "float32"
 ) -> dict[str, Any]:
     """Everything the run's bytes depend on (batch size and device do not, beyond float noise),
-    for resuming safely; a dtype other than float32 changes scores, so it is named."""
+    for resuming safely: the weights by their digest (:func:`weights_digest`), not their path; a
+    dtype other than float32 changes scores, so it is named."""
     return {
         "headrank_ir": __version__,
         "model": model,
+        "weights": weights_digest(model, profile),
         "profile": profile.to_json() if profile else None,
         "depth": depth,
         "queries": len(requests),

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from headrank_ir.bench.datasets import BUILT_IN
 from headrank_ir.command_helpers import add_first_stage_args, add_placement_args, requests_from_args, run_command
 from headrank_ir.engine.models import DEFAULT_MODEL
+from headrank_ir.outputs import guard_folder, locked
 from headrank_ir.pipeline.names import read_qrels
 from headrank_ir.train.settings import add_training_args, config_from_args
 from headrank_ir.train.store import PASSAGE_TOKENS, ROOT
@@ -202,14 +203,18 @@ def add_ablation_parser(commands) -> None:
 
 
 def fit(args: argparse.Namespace) -> int:
-    from headrank_ir.train.recipe import train
+    from headrank_ir.train.recipe import ADAPTER_FILE, CHECKPOINT_FILE, PROFILE_FILE, train
 
     config = config_from_args(args, args.train_depth)
+    inputs = [args.topics, args.index, args.run, args.corpus, args.qrels, args.model]
+    # the one output guard, before the feature pass: a file, an input or someone else's folder fails now
+    output = guard_folder(args.output, "--output", inputs, ours=(PROFILE_FILE, CHECKPOINT_FILE, ADAPTER_FILE))
     qrels = read_qrels(args.qrels)  # first: bad qrels fail before the long part
     requests = requests_from_args(args)
-    trained = train(
-        args.model, requests, qrels, config, args.output, progress=not args.quiet, device=args.device, dtype=args.dtype
-    )
+    with locked(output, "--output"):
+        trained = train(
+            args.model, requests, qrels, config, output, progress=not args.quiet, device=args.device, dtype=args.dtype
+        )
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in trained.seconds.items())
     print(f"wrote {trained.path}: {len(trained.profile.heads)} heads, depth {trained.profile.depth} ({stages})")
     return 0

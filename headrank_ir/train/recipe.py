@@ -8,9 +8,10 @@ command after an interruption resumes from it).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
@@ -52,6 +53,18 @@ class TrainingConfig:
     def __post_init__(self):
         if self.selection not in SELECTIONS:
             raise ValueError(f"--selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if self.top_k < 1:
+            raise ValueError(f"--top-k must be a positive integer, got {self.top_k}")
+        if self.max_depth is not None and self.max_depth < 1:
+            raise ValueError(f"--max-depth must be a positive integer, got {self.max_depth}")
+        if not math.isfinite(self.entropy_weight) or self.entropy_weight < 0:
+            raise ValueError(f"--entropy-weight must be a finite number of at least 0, got {self.entropy_weight}")
+        if self.train_depth < 1:
+            raise ValueError(f"--train-depth must be a positive integer, got {self.train_depth}")
+        numbers = {k: v for k, v in asdict(self.align or AlignConfig()).items() if isinstance(v, float)}
+        for name, value in numbers.items():
+            if not math.isfinite(value):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ def train(
     from headrank_ir.engine.models import load_model
 
     output = Path(output)
-    queries = training_queries(requests, qrels, config.train_depth)
+    queries = graded_queries(training_queries(requests, qrels, config.train_depth), config.train_depth)
     model, tokenizer = load_model(model_name, device=device, dtype=dtype)
     check_top_k(config, model)
     seconds: dict[str, float] = {}
@@ -113,6 +126,18 @@ def train(
         seconds["alignment"] = time.perf_counter() - began
     profile = finish(profile, aligned, qualities, queries, config, seconds, output)
     return Trained(profile, output / PROFILE_FILE, seconds)
+
+
+def graded_queries(queries: Sequence[TrainingQuery], depth: int) -> list[TrainingQuery]:
+    """The queries with a passage graded above 0 in their top ``depth``: grades of -1 and 0 only
+    tell no head from another, and would train a profile whose heads all score 0."""
+    kept = [q for q in queries if any(g is not None and g > 0 for g in q.grades)]
+    if not kept:
+        raise ValueError(
+            f"no query has a passage graded above 0 in its top {depth} (the qrels hold only grades of 0 or "
+            "less there): nothing to learn from; check --qrels"
+        )
+    return kept
 
 
 def all_head_features(

@@ -4,12 +4,41 @@ every ablation itself and so takes the settings without the switches)."""
 from __future__ import annotations
 
 import argparse
+import math
 
+from headrank_ir.command_helpers import positive_int
 from headrank_ir.engine.profile import PromptSettings
 from headrank_ir.train.alignment import AlignConfig
 from headrank_ir.train.objective import Regularizer
 from headrank_ir.train.recipe import SELECTIONS, TrainingConfig
 from headrank_ir.train.selection import DEFAULT_ENTROPY_WEIGHT
+
+
+def finite_float(value: str) -> float:
+    """An argparse type: a finite number (``nan`` or ``inf`` would train, and write, garbage)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    """An argparse type: a finite number of at least 0 (a weight)."""
+    number = finite_float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """An argparse type: a finite number above 0 (a learning rate, a temperature)."""
+    number = finite_float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return number
 
 
 def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -> None:
@@ -18,7 +47,7 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
     parser.set_defaults(selection="entropy", no_align=False, no_regularizer=False)
     parser.add_argument(
         "--max-passage-tokens",
-        type=int,
+        type=positive_int,
         default=64,
         help="passages are cut to this many tokens (default 64)",
     )
@@ -32,13 +61,13 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
             default="entropy",
             help="entropy-penalised nDCG (default), nDCG alone (QRHead), or none (every head)",
         )
-    selection.add_argument("--top-k", type=int, default=16, help="heads to keep (default 16)")
+    selection.add_argument("--top-k", type=positive_int, default=16, help="heads to keep (default 16)")
     selection.add_argument(
-        "--max-depth", type=int, help="choose heads only below this layer (caps the truncation depth and the cost)"
+        "--max-depth", type=positive_int, help="choose heads only below this layer (caps the depth and the cost)"
     )
     selection.add_argument(
         "--entropy-weight",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_ENTROPY_WEIGHT,
         help=f"lambda of the entropy penalty (default {DEFAULT_ENTROPY_WEIGHT})",
     )
@@ -51,41 +80,41 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
             action="store_true",
             help="selection only: no weights or adapter trained",
         )
-    alignment.add_argument("--epochs", type=int, default=default.epochs)
+    alignment.add_argument("--epochs", type=positive_int, default=default.epochs)
     alignment.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=default.lr,
         help=f"LoRA learning rate (default {default.lr})",
     )
     alignment.add_argument(
         "--head-lr",
-        type=float,
+        type=non_negative_float,
         default=default.head_lr,
         help=f"head-weight learning rate (default {default.head_lr})",
     )
     alignment.add_argument(
         "--temperature",
-        type=float,
+        type=positive_float,
         default=default.temperature,
         help=f"pair-loss temperature (default {default.temperature})",
     )
-    alignment.add_argument("--lora-rank", type=int, default=default.lora_rank)
-    alignment.add_argument("--lora-alpha", type=float, default=default.lora_alpha)
+    alignment.add_argument("--lora-rank", type=positive_int, default=default.lora_rank)
+    alignment.add_argument("--lora-alpha", type=positive_float, default=default.lora_alpha)
     alignment.add_argument(
         "--lora-layers",
         help="first-last layer with LoRA, e.g. 12-23 (default: every layer below the depth)",
     )
     alignment.add_argument(
         "--max-pairs",
-        type=int,
+        type=positive_int,
         default=default.max_pairs,
         help=f"pairs per query, hardest first (default {default.max_pairs})",
     )
-    alignment.add_argument("--hard-margin", type=float, default=default.hard_margin)
+    alignment.add_argument("--hard-margin", type=non_negative_float, default=default.hard_margin)
     alignment.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=positive_int,
         default=default.checkpoint_every,
         help="steps between checkpoints",
     )
@@ -96,13 +125,13 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
         regularizer.add_argument("--no-regularizer", action="store_true", help="pair loss only")
     regularizer.add_argument(
         "--kl-weight",
-        type=float,
+        type=non_negative_float,
         default=reg.reference_weight,
         help=f"beta: KL to the reference (default {reg.reference_weight})",
     )
     regularizer.add_argument(
         "--spread-weight",
-        type=float,
+        type=non_negative_float,
         default=reg.middle_weight,
         help=f"gamma: middle-zone spread (default {reg.middle_weight})",
     )
