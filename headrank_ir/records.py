@@ -8,7 +8,8 @@ rank_llm's ``Request``/``Result`` returns rank_llm's ``Result`` objects with the
 given (``headrank_ir.integrations.rank_llm``; ``to_rank_llm`` converts these records).
 ``Document``/``ScoredDocument``/``RankedResults`` mirror rerankers' result objects, which
 ``HeadRanker.rank`` returns for plain texts; given rerankers' ``Document`` objects it returns
-rerankers' own (``headrank_ir.integrations.rerankers``, which also holds a rerankers ``BaseRanker``).
+rerankers' own (``headrank_ir.integrations.rerankers_results``; ``headrank_ir.rerankers_ranker``
+holds a rerankers ``BaseRanker``).
 
 One tie rule everywhere (:func:`best_first`): larger score first, equal scores by docid, as
 Pyserini's run writer does; a passage given without an id has its input position as docid.

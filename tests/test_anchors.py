@@ -270,7 +270,7 @@ def test_rank_metadata_must_match_the_documents(ranker):
 
 @pytest.fixture(scope="module")
 def head_rank_ranker(ranker):
-    from headrank_ir.integrations.rerankers import HeadRankRanker
+    from headrank_ir.rerankers_ranker import HeadRankRanker
 
     return HeadRankRanker(ranker)
 

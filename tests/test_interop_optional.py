@@ -11,12 +11,12 @@ import pytest
 
 
 def test_a_missing_rerankers_names_what_to_install(monkeypatch):
-    monkeypatch.delitem(sys.modules, "headrank_ir.integrations.rerankers", raising=False)
+    monkeypatch.delitem(sys.modules, "headrank_ir.rerankers_ranker", raising=False)
     monkeypatch.setitem(sys.modules, "rerankers", None)  # what an absent package looks like to import
     for name in [m for m in sys.modules if m.startswith("rerankers.")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r"pip install rerankers==0\.10\.0"):
-        importlib.import_module("headrank_ir.integrations.rerankers")
+        importlib.import_module("headrank_ir.rerankers_ranker")
 
 
 def test_a_missing_rank_llm_names_what_to_install(monkeypatch):

@@ -442,7 +442,7 @@ def test_the_bench_first_stage_reproduces_the_committed_cranfield_run(tmp_path_f
     """One indexer and one BM25 run writer: the bench's Cranfield run, byte for byte."""
     from pipeline_support import cranfield_index
 
-    from headrank_ir.pipeline.runfile import write_bm25_run
+    from headrank_ir.pipeline.firststage import write_bm25_run
 
     index = cranfield_index(tmp_path_factory.getbasetemp())
     write_bm25_run(index, CRANFIELD / "topics.tsv", tmp_path / "cranfield.bm25.trec")

@@ -205,8 +205,8 @@ def _first_stage_files(source: Path | None, index: Path, corpus: Path, topics: P
     """Child process: build the index from ``source`` if missing, export its texts to ``corpus``
     if missing, search every topic into ``run`` if missing."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from headrank_ir.pipeline.firststage import write_bm25_run
     from headrank_ir.pipeline.index import build_index, export_corpus
-    from headrank_ir.pipeline.runfile import write_bm25_run
 
     if not index.exists():
         build_index(source, index, threads=min(2, os.cpu_count() or 1))

@@ -148,7 +148,7 @@ class HeadRanker:
         used unless ``doc_ids``/``metadata`` are given). A document without an id has its position
         in ``docs`` as id; ``metadata`` (one dict per document) rides along. An empty list gives
         no results. Plain texts give this package's ``RankedResults``; rerankers' ``Document``
-        objects give rerankers' own ``RankedResults`` (``integrations/rerankers.py``).
+        objects give rerankers' own ``RankedResults`` (``integrations/rerankers_results.py``).
 
         Order matters, and is the caller's: HeadRank reads a list, and ``docs`` are read in the
         order given as the first stage's ranking, best first, as ``rerank_batch`` reads its
@@ -172,7 +172,7 @@ class HeadRanker:
         ranked = RankedResults(results, query)
         listed = docs if isinstance(docs, Sequence) and not isinstance(docs, str) else [docs]
         if any(map(is_rerankers_document, listed)):
-            from headrank_ir.integrations.rerankers import to_rerankers
+            from headrank_ir.integrations.rerankers_results import to_rerankers
 
             return to_rerankers(ranked)
         return ranked

@@ -1,5 +1,6 @@
 """HeadRank inside its peers' own code: rank_llm (``integrations.rank_llm``) and rerankers
-(``integrations.rerankers``).
+(``integrations.rerankers_results``; the rerankers ``BaseRanker`` built on the engine is
+``headrank_ir.rerankers_ranker``, above the engine, as this package sits below it).
 
 One rule for both: a caller who passes a peer's own objects gets that peer's own objects back
 (rank_llm's ``Result``, rerankers' ``RankedResults``), with the ids and types it gave, so the

@@ -258,3 +258,20 @@ def first_stage_requests(
         limited = Topics(queries.source, dict(list(queries.queries.items())[:max_queries]))
         return bm25_requests(searcher, limited, hits=hits, threads=threads)
     return requests_from_run(queries, read_trec_run(run), corpus, hits, max_queries)
+
+
+def write_bm25_run(
+    index: os.PathLike | str,
+    topics_path: os.PathLike | str,
+    run_path: os.PathLike | str,
+    hits: int = 100,
+    threads: int = 1,
+) -> list[Request]:
+    """Search every topic of a topics file with BM25 (the index's Pyserini defaults) and write the
+    top ``hits`` as a TREC run tagged ``bm25``; returns the requests, passage texts included."""
+    from headrank_ir.pipeline.readers import read_topics_file
+
+    requests = bm25_requests(open_searcher(str(index)), read_topics_file(topics_path), hits, threads)
+    write_trec_run(run_path, requests, "bm25")
+    logger.info("BM25 run of %d queries written to %s", len(requests), run_path)
+    return requests

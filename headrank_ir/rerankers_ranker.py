@@ -3,41 +3,32 @@
 ``Document`` objects, so rerankers' code (``rank_async``, its LangChain compressor, whatever
 reads its results, metadata keys as attributes included) takes it as it takes its own.
 
->>> from headrank_ir.integrations.rerankers import HeadRankRanker
+>>> from headrank_ir.rerankers_ranker import HeadRankRanker
 >>> ranker = HeadRankRanker("smollm2-135m")  # or HeadRankRanker(an_existing_HeadRanker)
 >>> ranker.rank("what is a lobster roll", ["passage one ...", "passage two ..."]).top_k(1)
 
-This module imports rerankers (0.10.0 is what the tests run against); ``HeadRanker.rank`` given
-rerankers' ``Document`` objects returns rerankers' results through :func:`to_rerankers` too.
+This module imports rerankers (0.10.0 is what the tests run against); its results are made by
+:func:`~headrank_ir.integrations.rerankers_results.to_rerankers`, as ``HeadRanker.rank``'s are
+when it is given rerankers' ``Document`` objects.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
+from headrank_ir.integrations.rerankers_results import to_rerankers
+
 try:
     from rerankers.documents import Document
     from rerankers.models.ranker import BaseRanker
-    from rerankers.results import RankedResults, Result
+    from rerankers.results import RankedResults
 except ImportError as error:  # only a missing rerankers is caught: its own bugs stay visible
     raise ImportError(f"rerankers is not installed ({error}): pip install rerankers==0.10.0") from error
-
-from headrank_ir import records
 
 if TYPE_CHECKING:
     from headrank_ir.engine.ranker import HeadRanker
 
-__all__ = ["HeadRankRanker", "to_rerankers"]
-
-
-def to_rerankers(ranked: records.RankedResults) -> RankedResults:
-    """This package's ``RankedResults`` as rerankers' own: new ``Document`` objects (the caller's
-    are not changed), each ``Result`` with its score and rank, ``has_scores`` true."""
-    results = [
-        Result(Document(r.text, doc_id=r.doc_id, metadata=dict(r.metadata)), score=r.score, rank=r.rank)
-        for r in ranked.results
-    ]
-    return RankedResults(results=results, query=ranked.query, has_scores=True)
+__all__ = ["HeadRankRanker"]
 
 
 class HeadRankRanker(BaseRanker):
