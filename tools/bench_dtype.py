@@ -27,12 +27,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from headrank_ir.bench.significance import compare
-from headrank_ir.pipeline.metrics import per_query, scores_of
-
 from headrank_ir.atomic import write_atomic
 from headrank_ir.bench.datasets import DATASETS, load, prepare
 from headrank_ir.engine.models import DEFAULT_MODEL, cache_dir
+from headrank_ir.evaluation.measures import per_query, scores_of
+from headrank_ir.evaluation.significance import compare
 from headrank_ir.records import in_given_order
 
 DTYPES = ("float32", "bfloat16")
