@@ -154,7 +154,7 @@ def test_selection_only_writes_no_adapter(collection, tiny_model_dir, tmp_path):
     ndcg = {}
     for qid, query in QUERIES.items():
         with torch.no_grad():
-            scores = ranker.head_scores(query, list(TEXTS.values()))  # the run's order
+            scores = ranker.reader.head_scores(query, list(TEXTS.values()))  # the run's order
         for row, head in enumerate((l, h) for l in range(2) for h in range(4)):
             run = {qid: dict(zip(TEXTS, scores[row].tolist()))}
             value = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {qid: GRADES[qid]}, run)[ir_measures.nDCG @ 10]

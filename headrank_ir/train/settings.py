@@ -51,7 +51,12 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
         default=64,
         help="passages are cut to this many tokens (default 64)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the query order in each epoch and of the LoRA factors drawn at start (default 0)",
+    )
 
     selection = parser.add_argument_group("head selection")
     if ablations:
@@ -80,7 +85,12 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
             action="store_true",
             help="selection only: no weights or adapter trained",
         )
-    alignment.add_argument("--epochs", type=positive_int, default=default.epochs)
+    alignment.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=default.epochs,
+        help=f"passes over the training queries (default {default.epochs})",
+    )
     alignment.add_argument(
         "--lr",
         type=positive_float,
@@ -99,8 +109,18 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
         default=default.temperature,
         help=f"pair-loss temperature (default {default.temperature})",
     )
-    alignment.add_argument("--lora-rank", type=positive_int, default=default.lora_rank)
-    alignment.add_argument("--lora-alpha", type=positive_float, default=default.lora_alpha)
+    alignment.add_argument(
+        "--lora-rank",
+        type=positive_int,
+        default=default.lora_rank,
+        help=f"LoRA rank on q/k (default {default.lora_rank})",
+    )
+    alignment.add_argument(
+        "--lora-alpha",
+        type=positive_float,
+        default=default.lora_alpha,
+        help=f"LoRA alpha: the update is scaled by alpha / rank (default {default.lora_alpha})",
+    )
     alignment.add_argument(
         "--lora-layers",
         help="first-last layer with LoRA, e.g. 12-23 (default: every layer below the depth)",
@@ -111,12 +131,17 @@ def add_training_args(parser: argparse.ArgumentParser, ablations: bool = True) -
         default=default.max_pairs,
         help=f"pairs per query, hardest first (default {default.max_pairs})",
     )
-    alignment.add_argument("--hard-margin", type=non_negative_float, default=default.hard_margin)
+    alignment.add_argument(
+        "--hard-margin",
+        type=non_negative_float,
+        default=default.hard_margin,
+        help=f"pairs whose score gap is below this count as hard (default {default.hard_margin})",
+    )
     alignment.add_argument(
         "--checkpoint-every",
         type=positive_int,
         default=default.checkpoint_every,
-        help="steps between checkpoints",
+        help=f"steps between checkpoints (default {default.checkpoint_every})",
     )
 
     reg = Regularizer()
