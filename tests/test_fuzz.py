@@ -539,7 +539,7 @@ def docs(count: int) -> list[str]:
 INDEX_CASES = {
     "broken json on line 3 of 10": (docs(2) + ['{"id": "d2", "contents": '] + docs(10)[3:], "c.jsonl:3:", "not valid"),
     "a doc without contents": (docs(4) + ['{"id": "d9", "body": "x"}'], "c.jsonl:5:", "no text field"),
-    "a duplicate docid": (docs(5) + [docs(2)[1]], "c.jsonl:6:", "docid 'd1' appears twice (first at "),
+    "a duplicate docid": (docs(5) + [docs(2)[1]], "c.jsonl:6:", "docid 'd1' appears twice (first on line 2)"),
     "no id": (docs(1) + ['{"contents": "x"}'], "c.jsonl:2:", "no docid field"),
     "a json array": ([json.dumps([{"id": "a", "contents": "x"}])], "c.jsonl:1:", "one JSON array"),
     "empty": ([""], "c.jsonl:", "no documents"),

@@ -26,8 +26,7 @@ from headrank_ir.errors import InputError
 from headrank_ir.outputs import locked, make_parents
 from headrank_ir.pipeline.firststage import passage_text
 from headrank_ir.pipeline.jvm import ensure_java, java_exception, quiet_anserini_logs
-from headrank_ir.pipeline.readers import DOC_ID_KEYS, document_text
-from headrank_ir.pipeline.textfiles import first_key, iter_lines, json_line
+from headrank_ir.pipeline.readers import corpus_documents
 
 logger = logging.getLogger(__name__)
 
@@ -65,23 +64,15 @@ def write_documents(files: list[Path], out: IO[bytes]) -> int:
     by the same rule), and a broken line, a document without text or a docid given twice is an
     error naming its file and line before Java starts, never a document silently skipped.
     """
-    first: dict[str, str] = {}
+    count = 0
     empty: list[str] = []
-    for path in files:
-        for number, line in iter_lines(path):
-            if not line.strip():
-                continue
-            record = json_line(path, number, line)
-            docid = first_key(record, DOC_ID_KEYS, "docid", path, number)
-            if docid in first:
-                raise InputError(f"docid {docid!r} appears twice (first at {first[docid]})", path, number)
-            first[docid] = f"{path}:{number}"
-            contents = document_text(record, path, number)
-            if not contents.strip():
-                empty.append(first[docid])  # Anserini skips these ("empty"); said here, by line
-                continue
-            out.write((json.dumps({"id": docid, "contents": contents}, ensure_ascii=False) + "\n").encode("utf-8"))
-    if not first:
+    for docid, contents, path, number in corpus_documents(files):
+        count += 1
+        if not contents.strip():
+            empty.append(f"{path}:{number}")  # Anserini skips these ("empty"); said here, by line
+            continue
+        out.write((json.dumps({"id": docid, "contents": contents}, ensure_ascii=False) + "\n").encode("utf-8"))
+    if not count:
         raise InputError(f"no documents in this corpus {'folder' if len(files) > 1 else 'file'}", files[0])
     if empty:
         logger.warning(
@@ -89,9 +80,9 @@ def write_documents(files: list[Path], out: IO[bytes]) -> int:
             len(empty),
             ", ".join(empty[:3]) + (" …" if len(empty) > 3 else ""),
         )
-    if len(empty) == len(first):
-        raise InputError(f"every document of this corpus has empty text ({len(first)})", files[0])
-    return len(first) - len(empty)
+    if len(empty) == count:
+        raise InputError(f"every document of this corpus has empty text ({count})", files[0])
+    return count - len(empty)
 
 
 def build_index(

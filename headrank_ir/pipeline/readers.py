@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,6 +298,27 @@ def document_text(record: Mapping, path: Path, number: int) -> str:
     return " ".join(part for part in (title, text) if part)
 
 
+def corpus_documents(paths: Sequence[Path]) -> Iterator[tuple[str, str, Path, int]]:
+    """Every document of JSONL corpus files, in order, as ``(docid, text, path, line)``: each line
+    validated, the text by :func:`document_text`, a docid given twice refused naming where it came
+    first. The one corpus reader, for ``--corpus`` and for ``index``."""
+    first: dict[str, tuple[Path, int]] = {}
+    for path in paths:
+        for number, line in iter_lines(path):
+            if not line.strip():
+                continue
+            record = json_line(path, number, line)
+            docid = first_key(record, DOC_ID_KEYS, "docid", path, number)
+            if docid in first:
+                where, at = first[docid]
+                before = f"line {at}" if where == path else f"{where}:{at}"
+                raise InputError(
+                    f"docid {docid!r} appears twice (first {'on' if where == path else 'at'} {before})", path, number
+                )
+            first[docid] = (path, number)
+            yield docid, document_text(record, path, number), path, number
+
+
 def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict[str, str]:
     """Passage texts from Pyserini JSONL (``{"id", "contents"}``; ``docid``/``_id`` and BEIR's
     ``title`` + ``text`` accepted too, see :func:`document_text`).
@@ -308,26 +329,15 @@ def read_corpus(path: os.PathLike | str, wanted: set[str] | None = None) -> dict
     """
     path = Path(path)
     texts: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for number, line in iter_lines(path):
-        if not line.strip():
-            continue
-        record = json_line(path, number, line)
-        docid = first_key(record, DOC_ID_KEYS, "docid", path, number)
-        if docid in first_line:
-            raise InputError(
-                f"docid {docid!r} appears twice (first on line {first_line[docid]})",
-                path,
-                number,
-            )
-        first_line[docid] = number
-        text = document_text(record, path, number)
+    seen = 0
+    for docid, text, _, number in corpus_documents([path]):
+        seen += 1
         if wanted is None:
             texts[docid] = text
         elif docid in wanted:
             if not text.strip():
                 raise InputError(f"the text of docid {docid!r} is empty, and the run ranks it", path, number)
             texts[docid] = text
-    if not first_line:
+    if not seen:
         raise InputError("no documents in this corpus file", path)
     return texts
