@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -22,12 +22,12 @@ from headrank_ir.engine.checks import (
     check_not_calibration,
     check_profile_argument,
     check_profile_fits,
-    check_requests,
     check_score,
     check_score_batch,
     checked_rank_end,
 )
 from headrank_ir.engine.fusion import fuse
+from headrank_ir.engine.planning import Planner, close_all, failed, plan_requests, plans_of
 from headrank_ir.engine.profile import HeadProfile, check_profile_model, resolve_profile
 from headrank_ir.engine.reader import HeadReader
 from headrank_ir.integrations.detect import is_rank_llm, is_rerankers_document
@@ -82,7 +82,11 @@ class HeadRanker:
         check_profile_fits(self.profile, names, config, allow_profile_model_mismatch or profile is None)
         ensure_adapter(model, self.profile.adapter)
         self.reader = HeadReader(model, tokenizer, self.profile, batch_tokens)
-        self.overlap = self.reader.device.type == "cuda"  # see rerank_batches
+        # How rerank_batches plans ahead: False (not at all), "thread" or "process" (True: "process").
+        self.overlap: Union[bool, str] = "process" if self.reader.device.type == "cuda" else False
+        # A thread plans through the reader (whose ``plan`` benches clock); a process gets a copy of its planner.
+        self._planners = {"thread": Planner(self.reader, "thread"), "process": Planner(self.reader.planner, "process")}
+        weakref.finalize(self, close_all, self._planners)  # a ranker dropped unclosed stops its planner
 
     @classmethod
     def from_pretrained(
@@ -213,9 +217,10 @@ class HeadRanker:
     def rerank_batches(
         self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
     ) -> Iterator[List[Result]]:
-        """:meth:`rerank_batch` of each batch in turn, yielded as each is done. With ``overlap`` (the
-        default on a GPU) batch k+1 is tokenised on a second thread while batch k is read; on the
-        CPU both would compete for the same cores."""
+        """:meth:`rerank_batch` of each batch in turn, yielded as each is done. With ``overlap``
+        ("process", the default on a GPU, or "thread") batch k+1 is checked and tokenised there
+        while batch k is read (``engine/planning.py``); the planner is started on the first call
+        and kept until :meth:`close`. Same results as ``overlap`` off."""
         if not self.overlap:
             for batch in batches:
                 yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
@@ -225,28 +230,50 @@ class HeadRanker:
         shuffle = kwargs.get("shuffle_candidates", False)
         rank_end = checked_rank_end(rank_start, rank_end, shuffle, kwargs.get("top_k_retrieve"))
         history = kwargs.get("populate_invocations_history", False)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = [pool.submit(self._planned, batch, rank_start, rank_end) for batch in batches[:1]]
+        planner = self._planners["process" if self.overlap is True else self.overlap]
+        ahead = [self._plan_ahead(planner, batch, rank_start, rank_end) for batch in batches[:1]]
+        try:
             for k in range(len(batches)):
-                planned = pending.pop().result()
+                given, ours, plans = ahead.pop()
+                planned = given, ours, plans_of(plans)
                 if k + 1 < len(batches):
-                    pending.append(pool.submit(self._planned, batches[k + 1], rank_start, rank_end))
+                    ahead.append(self._plan_ahead(planner, batches[k + 1], rank_start, rank_end))
                 yield self._placed(planned, rank_start, rank_end, history)
+        finally:  # stopped early or by an error: the batch planned ahead is not wanted
+            for _, _, plans in ahead:
+                plans.cancel()
+
+    def close(self) -> None:
+        """Stop the planner process (or thread) ``rerank_batches`` started; a later call starts
+        another. Also on leaving ``with ranker:``, and when the ranker is garbage-collected."""
+        close_all(self._planners)
+
+    def __enter__(self) -> HeadRanker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _plan_ahead(planner: Planner, requests: Sequence[Any], rank_start: int, rank_end: int):
+        """``_planned`` with the plans to come from ``planner``; an error converting the requests
+        waits in the plans, raised at the batch's turn as ``rerank_batch`` raises it."""
+        try:
+            ours = [as_request(r) for r in requests]
+        except TypeError as error:
+            return requests, [], failed(error)
+        return requests, ours, planner.submit(ours, rank_start, rank_end)
 
     def _planned(self, requests: Sequence[Any], rank_start: int, rank_end: int):
         """The CPU side of ``rerank_batch``: inputs checked, every prompt tokenised."""
         ours = [as_request(r) for r in requests]
-        check_requests(ours, self.profile.prompt)
-        windows = [r.candidates[rank_start:rank_end] for r in ours]
-        plans = {
-            i: self.reader.plan(r.query.text, [c.text for c in windows[i]]) for i, r in enumerate(ours) if windows[i]
-        }
-        return requests, ours, windows, plans
+        return requests, ours, plan_requests(self.reader, ours, rank_start, rank_end)
 
     def _placed(self, planned, rank_start: int, rank_end: int, history: bool) -> List[Result]:
         """The model side of ``rerank_batch``: read the planned prompts, place the candidates, in
         the caller's types (rank_llm's ``Result`` for rank_llm's requests)."""
-        given, ours, windows, plans = planned
+        given, ours, plans = planned
+        windows = [r.candidates[rank_start:rank_end] for r in ours]
         results = [Result(r.query, list(r.candidates)) for r in ours]
         for i, reading in zip(plans, self.reader.read_plans(list(plans.values()))):
             invocations = self.reader.invocations(reading, [c.docid for c in windows[i]]) if history else []

@@ -1,0 +1,108 @@
+"""Planning ahead (engine/planning.py): ``rerank_batches`` gives the same results and the same
+errors with the next batch planned on a thread or in a planner process as without, and leaves no
+process behind; on a tiny random Qwen3 with SmolLM2's real tokenizer. Each planner process costs
+seconds to start (it imports torch), so the module shares one ranker."""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+import pytest
+from test_batching import LISTS, requests, windowed_ranker
+
+from headrank_ir.pipeline.execution import ranked_here
+
+ROUTES = [False, "thread", "process"]
+
+
+@pytest.fixture(scope="module")
+def ranker(tokenizer):
+    with windowed_ranker(tokenizer, "qwen3") as ranker:
+        yield ranker
+
+
+def batches():
+    """Three batches, the last query of each needing two windows under the ranker's context."""
+    return [requests(LISTS), requests(LISTS)[::-1], requests(LISTS)[1:]]
+
+
+def ranked(ranker, overlap, batch_list, **kwargs):
+    ranker.overlap = overlap
+    return [
+        [(r.query.qid, [(c.docid, c.score) for c in r.candidates], r.invocations_history) for r in results]
+        for results in ranker.rerank_batches(batch_list, **kwargs)
+    ]
+
+
+@pytest.mark.parametrize("overlap", ROUTES[1:])
+def test_planning_ahead_gives_the_results_of_planning_in_turn_exactly(ranker, overlap):
+    kwargs = dict(rank_start=1, rank_end=5, populate_invocations_history=True)
+    assert ranked(ranker, overlap, batches(), **kwargs) == ranked(ranker, False, batches(), **kwargs)
+
+
+def planner_children() -> list[int]:
+    """Pids of this process's children that run a spawned planner (zombies show an empty command
+    line, so a planner that was not reaped is caught by its pid, see ``gone``)."""
+    mine = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if parent == os.getpid() and b"spawn_main" in command:
+            mine.append(int(stat.parent.name))
+    return mine
+
+
+def gone(pid: int) -> bool:
+    """The process ``pid`` was reaped: no entry, or (pid reused) another process's."""
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()
+    except OSError:
+        return True
+
+
+def test_bad_input_raises_the_error_of_planning_in_turn(ranker):
+    bad = [requests(LISTS)[:2], requests([["fine"], ["  "], ["x"]])]
+    errors = {}
+    for overlap in ROUTES:
+        ranker.overlap = overlap
+        reranked = ranked_here(ranker, bad, 6)
+        assert len(next(reranked)[1]) == 2  # the batch before the bad one is unaffected
+        with pytest.raises(ValueError) as caught:
+            next(reranked)
+        errors[overlap] = (type(caught.value), str(caught.value), str(caught.value.__cause__))
+    assert errors["thread"] == errors["process"] == errors[False]
+    assert "candidate 0" in errors[False][1] and "\n" not in errors[False][1]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc")
+def test_a_planner_process_is_stopped_when_the_caller_stops_early_fails_or_closes(ranker, tokenizer):
+    ranker.overlap = "process"
+    reranked = ranker.rerank_batches(batches())
+    next(reranked)
+    started = planner_children()
+    assert len(started) == 1
+    reranked.close()  # stopped early: the batch planned ahead is dropped, the process kept for the next call
+    with pytest.raises(RuntimeError, match="the caller's"):
+        for _ in ranker.rerank_batches(batches()):
+            raise RuntimeError("the caller's own error")
+    assert ranked(ranker, "process", batches()[:1]) == ranked(ranker, False, batches()[:1])
+    assert planner_children() == started
+    ranker.close()
+    assert planner_children() == [] and gone(started[0])
+    with windowed_ranker(tokenizer, "qwen3") as other:  # an exception leaving ``with`` closes too
+        other.overlap = "process"
+        with pytest.raises(ValueError):
+            list(other.rerank_batches([requests([["  "]])]))
+        assert len(planner_children()) == 1
+    assert planner_children() == []
+    dropped = windowed_ranker(tokenizer, "qwen3")
+    dropped.overlap = "process"
+    list(dropped.rerank_batches(batches()[:1]))
+    del dropped
+    gc.collect()  # a ranker dropped unclosed stops its planner
+    assert planner_children() == []
