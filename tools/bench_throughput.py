@@ -2,29 +2,32 @@
 
 For each passage count, head profile, passage length and batch size (a cell) the queries go
 through ``rerank_into`` (what ``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``,
-a run file written), and, interleaved with it, through the floor: one plain SDPA forward of the
-same prompts, in the same padded groups, through the same truncated layers (no recording, no
-calibration). A cell holds at least ``--batches`` batches: the run's queries (``--max-queries``)
-are cycled to fill them. Reported per row: seconds per query and queries per second of both,
-engine/floor, peak memory (CUDA ``max_memory_allocated``; on the CPU the process's peak RSS,
-reset before each route), the generative baseline (RankGPT, sliding window 20/10, greedy
-``generate``) on the same device, and what decides speed on a GPU:
+a run file written) once per planning route of ``--overlaps`` (``HeadRanker.overlap``: the next
+batch planned not at all ahead, on a thread, or in a planner process), and through the floor: one
+plain SDPA forward of the same prompts, in the same padded groups, through the same truncated
+layers (no recording, no calibration). Each route runs the cell's whole list in one call, the
+routes in turn, one later each repeat. A cell holds at least ``--batches`` batches: the run's
+queries (``--max-queries``) are cycled to fill them. Reported per row, for the first route: seconds
+per query and queries per second of it and the floor, engine/floor, peak memory (CUDA
+``max_memory_allocated``; on the CPU the process's peak RSS, reset before each route), the
+generative baseline (RankGPT, sliding window 20/10, greedy ``generate``) on the same device, and:
 
 - ``syncs_per_group``: host reads of a tensor (``tolist``, ``item``, ``if tensor:`` ...) made
   inside ``HeadReader.read_plans``, outside its one ``download``, per ``upload`` (one per group),
   counted as tests/test_host_crossings.py does, in the warm-up (else the first repeat); each one
   would drain a GPU's queue. On CUDA also ``cuda_sync_warnings_per_group`` (sync debug mode
   "warn"). 0 is the engine's promise.
-- ``hidden_share``: of the seconds spent planning (``HeadReader.plan``: tokenising, joining
-  prompts), the share hidden behind the forwards: (plan + forward - wall) / plan, clipped to
-  [0, 1], where forward is the seconds in ``read_plans`` and wall the engine's. 0 where planning
-  and reading take turns (the CPU: ``overlap`` off), up to 1 where a prefetch hides it all.
-  ``cpu_share`` is plan / wall.
+- ``routes``: per route, ``wall_s`` against ``sum_s`` and ``max_s`` of ``plan_s`` (the seconds
+  the "off" route spent in ``HeadReader.plan`` in the same repeat: the same batches, planned in
+  turn) and ``forward_s`` (the route's own seconds in ``read_plans``). Planning overlaps where
+  ``wall_over_max`` comes near 1 rather than ``wall_over_sum``; ``hidden_share`` is
+  (plan + forward - wall) / plan, clipped to [0, 1]; ``start_s_in_warmup`` what the planner
+  process's start added to the warm-up. ``cpu_share`` is plan / wall.
 
 One JSON list of rows; each time is the best of ``--repeats`` after a warm-up.
 
     python tools/bench_throughput.py --passages 20 100 --profiles all:24 --batch-sizes 1 2 4 \\
-        --max-queries 4 --output runs/bench_throughput_cpu.json                  # smollm2-135m, CPU
+        --max-queries 4 --overlaps off --output runs/bench_throughput_cpu.json   # smollm2-135m, CPU
     python tools/bench_throughput.py --config qwen3-0.6b --device cuda --dtype bfloat16 \\
         --profiles 16:16 all:22 --batch-sizes 1 8 32                             # random weights
     python tools/bench_throughput.py --config qwen3-4b --device cuda --dtype bfloat16 --profiles 16:21
@@ -40,13 +43,11 @@ import json
 import platform
 import sys
 import tempfile
-import threading
 import time
-import warnings
-from collections import Counter
 from pathlib import Path
 
 from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
+from bench_hooks import HOST_READS, HostCrossings, MethodClock, cuda_sync_mode, syncs_per_group  # noqa: F401
 
 from headrank_ir.atomic import write_atomic
 from headrank_ir.engine.profile import HeadProfile, PromptSettings
@@ -88,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the first batch once before timing (default; --no-warmup for long CPU forwards)",
     )
     parser.add_argument("--baseline-queries", type=int, default=1, help="RankGPT on this many queries (0: none)")
+    parser.add_argument(
+        "--overlaps",
+        nargs="+",
+        choices=sorted(OVERLAPS),
+        default=["off", "thread", "process"],
+        help="engine routes, by how the next batch is planned (HeadRanker.overlap); the first heads the row",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--output", default="runs/bench_throughput.json")
     return parser
 
@@ -116,144 +125,6 @@ def timed(device: str, step) -> float:
     return time.perf_counter() - start
 
 
-class Patched:
-    """Sets ``owner.name`` to ``wrap(current)`` on enter and puts back exactly what was there
-    (an instance attribute, a class attribute, or nothing: the inherited one) on exit."""
-
-    _missing = object()
-
-    def __init__(self, owner, name: str, wrap):
-        self.owner, self.name, self.wrap = owner, name, wrap
-
-    def __enter__(self):
-        self.saved = vars(self.owner).get(self.name, self._missing)
-        setattr(self.owner, self.name, self.wrap(getattr(self.owner, self.name)))
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is self._missing:
-            delattr(self.owner, self.name)
-        else:
-            setattr(self.owner, self.name, self.saved)
-
-
-class MethodClock(Patched):
-    """Seconds spent in ``owner.name`` while entered."""
-
-    def __init__(self, owner, name: str):
-        self.seconds = 0.0
-
-        def wrap(method):
-            def clocked(*args, **kwargs):
-                start = time.perf_counter()
-                try:
-                    return method(*args, **kwargs)
-                finally:
-                    self.seconds += time.perf_counter() - start
-
-            return clocked
-
-        super().__init__(owner, name, wrap)
-
-
-HOST_READS = ("tolist", "item", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-class HostCrossings(contextlib.ExitStack):
-    """Counts, while ``reader.read_plans`` runs on the thread that called it, the calls of
-    ``upload`` and ``download`` (engine/reader.py's crossings by design) and every host read of a
-    tensor outside ``download`` (tests/test_host_crossings.py's hook); on CUDA also the sync debug
-    mode's warnings outside ``download``. A planner thread's reads are not counted."""
-
-    def __init__(self, reader):
-        super().__init__()
-        self.reader, self.counts, self.inside = reader, Counter(), None
-
-    def __enter__(self):
-        import torch
-
-        import headrank_ir.engine.reader as module
-
-        super().__enter__()
-        for name in HOST_READS:
-            self.enter_context(Patched(torch.Tensor, name, lambda f, name=name: self._counted(name, f)))
-        self.enter_context(Patched(module, "upload", lambda f: self._counted("upload", f)))
-        self.enter_context(Patched(module, "download", self._alone))
-        self.enter_context(Patched(self.reader, "read_plans", self._observed))
-        return self
-
-    def _counted(self, name, function):
-        def counting(*args, **kwargs):
-            if self.inside == threading.get_ident():
-                self.counts[name] += 1
-            return function(*args, **kwargs)
-
-        return counting
-
-    def _alone(self, download):
-        def alone(tensors):
-            self.counts["download"] += 1
-            inside, self.inside = self.inside, None  # the one wait for the device, by design
-            with cuda_sync_mode(self.reader.device, "default"):
-                try:
-                    return download(tensors)
-                finally:
-                    self.inside = inside
-
-        return alone
-
-    def _observed(self, read_plans):
-        def observed(plans):
-            self.inside = threading.get_ident()
-            try:
-                with warnings.catch_warnings(record=True) as caught, cuda_sync_mode(self.reader.device, "warn"):
-                    warnings.simplefilter("always")
-                    return read_plans(plans)
-            finally:
-                self.inside = None
-                self.counts["cuda_sync_warnings"] += sum("synchroniz" in str(w.message) for w in caught)
-
-        return observed
-
-    def summary(self) -> dict:
-        return {
-            "syncs_per_group": syncs_per_group(self.counts),
-            "groups_counted": self.counts["upload"],
-            "downloads_counted": self.counts["download"],
-            **(
-                {"cuda_sync_warnings_per_group": per_group(self.counts["cuda_sync_warnings"], self.counts)}
-                if self.reader.device.type == "cuda"
-                else {}
-            ),
-        }
-
-
-@contextlib.contextmanager
-def cuda_sync_mode(device, mode: str):
-    """``torch.cuda.set_sync_debug_mode(mode)`` for the block on a CUDA ``device``; else nothing."""
-    import torch
-
-    if device.type != "cuda":
-        yield
-        return
-    previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode(mode)
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
-
-
-def per_group(count: int, counts: Counter):
-    """``count`` per group (per ``upload``); None where no group was read."""
-    return round(count / counts["upload"], 3) if counts["upload"] else None
-
-
-def syncs_per_group(counts: Counter):
-    """Host reads of tensors (``HOST_READS``) per group, from ``HostCrossings.counts``."""
-    return per_group(sum(counts[name] for name in HOST_READS), counts)
-
-
 def hidden_share(plan_s: float, forward_s: float, wall_s: float) -> float:
     """Share of the planning seconds hidden behind the forwards: (plan + forward - wall) / plan,
     clipped to [0, 1] (0 without any planning)."""
@@ -274,14 +145,16 @@ def cycled(requests, count: int):
     return out
 
 
-def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path):
-    """The rerank command's loop, writing a TREC run into ``folder``."""
+def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path, overlap):
+    """The rerank command's loop, writing a TREC run into ``folder``, with the batch after the one
+    being read planned as ``overlap`` says (``HeadRanker.overlap``: False, "thread", "process")."""
     from headrank_ir.pipeline.execution import ranked_here, rerank_into
     from headrank_ir.pipeline.runfile import RunWriter
 
     batches = [requests[start : start + batch_size] for start in range(0, len(requests), batch_size)]
 
     def run():
+        ranker.overlap = overlap
         with RunWriter(folder / "run.txt", {"bench": True}, "trec", "bench", resume=False) as writer:
             rerank_into(writer, ranked_here(ranker, batches, passages), passages, len(requests), 0)
             writer.finish()
@@ -316,63 +189,98 @@ def texts(request, passages: int):
     return [c.text for c in request.candidates[:passages]]
 
 
-def routes(ranker, requests, passages, batch_size, scratch) -> dict:
-    return {
-        "floor": floor_route(ranker, requests, passages, batch_size),
-        "engine": engine_route(ranker, requests, passages, batch_size, Path(scratch)),
+OVERLAPS = {"off": False, "thread": "thread", "process": "process"}
+
+
+def routes(ranker, requests, passages, batch_size, args) -> dict:
+    """The floor, then the engine planning ahead each way of ``args.overlaps`` (the first is the
+    row's headline engine, whose host crossings are counted)."""
+    engines = {
+        name: engine_route(ranker, requests, passages, batch_size, Path(args.scratch), OVERLAPS[name])
+        for name in args.overlaps
     }
+    return {"floor": floor_route(ranker, requests, passages, batch_size), **engines}
 
 
 def measure_pair(ranker, requests, passages, batch_size, args) -> dict:
-    """Both routes over a cell of at least ``args.batches`` batches of ``requests`` (cycled), in
-    alternation, after a warm-up on the first batch in which the host crossings are counted.
+    """The floor and each engine route over a cell of at least ``args.batches`` batches of
+    ``requests`` (cycled), each the whole list in one call as the command runs it (so the next
+    batch's planning can hide), in turn, starting one route later each repeat, after a warm-up
+    on the first batch in which the host crossings of the first engine route are counted.
 
-    Without ``overlap`` (the CPU) batches are independent, so floor and engine alternate batch by
-    batch: a shared machine's changing load then hits both alike. With it, each route runs the
-    whole list in one go, as the command does, so the next batch's tokenising can hide.
+    Per engine route, from its best repeat: wall, forward (``read_plans``, in the loop's thread)
+    and, as the planning it had to hide, the seconds the "off" route spent in ``HeadReader.plan``
+    in that repeat (the same batches planned in turn; a planner process is not clocked from here).
+    Planning overlaps where wall comes near max(plan, forward) rather than plan + forward.
     """
     requests = cycled(requests, max(len(requests), batch_size * args.batches))
-    units = (
-        [requests] if ranker.overlap else [requests[s : s + batch_size] for s in range(0, len(requests), batch_size)]
-    )
-    pairs = [routes(ranker, unit, passages, batch_size, args.scratch) for unit in units]
+    primary = args.overlaps[0]
     crossings = HostCrossings(ranker.reader)
+    warmup = {}
     if args.warmup:
-        with crossings:
-            for run in routes(ranker, requests[:batch_size], passages, batch_size, args.scratch).values():
-                timed(args.device, run)
-    best = {"floor": float("inf"), "engine": float("inf")}
-    peak = {name: 0.0 for name in best}
+        for name, run in routes(ranker, requests[:batch_size], passages, batch_size, args).items():
+            with crossings if name == primary else contextlib.nullcontext():
+                warmup[name] = timed(args.device, run)
+    cell = routes(ranker, requests, passages, batch_size, args)
+    best = {name: {"wall_s": float("inf")} for name in cell}
+    peak = dict.fromkeys(cell, 0.0)
     with MethodClock(ranker.reader, "plan") as plan, MethodClock(ranker.reader, "read_plans") as forward:
         for repeat in range(args.repeats):
-            total = dict.fromkeys(best, 0.0)
-            plan.seconds = forward.seconds = 0.0
-            with crossings if repeat == 0 and not args.warmup else contextlib.nullcontext():
-                for pair in pairs:
-                    for name, run in pair.items():
-                        reset_peak(args.device)
-                        total[name] += timed(args.device, run)
-                        peak[name] = max(peak[name], peak_mb(args.device))
-            if total["engine"] < best["engine"]:  # the floor route neither plans nor reads plans
-                host = {"plan_s": plan.seconds, "forward_s": forward.seconds, "wall_s": total["engine"]}
-            best = {name: min(best[name], total[name]) for name in best}
+            order = list(cell)[repeat % len(cell) :] + list(cell)[: repeat % len(cell)]
+            seen = {}
+            for name in order:
+                plan.seconds = forward.seconds = 0.0
+                counting = repeat == 0 and not args.warmup and name == primary
+                with crossings if counting else contextlib.nullcontext():
+                    reset_peak(args.device)
+                    wall = timed(args.device, cell[name])
+                peak[name] = max(peak[name], peak_mb(args.device))
+                seen[name] = {"wall_s": wall, "forward_s": forward.seconds, "own_plan_s": plan.seconds}
+            for name, times in seen.items():
+                if times["wall_s"] < best[name]["wall_s"]:
+                    best[name] = {**times, "plan_s": seen.get("off", times)["own_plan_s"]}
     count = len(requests)
+    engines = {name: route_summary(best[name], best["floor"]["wall_s"], count) for name in args.overlaps}
+    for name in engines:
+        engines[name]["peak_mb"] = round(peak[name], 1)
+    if "process" in warmup and "off" in warmup:
+        engines["process"]["start_s_in_warmup"] = round(warmup["process"] - warmup["off"], 3)
+    headline = engines[primary]
     return {
         "batch_size": batch_size,
         "queries": count,
         "batches": -(-count // batch_size),
-        "interleaved": "whole list" if ranker.overlap else "batch by batch",
-        "engine_s_per_query": round(best["engine"] / count, 4),
-        "floor_s_per_query": round(best["floor"] / count, 4),
-        "queries_per_s": round(count / best["engine"], 2),
-        "floor_queries_per_s": round(count / best["floor"], 2),
-        "engine_over_floor": round(best["engine"] / best["floor"], 3),
+        "interleaved": "whole list, routes in turn",
+        "engine_route": primary,
+        "engine_s_per_query": headline["s_per_query"],
+        "floor_s_per_query": round(best["floor"]["wall_s"] / count, 4),
+        "queries_per_s": round(count / best[primary]["wall_s"], 2),
+        "floor_queries_per_s": round(count / best["floor"]["wall_s"], 2),
+        "engine_over_floor": headline["over_floor"],
         **crossings.summary(),
-        **{name: round(seconds, 3) for name, seconds in host.items()},
-        "hidden_share": round(hidden_share(**host), 3),
-        "cpu_share": round(host["plan_s"] / best["engine"], 3),
-        "engine_peak_mb": round(peak["engine"], 1),
+        **{key: headline[key] for key in ("plan_s", "forward_s", "wall_s", "hidden_share")},
+        "cpu_share": round(best[primary]["plan_s"] / best[primary]["wall_s"], 3),
+        "engine_peak_mb": headline["peak_mb"],
         "floor_peak_mb": round(peak["floor"], 1),
+        "routes": engines,
+    }
+
+
+def route_summary(times: dict, floor_s: float, count: int) -> dict:
+    """One engine route's best repeat: its wall against the sum and the max of planning and forward."""
+    plan_s, forward_s, wall_s = times["plan_s"], times["forward_s"], times["wall_s"]
+    return {
+        "s_per_query": round(wall_s / count, 4),
+        "over_floor": round(wall_s / floor_s, 3),
+        "wall_s": round(wall_s, 3),
+        "plan_s": round(plan_s, 3),
+        "forward_s": round(forward_s, 3),
+        "sum_s": round(plan_s + forward_s, 3),
+        "max_s": round(max(plan_s, forward_s), 3),
+        "wall_over_sum": round(wall_s / (plan_s + forward_s), 3),
+        "wall_over_max": round(wall_s / max(plan_s, forward_s), 3),
+        "hidden_share": round(hidden_share(plan_s, forward_s, wall_s), 3),
+        "plan_s_in_this_process": round(times["own_plan_s"], 3),
     }
 
 
@@ -408,6 +316,8 @@ def main(argv=None) -> int:
     args.device, args.dtype = str(device), str(dtype).removeprefix("torch.")
     args.child = None  # bench_engine's loader: SDPA attention
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, tokenizer = load(args)
     config = model.config.get_text_config()
     data = Path(args.data)
@@ -426,21 +336,25 @@ def main(argv=None) -> int:
                     config.num_attention_heads,
                     passage_tokens,
                 )
-                ranker = HeadRanker(model, tokenizer, profile, batch_tokens=args.batch_tokens)
-                for batch_size in args.batch_sizes:
-                    row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
-                    row.update(machine=machine(args.device), passages=passages, profile=spec)
-                    row.update(passage_tokens=profile.prompt.max_passage_tokens)
-                    row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.reader.batch_tokens)
-                    row.update(overlap=ranker.overlap, repeats=args.repeats, warmup=args.warmup)
-                    row.update(measure_pair(ranker, requests, passages, batch_size, args))
-                    row.update(
-                        baseline_s_per_query=baseline, baseline_queries=min(args.baseline_queries, len(requests))
-                    )
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    write_atomic(args.output, json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
+                with HeadRanker(model, tokenizer, profile, batch_tokens=args.batch_tokens) as ranker:
+                    for batch_size in args.batch_sizes:
+                        rows.append(cell_row(ranker, requests, passages, spec, batch_size, args))
+                        rows[-1].update(baseline_s_per_query=baseline)
+                        rows[-1].update(baseline_queries=min(args.baseline_queries, len(requests)))
+                        print(json.dumps(rows[-1]), flush=True)
+                        write_atomic(args.output, json.dumps(rows, indent=1) + "\n")  # each row kept as it comes
     return 0
+
+
+def cell_row(ranker, requests, passages: int, spec: str, batch_size: int, args) -> dict:
+    profile = ranker.profile
+    row = {"model": args.config or args.model, "device": args.device, "dtype": args.dtype}
+    row.update(machine=machine(args.device), passages=passages, profile=spec)
+    row.update(passage_tokens=profile.prompt.max_passage_tokens)
+    row.update(heads=len(profile.heads), layers=profile.depth, batch_tokens=ranker.reader.batch_tokens)
+    row.update(overlaps=args.overlaps, repeats=args.repeats, warmup=args.warmup)
+    row.update(measure_pair(ranker, requests, passages, batch_size, args))
+    return row
 
 
 if __name__ == "__main__":
