@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gc
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from test_batching import LISTS, requests, windowed_ranker
 
+from headrank_ir.pipeline.distributed import RankerWorker
 from headrank_ir.pipeline.execution import ranked_here
 
 ROUTES = [False, "thread", "process"]
@@ -30,10 +32,11 @@ def batches():
 
 def ranked(ranker, overlap, batch_list, **kwargs):
     ranker.overlap = overlap
-    return [
-        [(r.query.qid, [(c.docid, c.score) for c in r.candidates], r.invocations_history) for r in results]
-        for results in ranker.rerank_batches(batch_list, **kwargs)
-    ]
+    return [outcome(results) for results in ranker.rerank_batches(batch_list, **kwargs)]
+
+
+def outcome(results):
+    return [(r.query.qid, [(c.docid, c.score) for c in r.candidates], r.invocations_history) for r in results]
 
 
 @pytest.mark.parametrize("overlap", ROUTES[1:])
@@ -106,3 +109,29 @@ def test_a_planner_process_is_stopped_when_the_caller_stops_early_fails_or_close
     del dropped
     gc.collect()  # a ranker dropped unclosed stops its planner
     assert planner_children() == []
+
+
+def test_a_ray_workers_batches_sent_at_once_are_read_one_at_a_time_with_the_results_in_turn(ranker):
+    """Ray runs a worker's queued batches on threads of one actor (``max_concurrency``); here two
+    threads stand in for Ray's, on the ranker whose planner process the module already started."""
+    ranker.overlap = "process"
+    worker = RankerWorker(lambda: ranker, depth=5, threads=1)
+    reading, most = [], []
+    read_plans = ranker.reader.read_plans
+
+    def watched(plans):
+        reading.append(1)
+        most.append(len(reading))
+        try:
+            return read_plans(plans)
+        finally:
+            reading.pop()
+
+    ranker.reader.read_plans = watched
+    try:
+        with ThreadPoolExecutor(max_workers=2) as actor:
+            results = [outcome(r) for r in actor.map(worker.rank, batches())]
+    finally:
+        del ranker.reader.read_plans
+    assert results == ranked(ranker, False, batches(), rank_end=5)
+    assert len(most) == len(batches()) and max(most) == 1  # never two batches on the model at once

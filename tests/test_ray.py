@@ -69,14 +69,14 @@ class DiesOnFirstTry:
     def load(cls, model: str, marker: Path, doomed: str) -> DiesOnFirstTry:
         return cls(HeadRanker.from_pretrained(model), marker, doomed)
 
-    def rerank_batch(self, batch, **kwargs):
+    def rerank_ahead(self, batch, **kwargs):
         if any(r.query.qid == self.doomed for r in batch):
             if not self.marker.exists():
                 self.marker.write_text(f"{os.getpid()}\n")
                 os.kill(os.getpid(), signal.SIGKILL)
             with self.marker.open("a") as handle:
                 handle.write(f"{os.getpid()}\n")
-        return self.ranker.rerank_batch(batch, **kwargs)
+        return self.ranker.rerank_ahead(batch, **kwargs)
 
 
 def test_a_worker_killed_mid_batch_costs_only_that_batchs_retry(cluster, args, reference, tmp_path):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Dict, Optional, Sequence, Union
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from headrank_ir.engine.checks import check_requests
 from headrank_ir.engine.reader import HeadReader, Plan, PromptPlanner
@@ -24,8 +26,9 @@ Plans = Dict[int, Plan]  # request index -> its plan; requests with no candidate
 
 Planning = Union[PromptPlanner, HeadReader]  # what plans: ``plan(query, passages)`` and ``profile``
 
-# Where a batch is planned while the one before it is read (``HeadRanker.overlap``).
-OVERLAP_ROUTES = ("thread", "process")
+# When and where a batch is planned (``HeadRanker.overlap``): in turn with the reading, in the
+# reading's thread ("off"), or ahead of its turn on a thread or in a process.
+OVERLAP_ROUTES = ("off", "thread", "process")
 
 
 def plan_requests(planner: Planning, requests: Sequence[Request], rank_start: int, rank_end: int) -> Plans:
@@ -49,24 +52,41 @@ def _plan_in_process(requests: Sequence[Request], rank_start: int, rank_end: int
     return plan_requests(_process_planner, requests, rank_start, rank_end)
 
 
+class InTurn:
+    """A batch's plans made when asked for, in the asking thread: ``Future``'s ``result`` and ``cancel``."""
+
+    def __init__(self, plan: Callable[[], Plans]):
+        self._plan = plan
+
+    def result(self) -> Plans:
+        return self._plan()
+
+    def cancel(self) -> bool:
+        return True
+
+
 class Planner:
-    """``plan_requests`` with ``planner`` on one worker (``route`` "thread" or "process"), started
-    on the first :meth:`submit` and kept for the next ones (a process takes seconds to start: it
-    imports torch); :meth:`close` drops pending plans and joins the worker,
-    and a later ``submit`` starts a new one.
+    """``plan_requests`` with ``planner`` in turn (``route`` "off") or ahead on one worker
+    ("thread" or "process"), started on the first :meth:`submit`, whose batch is planned in turn
+    meanwhile (a process takes seconds to start: it imports torch), and kept for the next ones;
+    :meth:`close` drops pending plans and joins the worker, and a later ``submit`` starts another.
 
     A process is given the planner once, at start (tokenizer, profile, context length: no model).
     """
 
     def __init__(self, planner: Planning, route: str):
         if route not in OVERLAP_ROUTES:
-            raise ValueError(f"a planner runs on a thread or in a process, not {route!r}")
+            raise ValueError(f"a planner runs in turn, on a thread or in a process ({OVERLAP_ROUTES}), not {route!r}")
         self.planner, self.route = planner, route
         self._pool: Optional[Executor] = None
 
     def submit(self, requests: Sequence[Request], rank_start: int, rank_end: int) -> Future:
-        if self._pool is None:
+        in_turn = InTurn(partial(plan_requests, self.planner, requests, rank_start, rank_end))
+        if self.route == "off":
+            return in_turn
+        if self._pool is None:  # a process takes seconds to start: meanwhile this batch is planned in turn
             self._pool = self._start()
+            return in_turn
         if self.route == "thread":
             return self._pool.submit(plan_requests, self.planner, requests, rank_start, rank_end)
         return self._pool.submit(_plan_in_process, requests, rank_start, rank_end)
@@ -75,7 +95,9 @@ class Planner:
         if self.route == "thread":
             return ThreadPoolExecutor(max_workers=1)
         spawn = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_install, initargs=(self.planner,))
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_install, initargs=(self.planner,))
+        pool.submit(int)  # the process starts with its first task: now, not when the next batch comes
+        return pool
 
     def close(self) -> None:
         if self._pool is not None:
@@ -88,13 +110,24 @@ def close_all(planners: Dict[str, Planner]) -> None:
         planner.close()
 
 
-def plans_of(future: Future) -> Plans:
-    """A submitted batch's plans; a planning error is raised here as itself, as planning in
-    this thread would raise it (not chained to the worker's traceback)."""
-    try:
-        return future.result()
-    except (ValueError, TypeError) as error:
-        raise error.with_traceback(None) from None
+@dataclass(frozen=True)
+class Ahead:
+    """A batch handed to a planner: ``read()`` waits for its plans (a planning error raised as
+    itself, as planning in turn raises it, not chained to a worker's traceback) and gives them
+    to ``reading``; ``cancel()`` drops plans not yet begun."""
+
+    plans: Union[Future, InTurn]
+    reading: Callable[[Plans], Any]
+
+    def read(self) -> Any:
+        try:
+            plans = self.plans.result()
+        except (ValueError, TypeError) as error:
+            raise error from None
+        return self.reading(plans)
+
+    def cancel(self) -> None:
+        self.plans.cancel()
 
 
 def failed(error: BaseException) -> Future:

@@ -27,7 +27,7 @@ from headrank_ir.engine.checks import (
     checked_rank_end,
 )
 from headrank_ir.engine.fusion import fuse
-from headrank_ir.engine.planning import Planner, close_all, failed, plan_requests, plans_of
+from headrank_ir.engine.planning import OVERLAP_ROUTES, Ahead, Planner, Plans, close_all, failed
 from headrank_ir.engine.profile import HeadProfile, check_profile_model, resolve_profile
 from headrank_ir.engine.reader import HeadReader
 from headrank_ir.integrations.detect import is_rank_llm, is_rerankers_document
@@ -84,8 +84,10 @@ class HeadRanker:
         self.reader = HeadReader(model, tokenizer, self.profile, batch_tokens)
         # How rerank_batches plans ahead: False (not at all), "thread" or "process" (True: "process").
         self.overlap: Union[bool, str] = "process" if self.reader.device.type == "cuda" else False
-        # A thread plans through the reader (whose ``plan`` benches clock); a process gets a copy of its planner.
-        self._planners = {"thread": Planner(self.reader, "thread"), "process": Planner(self.reader.planner, "process")}
+        # In this process planning goes through the reader (whose ``plan`` benches clock); a
+        # planner process gets a copy of its planner.
+        planning = {"off": self.reader, "thread": self.reader, "process": self.reader.planner}
+        self._planners = {route: Planner(planning[route], route) for route in OVERLAP_ROUTES}
         weakref.finalize(self, close_all, self._planners)  # a ranker dropped unclosed stops its planner
 
     @classmethod
@@ -209,42 +211,49 @@ class HeadRanker:
         rank_llm's next stage can change them in place and its ``DataWriter`` writes what came in;
         this package's records (or other rank_llm-shaped objects) get this package's frozen ``Result``.
         """
-        check_batch_call(requests, rank_start, rank_end)
-        rank_end = checked_rank_end(rank_start, rank_end, shuffle_candidates, kwargs.get("top_k_retrieve"))
-        planned = self._planned(requests, rank_start, rank_end)
-        return self._placed(planned, rank_start, rank_end, populate_invocations_history)
+        kwargs.update(shuffle_candidates=shuffle_candidates, populate_invocations_history=populate_invocations_history)
+        return self._ahead(self._planners["off"], requests, rank_start, rank_end, **kwargs).read()
 
     def rerank_batches(
         self, batches: Sequence[Sequence[Any]], rank_start: int = 0, rank_end: int = 100, **kwargs: Any
     ) -> Iterator[List[Result]]:
-        """:meth:`rerank_batch` of each batch in turn, yielded as each is done. With ``overlap``
-        ("process", the default on a GPU, or "thread") batch k+1 is checked and tokenised there
-        while batch k is read (``engine/planning.py``); the planner is started on the first call
-        and kept until :meth:`close`. Same results as ``overlap`` off."""
-        if not self.overlap:
-            for batch in batches:
-                yield self.rerank_batch(batch, rank_start, rank_end, **kwargs)
-            return
+        """:meth:`rerank_batch` of each batch in turn, yielded as each is done, each batch sent to
+        be planned (:meth:`rerank_ahead`) while the one before it is read."""
         for batch in batches:
             check_batch_call(batch, rank_start, rank_end)
-        shuffle = kwargs.get("shuffle_candidates", False)
-        rank_end = checked_rank_end(rank_start, rank_end, shuffle, kwargs.get("top_k_retrieve"))
-        history = kwargs.get("populate_invocations_history", False)
-        planner = self._planners["process" if self.overlap is True else self.overlap]
-        ahead = [self._plan_ahead(planner, batch, rank_start, rank_end) for batch in batches[:1]]
+        ahead = [self.rerank_ahead(batch, rank_start, rank_end, **kwargs) for batch in batches[:1]]
         try:
             for k in range(len(batches)):
-                given, ours, plans = ahead.pop()
-                planned = given, ours, plans_of(plans)
                 if k + 1 < len(batches):
-                    ahead.append(self._plan_ahead(planner, batches[k + 1], rank_start, rank_end))
-                yield self._placed(planned, rank_start, rank_end, history)
-        finally:  # stopped early or by an error: the batch planned ahead is not wanted
-            for _, _, plans in ahead:
-                plans.cancel()
+                    ahead.append(self.rerank_ahead(batches[k + 1], rank_start, rank_end, **kwargs))
+                yield ahead.pop(0).read()
+        finally:  # stopped early or by an error: the batch sent ahead is not wanted
+            for batch in ahead:
+                batch.cancel()
+
+    def rerank_ahead(self, requests: Sequence[Any], rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Ahead:
+        """:meth:`rerank_batch` in two steps: the call is checked and ``requests`` sent to be
+        planned now, as ``overlap`` says (in a planner process, the default on a GPU; on a
+        thread; False: not now but when read, in turn); ``read()`` on what comes back waits for
+        the plans and reads them (a planning error is raised there, as ``rerank_batch`` raises
+        it). Results are the same either way. A planner is started on its first batch and kept
+        until :meth:`close`."""
+        planner = self._planners[{False: "off", True: "process"}.get(self.overlap, self.overlap)]
+        return self._ahead(planner, requests, rank_start, rank_end, **kwargs)
+
+    def _ahead(self, planner: Planner, requests: Sequence[Any], rank_start: int, rank_end: int, **kwargs) -> Ahead:
+        check_batch_call(requests, rank_start, rank_end)
+        shuffle, history = kwargs.get("shuffle_candidates", False), kwargs.get("populate_invocations_history", False)
+        rank_end = checked_rank_end(rank_start, rank_end, shuffle, kwargs.get("top_k_retrieve"))
+        try:
+            ours = [as_request(r) for r in requests]
+            plans = planner.submit(ours, rank_start, rank_end)
+        except TypeError as error:  # raised when read, as rerank_batch raises it
+            ours, plans = [], failed(error)
+        return Ahead(plans, lambda planned: self._placed(requests, ours, planned, rank_start, rank_end, history))
 
     def close(self) -> None:
-        """Stop the planner process (or thread) ``rerank_batches`` started; a later call starts
+        """Stop the planner process (or thread) :meth:`rerank_ahead` started; a later call starts
         another. Also on leaving ``with ranker:``, and when the ranker is garbage-collected."""
         close_all(self._planners)
 
@@ -254,25 +263,11 @@ class HeadRanker:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @staticmethod
-    def _plan_ahead(planner: Planner, requests: Sequence[Any], rank_start: int, rank_end: int):
-        """``_planned`` with the plans to come from ``planner``; an error converting the requests
-        waits in the plans, raised at the batch's turn as ``rerank_batch`` raises it."""
-        try:
-            ours = [as_request(r) for r in requests]
-        except TypeError as error:
-            return requests, [], failed(error)
-        return requests, ours, planner.submit(ours, rank_start, rank_end)
-
-    def _planned(self, requests: Sequence[Any], rank_start: int, rank_end: int):
-        """The CPU side of ``rerank_batch``: inputs checked, every prompt tokenised."""
-        ours = [as_request(r) for r in requests]
-        return requests, ours, plan_requests(self.reader, ours, rank_start, rank_end)
-
-    def _placed(self, planned, rank_start: int, rank_end: int, history: bool) -> List[Result]:
+    def _placed(
+        self, given: Sequence[Any], ours: List[Request], plans: Plans, rank_start: int, rank_end: int, history: bool
+    ) -> List[Result]:
         """The model side of ``rerank_batch``: read the planned prompts, place the candidates, in
         the caller's types (rank_llm's ``Result`` for rank_llm's requests)."""
-        given, ours, plans = planned
         windows = [r.candidates[rank_start:rank_end] for r in ours]
         results = [Result(r.query, list(r.candidates)) for r in ours]
         for i, reading in zip(plans, self.reader.read_plans(list(plans.values()))):

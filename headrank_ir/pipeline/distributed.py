@@ -15,10 +15,12 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrank_ir.errors import InputError, MissingExtra
 
@@ -37,14 +39,20 @@ SLOTS_PER_WORKER = 2
 AHEAD_PER_SLOT = 2
 
 RankedBatch = tuple[list["Request"], list["Result"]]
+T = TypeVar("T")
 
 
-def rank_batch(ranker: HeadRanker, batch: Sequence[Request], depth: int) -> list[Result]:
-    """One batch, as a Ray worker ranks it; bad input names its queries."""
-    return with_query_ids(batch, lambda: ranker.rerank_batch(batch, rank_end=depth))
+def rank_batch(
+    ranker: HeadRanker, batch: Sequence[Request], depth: int, turn: AbstractContextManager = nullcontext()
+) -> list[Result]:
+    """One batch, as a Ray worker ranks it: sent to the ranker's planner at once, read when ``turn``
+    (the model) is free; bad input names its queries."""
+    ahead = with_query_ids(batch, lambda: ranker.rerank_ahead(batch, rank_end=depth))
+    with turn:
+        return with_query_ids(batch, ahead.read)
 
 
-def with_query_ids(batch: Sequence[Request], rank: Callable[[], list[Result]]) -> list[Result]:
+def with_query_ids(batch: Sequence[Request], rank: Callable[[], T]) -> T:
     """``rank()``, with the batch's query ids put in front of a bad-input error."""
     try:
         return rank()
@@ -133,25 +141,32 @@ def thread_cap() -> int | None:
 
 class RankerWorker:
     """A Ray actor's state: one ``HeadRanker``, loaded on its first batch (so a bad model name is
-    an ordinary task error, not a dead actor) and again after Ray restarts the process."""
+    an ordinary task error, not a dead actor) and again after Ray restarts the process.
+
+    The actor takes its ``SLOTS_PER_WORKER`` queued batches at once (a threaded actor): each goes
+    to the ranker's planner as it arrives (``HeadRanker.rerank_ahead``: in a planner process where
+    ``overlap`` says so), then waits for the model, which reads one batch at a time. A sequential
+    actor would not see the next batch before this one returned."""
 
     def __init__(self, load: Callable[[], HeadRanker], depth: int, threads: int):
         self._load = load
         self._depth = depth
         self._threads = threads
         self._ranker: HeadRanker | None = None
+        self._loading, self._model = threading.Lock(), threading.Lock()
 
     def ready(self) -> None:
         """Load the ranker, once per process."""
-        if self._ranker is None:
-            import torch
+        with self._loading:
+            if self._ranker is None:
+                import torch
 
-            torch.set_num_threads(self._threads)
-            self._ranker = self._load()
+                torch.set_num_threads(self._threads)
+                self._ranker = self._load()
 
     def rank(self, batch: list[Request]) -> list[Result]:
         self.ready()
-        return rank_batch(self._ranker, batch, self._depth)
+        return rank_batch(self._ranker, batch, self._depth, self._model)
 
 
 class RayPool:
@@ -187,6 +202,7 @@ class RayPool:
         resources = ray.cluster_resources()
         shape = pool_shape(resources, self._workers, thread_cap())
         actor = ray.remote(RankerWorker).options(
+            max_concurrency=SLOTS_PER_WORKER,  # the next batch is planned while this one is read
             num_cpus=1,
             num_gpus=shape.gpus_each,
             max_restarts=RETRIES,

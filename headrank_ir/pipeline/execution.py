@@ -104,16 +104,17 @@ def batch_ranker(settings: RankerSettings) -> Iterator[RankBatches]:
         batch_tokens=settings.batch_tokens,
     )
     if settings.ray is None:
-        ranker = load()
-        yield lambda batches: ranked_here(ranker, list(batches), settings.depth)
+        with load() as ranker:  # leaving stops its planner process, if one was started
+            yield lambda batches: ranked_here(ranker, list(batches), settings.depth)
     else:
         with RayPool(load, settings.depth, settings.ray or None, settings.workers) as pool:
             yield pool.ranked
 
 
 def ranked_here(ranker: HeadRanker, batches: list[list[Request]], depth: int) -> Iterator[RankedBatch]:
-    """``(batch, results)`` in order, in this process: ``rerank_batches`` tokenises the next batch
-    while a GPU reads this one; bad input names its queries, as on a Ray worker."""
+    """``(batch, results)`` in order, in this process: ``rerank_batches`` plans the next batch in a
+    planner process while a GPU reads this one (``HeadRanker.overlap``); bad input names its
+    queries, as on a Ray worker."""
     reranked = ranker.rerank_batches(batches, rank_end=depth)
     for batch in batches:
         yield batch, with_query_ids(batch, lambda: next(reranked))
