@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def test_a_ray_workers_batches_sent_at_once_are_read_one_at_a_time_with_the_resu
     """Ray runs a worker's queued batches on threads of one actor (``max_concurrency``); here two
     threads stand in for Ray's, on the ranker whose planner process the module already started."""
     ranker.overlap = "process"
+    list(ranker.rerank_batches(batches()[:1]))  # the planner process started, as after a worker's first batch
     worker = RankerWorker(lambda: ranker, depth=5, threads=1)
     reading, most = [], []
     read_plans = ranker.reader.read_plans
@@ -123,6 +125,7 @@ def test_a_ray_workers_batches_sent_at_once_are_read_one_at_a_time_with_the_resu
         reading.append(1)
         most.append(len(reading))
         try:
+            time.sleep(0.5)  # time enough for the other batch's plans to come back, unless it waits its turn
             return read_plans(plans)
         finally:
             reading.pop()
