@@ -1,5 +1,5 @@
 """Planning ahead (engine/planning.py): ``rerank_batches`` gives the same results and the same
-errors with the next batch planned on a thread or in a planner process as without, and leaves no
+errors with the next batch planned in a planner process as without, and leaves no
 process behind; on a tiny random Qwen3 with SmolLM2's real tokenizer. Each planner process costs
 seconds to start (it imports torch), so the module shares one ranker."""
 
@@ -17,7 +17,7 @@ from test_batching import LISTS, requests, windowed_ranker
 from headrank_ir.pipeline.distributed import RankerWorker
 from headrank_ir.pipeline.execution import ranked_here
 
-ROUTES = [False, "thread", "process"]
+ROUTES = [False, "process"]
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +40,9 @@ def outcome(results):
     return [(r.query.qid, [(c.docid, c.score) for c in r.candidates], r.invocations_history) for r in results]
 
 
-@pytest.mark.parametrize("overlap", ROUTES[1:])
-def test_planning_ahead_gives_the_results_of_planning_in_turn_exactly(ranker, overlap):
+def test_planning_ahead_gives_the_results_of_planning_in_turn_exactly(ranker):
     kwargs = dict(rank_start=1, rank_end=5, populate_invocations_history=True)
-    assert ranked(ranker, overlap, batches(), **kwargs) == ranked(ranker, False, batches(), **kwargs)
+    assert ranked(ranker, "process", batches(), **kwargs) == ranked(ranker, False, batches(), **kwargs)
 
 
 def planner_children() -> list[int]:
@@ -79,7 +78,7 @@ def test_bad_input_raises_the_error_of_planning_in_turn(ranker):
         with pytest.raises(ValueError) as caught:
             next(reranked)
         errors[overlap] = (type(caught.value), str(caught.value), str(caught.value.__cause__))
-    assert errors["thread"] == errors["process"] == errors[False]
+    assert errors["process"] == errors[False]
     assert "candidate 0" in errors[False][1] and "\n" not in errors[False][1]
 
 

@@ -3,7 +3,7 @@
 For each passage count, head profile, passage length and batch size (a cell) the queries go
 through ``rerank_into`` (what ``python -m headrank_ir.rerank`` runs: batches, ``rerank_batches``,
 a run file written) once per planning route of ``--overlaps`` (``HeadRanker.overlap``: the next
-batch planned not at all ahead, on a thread, or in a planner process), and through the floor: one
+batch planned not at all ahead or in a planner process), and through the floor: one
 plain SDPA forward of the same prompts, in the same padded groups, through the same truncated
 layers (no recording, no calibration). Each route runs the cell's whole list in one call, the
 routes in turn, one later each repeat. A cell holds at least ``--batches`` batches: the run's
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlaps",
         nargs="+",
         choices=sorted(OVERLAPS),
-        default=["off", "thread", "process"],
+        default=["off", "process"],
         help="engine routes, by how the next batch is planned (HeadRanker.overlap); the first heads the row",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -147,7 +147,7 @@ def cycled(requests, count: int):
 
 def engine_route(ranker, requests, passages: int, batch_size: int, folder: Path, overlap):
     """The rerank command's loop, writing a TREC run into ``folder``, with the batch after the one
-    being read planned as ``overlap`` says (``HeadRanker.overlap``: False, "thread", "process")."""
+    being read planned as ``overlap`` says (``HeadRanker.overlap``: False or "process")."""
     from headrank_ir.pipeline.execution import ranked_here, rerank_into
     from headrank_ir.pipeline.runfile import RunWriter
 
@@ -189,7 +189,7 @@ def texts(request, passages: int):
     return [c.text for c in request.candidates[:passages]]
 
 
-OVERLAPS = {"off": False, "thread": "thread", "process": "process"}
+OVERLAPS = {"off": False, "process": "process"}
 
 
 def routes(ranker, requests, passages, batch_size, args) -> dict:

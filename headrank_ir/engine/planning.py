@@ -1,11 +1,13 @@
 """Planning ahead of the forwards: a batch's checks and prompts (``PromptPlanner``), in a process
-of its own or on a thread, while the model reads the batch before it.
+of its own, while the model reads the batch before it.
 
-A planner thread shares the GIL with the loop that feeds the model: every blocking copy in that
-loop releases the GIL and must take it back from the planner (1.7-2.5 ms a time measured, against
-0.08 ms alone), and about half of planning is Python. A :class:`Planner` on the "process" route
-plans in a second process instead: the loop only sends the batch and takes back its plans,
-pickled (tools/bench_throughput.py measures the routes). The process is started with 'spawn'
+Not on a thread: a planner thread shares the GIL with the loop that feeds the model (every
+blocking copy in that loop releases the GIL and must take it back from the planner: 1.7-2.5 ms a
+time measured, against 0.08 ms alone), about half of planning is Python, and on the CPU a thread
+planned more slowly than in turn and its runs were no faster than with a process (README,
+"Planning ahead"). A :class:`Planner` on the "process" route plans in a second process: the loop
+only sends the batch and takes back its plans, pickled (a 100-passage query's plans: 86 kB,
+0.5 ms to pickle and 0.7 ms to unpickle, measured here). The process is started with 'spawn'
 (torch is not fork-safe), so a script that uses it needs the usual ``if __name__ == "__main__":``
 guard.
 """
@@ -13,7 +15,7 @@ guard.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Dict, Optional, Sequence, Union
@@ -27,8 +29,8 @@ Plans = Dict[int, Plan]  # request index -> its plan; requests with no candidate
 Planning = Union[PromptPlanner, HeadReader]  # what plans: ``plan(query, passages)`` and ``profile``
 
 # When and where a batch is planned (``HeadRanker.overlap``): in turn with the reading, in the
-# reading's thread ("off"), or ahead of its turn on a thread or in a process.
-OVERLAP_ROUTES = ("off", "thread", "process")
+# reading's thread ("off"), or ahead of its turn in a planner process.
+OVERLAP_ROUTES = ("off", "process")
 
 
 def plan_requests(planner: Planning, requests: Sequence[Request], rank_start: int, rank_end: int) -> Plans:
@@ -67,7 +69,7 @@ class InTurn:
 
 class Planner:
     """``plan_requests`` with ``planner`` in turn (``route`` "off") or ahead on one worker
-    ("thread" or "process"), started on the first :meth:`submit`, whose batch is planned in turn
+    ("process"), started on the first :meth:`submit`, whose batch is planned in turn
     meanwhile (a process takes seconds to start: it imports torch), and kept for the next ones;
     :meth:`close` drops pending plans and joins the worker, and a later ``submit`` starts another.
 
@@ -76,9 +78,9 @@ class Planner:
 
     def __init__(self, planner: Planning, route: str):
         if route not in OVERLAP_ROUTES:
-            raise ValueError(f"a planner runs in turn, on a thread or in a process ({OVERLAP_ROUTES}), not {route!r}")
+            raise ValueError(f"a planner runs in turn or in a process ({OVERLAP_ROUTES}), not {route!r}")
         self.planner, self.route = planner, route
-        self._pool: Optional[Executor] = None
+        self._pool: Optional[ProcessPoolExecutor] = None
 
     def submit(self, requests: Sequence[Request], rank_start: int, rank_end: int) -> Future:
         in_turn = InTurn(partial(plan_requests, self.planner, requests, rank_start, rank_end))
@@ -87,16 +89,14 @@ class Planner:
         if self._pool is None:  # a process takes seconds to start: meanwhile this batch is planned in turn
             self._pool = self._start()
             return in_turn
-        if self.route == "thread":
-            return self._pool.submit(plan_requests, self.planner, requests, rank_start, rank_end)
         return self._pool.submit(_plan_in_process, requests, rank_start, rank_end)
 
-    def _start(self) -> Executor:
-        if self.route == "thread":
-            return ThreadPoolExecutor(max_workers=1)
-        spawn = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_install, initargs=(self.planner,))
-        pool.submit(int)  # the process starts with its first task: now, not when the next batch comes
+    def _start(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        # The planner goes as the first task, which also starts the process now. As an initializer
+        # argument it would be written to the new process before it runs, and the caller would
+        # wait there while the process imports torch to read the planner's classes.
+        pool.submit(_install, self.planner)
         return pool
 
     def close(self) -> None:

@@ -82,11 +82,11 @@ class HeadRanker:
         check_profile_fits(self.profile, names, config, allow_profile_model_mismatch or profile is None)
         ensure_adapter(model, self.profile.adapter)
         self.reader = HeadReader(model, tokenizer, self.profile, batch_tokens)
-        # How rerank_batches plans ahead: False (not at all), "thread" or "process" (True: "process").
+        # How rerank_batches plans ahead: False (not at all) or "process" (True says the same).
         self.overlap: Union[bool, str] = "process" if self.reader.device.type == "cuda" else False
         # In this process planning goes through the reader (whose ``plan`` benches clock); a
         # planner process gets a copy of its planner.
-        planning = {"off": self.reader, "thread": self.reader, "process": self.reader.planner}
+        planning = {"off": self.reader, "process": self.reader.planner}
         self._planners = {route: Planner(planning[route], route) for route in OVERLAP_ROUTES}
         weakref.finalize(self, close_all, self._planners)  # a ranker dropped unclosed stops its planner
 
@@ -234,7 +234,7 @@ class HeadRanker:
     def rerank_ahead(self, requests: Sequence[Any], rank_start: int = 0, rank_end: int = 100, **kwargs: Any) -> Ahead:
         """:meth:`rerank_batch` in two steps: the call is checked and ``requests`` sent to be
         planned now, as ``overlap`` says (in a planner process, the default on a GPU; on a
-        thread; False: not now but when read, in turn); ``read()`` on what comes back waits for
+        False: not now but when read, in turn); ``read()`` on what comes back waits for
         the plans and reads them (a planning error is raised there, as ``rerank_batch`` raises
         it). Results are the same either way. A planner is started on its first batch and kept
         until :meth:`close`."""
@@ -253,7 +253,7 @@ class HeadRanker:
         return Ahead(plans, lambda planned: self._placed(requests, ours, planned, rank_start, rank_end, history))
 
     def close(self) -> None:
-        """Stop the planner process (or thread) :meth:`rerank_ahead` started; a later call starts
+        """Stop the planner process :meth:`rerank_ahead` started; a later call starts
         another. Also on leaving ``with ranker:``, and when the ranker is garbage-collected."""
         close_all(self._planners)
 
