@@ -94,6 +94,21 @@ def test_a_worker_killed_mid_batch_costs_only_that_batchs_retry(cluster, args, r
     assert killed != survivor, "the batch was not run again in a restarted worker"
 
 
+def planning_in_a_process(model: str) -> HeadRanker:
+    ranker = HeadRanker.from_pretrained(model)
+    ranker.overlap = "process"  # a GPU's default, here on the CPU: a planner process inside a Ray worker
+    return ranker
+
+
+def test_a_worker_planning_in_a_process_writes_the_single_process_bytes(cluster, args, reference):
+    requests = requests_from_args(build_parser().parse_args([*args, "--output", "unused"]))
+    batches = [requests[i : i + 2] for i in range(0, len(requests), 2)]
+    with RayPool(partial(planning_in_a_process, args[-1]), depth=100, address=None, workers=1) as pool:
+        ranked = list(pool.ranked(batches))
+    written = "".join(format_trec(result, "headrank") for _, results in ranked for result in results)
+    assert written.encode() == reference
+
+
 def test_bad_input_on_a_worker_comes_back_as_the_single_process_error(cluster, tiny_model_dir):
     good = Request(Query("what is a lobster roll", "q1"), [Candidate("d1", 1.0, {"contents": "a sandwich"})])
     bad = Request(Query("   ", "q2"), [Candidate("d2", 1.0, {"contents": "a sandwich"})])
