@@ -15,6 +15,7 @@ guard.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -81,14 +82,16 @@ class Planner:
             raise ValueError(f"a planner runs in turn or in a process ({OVERLAP_ROUTES}), not {route!r}")
         self.planner, self.route = planner, route
         self._pool: Optional[ProcessPoolExecutor] = None
+        self._starting = threading.Lock()  # a Ray worker submits from two threads
 
-    def submit(self, requests: Sequence[Request], rank_start: int, rank_end: int) -> Future:
+    def submit(self, requests: Sequence[Request], rank_start: int, rank_end: int) -> Union[Future, InTurn]:
         in_turn = InTurn(partial(plan_requests, self.planner, requests, rank_start, rank_end))
         if self.route == "off":
             return in_turn
-        if self._pool is None:  # a process takes seconds to start: meanwhile this batch is planned in turn
-            self._pool = self._start()
-            return in_turn
+        with self._starting:
+            if self._pool is None:  # a process takes seconds to start: meanwhile this batch is planned in turn
+                self._pool = self._start()
+                return in_turn
         return self._pool.submit(_plan_in_process, requests, rank_start, rank_end)
 
     def _start(self) -> ProcessPoolExecutor:
@@ -100,9 +103,10 @@ class Planner:
         return pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._starting:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def close_all(planners: Dict[str, Planner]) -> None:
