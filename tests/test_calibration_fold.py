@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from conftest import tiny_model
 from pipeline_support import REPO
 from test_batching import LISTS, QUERIES
 from test_engine import PASSAGES, QUERY, SELECTED
+from test_host_crossings import count_crossings
 
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.prompt import build_layout
@@ -94,3 +96,14 @@ def test_the_calibration_bench_times_both_routes_on_the_same_plans(tmp_path, tin
     assert [(row["passages"], row["queries"]) for row in rows] == [(3, 1), (3, 2)]
     assert all(row["folded_best_s"] > 0 and row["two_pass_best_s"] > 0 for row in rows)
     assert all(row["max_abs_score_difference"] <= 1e-6 for row in rows)
+
+
+def test_the_folded_route_uploads_once_per_group_and_reads_nothing_back(tokenizer, monkeypatch):
+    folded, _ = reader_pair(tokenizer, "qwen3", context_extra=120)
+    folded.batch_tokens = 700  # several groups
+    plans = [folded.plan(q, p) for q, p in zip(QUERIES, LISTS)]
+    groups = batch_groups([len(job.real.input_ids) for _, jobs in plans for job in jobs], folded.batch_tokens)
+    assert len(groups) > 1
+    counts = count_crossings(monkeypatch, folded)
+    folded.read_plans(plans)
+    assert counts == Counter(upload=len(groups), download=1)

@@ -2,13 +2,14 @@
 
 Two ``HeadReader`` over one model differ only in ``fold_calibration``: "two_pass" reads each
 group's prompts in a causal forward, keeping the cache, then the calibration tails over it
-under a 4-D mask; "folded" reads ``[prompt, padding, tail]`` rows in one forward under a
-``rows × T × T`` mask. For each passage count and batch size (that many queries of the run,
-planned once, outside the clock) ``read_plans`` runs in turns, after one warm-up each; reported
-per row: the best and median seconds of each route over ``--repeats`` turns, folded/two_pass,
-the largest difference between their calibrated head scores, the peak memory of one more call
-of each (CPU: peak RSS reset before it; CUDA: ``max_memory_allocated``) and the folded mask's
-bytes. One JSON list of rows.
+under a 4-D mask; "folded" reads ``[prompt, padding, tail]`` rows in one forward under the
+same ``tails × T`` mask, the prompts kept causal (attention.py's ``_folded_attention``). For
+each passage count and batch size (that many queries of the run, planned once, outside the
+clock) ``read_plans`` runs in turns, after one warm-up each; reported per row: the best and
+median seconds of each route over ``--repeats`` turns, folded/two_pass, the largest difference
+between their calibrated head scores, the peak memory of one more call of each (CPU: peak RSS
+reset before it; CUDA: ``max_memory_allocated``) and the tails' mask bytes per row (both routes
+make it). One JSON list of rows.
 
     python tools/bench_calibration.py --passages 20 100 --batch-sizes 1 4 --threads 1 \\
         --output runs/bench_calibration_cpu.json
@@ -98,7 +99,8 @@ def cell(args, readers, count: int, batch: int) -> dict:
         step()
         peaks[name] = round(peak_mb(args.device), 1)
     jobs = [job for _, batch_jobs in plans for job in batch_jobs]
-    widest = max(len(job.real.input_ids) + len(job.blank.input_ids) - job.prefix for job in jobs)
+    tails = max(len(job.blank.input_ids) - job.prefix for job in jobs)
+    widest = max(len(job.real.input_ids) for job in jobs) + tails
     row = {"passages": count, "queries": len(pairs), "windows": len(jobs), "longest_folded_row": widest}
     for name, times in seconds.items():
         row[f"{name}_best_s"] = round(min(times), 3)
@@ -109,7 +111,7 @@ def cell(args, readers, count: int, batch: int) -> dict:
         statistics.median(seconds["folded"]) / statistics.median(seconds["two_pass"]), 3
     )
     row["max_abs_score_difference"] = difference
-    row["mask_mb_per_row_at_longest"] = round(widest**2 / 2**20, 1)
+    row["tail_mask_kb_per_row_at_longest"] = round(tails * widest / 2**10, 1)  # bool: tails × T
     row.update(threads=torch.get_num_threads(), load_average=open("/proc/loadavg").read().split()[:3])
     return row
 

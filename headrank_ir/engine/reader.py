@@ -1,15 +1,18 @@
 """``HeadReader``: the engine core under ``HeadRanker`` — plan, read, calibrate, merge.
 
 Per window of passages (see ``plan_windows``) the reader reads one prompt in a truncated
-forward, keeping its cache, then, for calibration, ICR's content-free query on the cached
-prefix (instructions and passages) it shares. A passage's score for one head is the attention
-its tokens receive, summed over the passage and averaged over the query tokens, minus the same
-with the content-free query; the profile's weights combine the heads.
+forward and, for calibration, ICR's content-free query over the prefix (instructions and
+passages) the two prompts share, never recomputed: the calibration query costs its own tokens.
+A passage's score for one head is the attention its tokens receive, summed over the passage
+and averaged over the query tokens, minus the same with the content-free query; the profile's
+weights combine the heads.
 
 Windows of several queries share forwards (``batch_groups``): right-padded rows of similar
-length in one causal pass, so padding never reaches a real token; the calibration queries then
-in one pass over that cache, each under a mask that shows it its own prefix only, at the
-positions it would have alone.
+length in one causal pass, so padding never reaches a real token. Each row's calibration query
+(its tokens after the shared prefix, a "tail") follows in the columns after the group's widest
+prompt, under a mask that shows it its own prefix and itself only, at the positions it would
+have alone: in a second pass over the first pass's cache, or folded into the same forward
+(``fold_calibration``, by device type: ``FOLD_CALIBRATION``).
 
 The reader takes a model, a tokenizer and a profile (never the ranker), so the engine's
 verbs, training (scores with gradients) and the benchmarks read through the same code.
@@ -258,7 +261,7 @@ class HeadReader:
 
     def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
         """A reading as rank_llm-style invocation records, one per window."""
-        forwards = 2 if self.profile.prompt.calibrate else 1
+        forwards = 2 if self.profile.prompt.calibrate and not self.fold_calibration else 1
         return [
             Invocation(
                 [docids[i] for i in window],
