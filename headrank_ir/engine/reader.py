@@ -59,9 +59,15 @@ Plan = Tuple[List[List[int]], List[Job]]  # a query's windows and one job per wi
 # (~8k tokens) runs alone, and peak RSS stays that of batch 1; a GPU gains from wide batches.
 BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
-# Whether a group's calibration queries ride in its one forward (folded) or follow it in a second
-# pass over its cache, by device type (to be set from tools/bench_calibration.py's figures).
-FOLD_CALIBRATION = {"cpu": False, "cuda": False}
+# Whether a group's calibration tails ride in its one forward (folded) or follow it in a second
+# pass over its cache, by device type. On the CPU a forward costs its tokens and the second pass
+# is a few tokens a row: folding measured within the load's noise of it (folded/two-pass 0.86 to
+# 1.17, smollm2-135m, 20 and 100 passages: runs/bench_calibration_cpu.json), so the CPU keeps two
+# passes. On a GPU the second pass is launch-bound (a dozen small kernels a layer for a few tokens)
+# and its masked SDPA repeats the cached K/V per query head while the cache grows by concatenation,
+# every layer; folded, that is one small SDPA and one concatenation a layer, the prompts keeping the
+# flash kernel. Chosen by that analysis, not yet measured: tools/bench_calibration.py --device cuda.
+FOLD_CALIBRATION = {"cpu": False, "cuda": True}
 
 
 class PromptPlanner:
@@ -180,7 +186,7 @@ class HeadReader:
 
     def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
-        calibration query (``None`` when calibration is off), from the same cached prefix."""
+        calibration query (``None`` when calibration is off), over the same prefix."""
         if not passages:
             empty = torch.zeros(len(self.weights), 0, device=self.device)
             return empty, empty if self.profile.prompt.calibrate else None
