@@ -61,12 +61,13 @@ BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 # Whether a group's calibration tails ride in its one forward (folded) or follow it in a second
 # pass over its cache, by device type. On the CPU a forward costs its tokens and the second pass
-# is a few tokens a row: folding measured within the load's noise of it (folded/two-pass 0.86 to
-# 1.17, smollm2-135m, 20 and 100 passages: runs/bench_calibration_cpu.json), so the CPU keeps two
-# passes. On a GPU the second pass is launch-bound (a dozen small kernels a layer for a few tokens)
-# and its masked SDPA repeats the cached K/V per query head while the cache grows by concatenation,
-# every layer; folded, that is one small SDPA and one concatenation a layer, the prompts keeping the
-# flash kernel. Chosen by that analysis, not yet measured: tools/bench_calibration.py --device cuda.
+# is a few tokens a row: folding measured within the load's noise of it, no steady gain (folded/
+# two-pass 0.86 to 0.99 at batch 1, 1.07 to 1.14 and 8% more peak RSS at batch 4; smollm2-135m,
+# runs/bench_calibration_cpu*.json), so the CPU keeps two passes. On a GPU the second pass is
+# launch-bound (a dozen small kernels a layer for a few tokens) and its masked SDPA repeats the
+# cached K/V per query head while the cache grows by concatenation, every layer; folded, that is
+# one small SDPA and one concatenation a layer, the prompts keeping the flash kernel. Chosen by
+# that analysis, not yet measured: tools/bench_calibration.py --device cuda.
 FOLD_CALIBRATION = {"cpu": False, "cuda": True}
 
 
