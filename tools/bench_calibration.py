@@ -23,10 +23,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 from bench_engine import DL19, QWEN3_SHAPES, load, peak_mb, reset_peak
-from bench_throughput import head_profile
+from bench_throughput import head_profile, timed
 
 from headrank_ir.atomic import write_atomic
 
@@ -65,16 +64,6 @@ def requests(data, count: int, queries: int):
     every = requests_from_run(read_topics_file(data / "topics.tsv"), run, data / "corpus.jsonl", count)
     chosen = [r for r in every if r.query.qid in deep][:queries]
     return [(r.query.text, [c.text for c in r.candidates]) for r in chosen]
-
-
-def timed(device: str, step) -> float:
-    import torch
-
-    start = time.perf_counter()
-    step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def cell(args, readers, count: int, batch: int) -> dict:
