@@ -60,7 +60,7 @@ class Invocation:
     docids: List[str]  # the window's candidates, in first-stage order
     positions: List[int]  # each one's place in the prompt (0 = shown first)
     head_scores: List[List[float]]  # the profile's heads (``heads_by_layer`` order) × the window's candidates
-    forward_passes: int  # truncated forwards: the query's, and the calibration query's on the reused cache
+    forward_passes: int  # truncated forwards: the query's, and the calibration query's unless folded into it
 
 
 @dataclass(frozen=True)

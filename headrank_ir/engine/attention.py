@@ -71,6 +71,18 @@ class RowRecorder:
         self.rows[layer] = torch.cat(parts)
 
 
+@dataclass(frozen=True)
+class Recorders:
+    """Several ``RowRecorder`` fed by one pass, each reading its own query spans of the same
+    layers (the folded calibration: a row's query and its calibration query)."""
+
+    parts: Sequence[RowRecorder]
+
+    def record(self, module, query: torch.Tensor, key: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+        for part in self.parts:
+            part.record(module, query, key, mask)
+
+
 FLOAT_KEYS_BYTES = 1 << 28  # bounds the float32 copy of the keys that the rows are computed from
 
 
@@ -96,7 +108,8 @@ def query_rows(module, query, key, selection: HeadSelection, spans: torch.Tensor
     """``(rows, selected heads, T)``: per batch row, the softmax rows of the selected heads
     averaged over its chunk-local query tokens ``spans[row]`` (a ``(rows, 2)`` tensor; the
     longest span is ``longest`` tokens). ``query``: rows × heads × chunk × d, ``key``: rows ×
-    kv heads × T × d; ``mask``: the layer's 4D mask (True or 0 where allowed), None for causal."""
+    kv heads × T × d; ``mask``: the layer's 4D mask (True or 0 where allowed) over the chunk's
+    last tokens (all of them, or the calibration tails of a folded pass), None for causal."""
     rows, heads_all, chunk, dim = query.shape
     kv, total = key.shape[1], key.shape[2]
     groups = heads_all // kv
@@ -110,12 +123,13 @@ def query_rows(module, query, key, selection: HeadSelection, spans: torch.Tensor
     q = q.view(rows, kv, -1, dim)[:, used].float()  # (rows, used kv heads, groups × n, d)
     scores = torch.matmul(q, key[:, used].float().transpose(2, 3)) * module.scaling
     scores = scores.view(rows, len(used) * groups, -1, total)[:, selection.pick]  # (rows, heads, n, T)
-    if mask is None:
-        positions = index + (total - chunk)
-        allowed = torch.arange(total, device=device)[None, None, :] <= positions[:, :, None]
-    else:
+    allowed = torch.arange(total, device=device)[None, None, :] <= (index + (total - chunk))[:, :, None]
+    if mask is not None:  # it covers the chunk's last mask rows; the tokens before them are causal
         mask = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0  # additive masks: 0 where allowed
-        allowed = mask.expand(rows, -1, -1).gather(1, index[:, :, None].expand(-1, -1, mask.shape[-1]))[..., :total]
+        first = chunk - mask.shape[-2]
+        row = (index - first).clamp(min=0)[:, :, None]
+        given = mask.expand(rows, -1, -1).gather(1, row.expand(-1, -1, mask.shape[-1]))[..., :total]
+        allowed = torch.where((index >= first)[:, :, None], given, allowed)
     probabilities = torch.softmax(scores.masked_fill(~allowed[:, None], float("-inf")), dim=-1)
     real = (steps[None, :] < lengths[:, None]).to(probabilities.dtype)  # (rows, n): 0 for the repeats
     return torch.einsum("rhnt,rn->rht", probabilities, real) / lengths[:, None, None]
@@ -125,6 +139,35 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
         recorder.record(module, query, key, attention_mask)
+    if attention_mask is not None and attention_mask.shape[-2] < query.shape[2]:
+        return _folded_attention(module, query, key, value, attention_mask, **kwargs)
+    return _sdpa(module, query, key, value, attention_mask, **kwargs)
+
+
+def _folded_attention(module, query, key, value, tail_mask, **kwargs):
+    """A 4-D mask over fewer tokens than the query covers its last tokens (calibration tails read
+    in their prompts' forward); the tokens before them are causal among themselves. So the
+    prompts keep the causal kernel (flash where the device has it) and no ``T × T`` mask exists:
+    the tails attend in a second, small SDPA call under their own ``tails × T`` mask."""
+    width = query.shape[2] - tail_mask.shape[-2]
+    head, _ = _sdpa(module, query[:, :, :width], key[:, :, :width], value[:, :, :width], None, **kwargs)
+    return torch.cat([head, _grouped_masked(query[:, :, width:], key, value, tail_mask, **kwargs)], dim=1), None
+
+
+def _grouped_masked(query, key, value, mask, dropout: float = 0.0, scaling=None, **_):
+    """``(rows, tokens, heads, d)`` SDPA under ``mask`` with each kv head's query heads packed
+    into the query length (query head ``g × groups + j`` reads kv head ``g``), so K/V are read
+    as they are, never repeated per query head as transformers does for a masked SDPA."""
+    rows, heads, tokens, dim = query.shape
+    groups = heads // key.shape[1]
+    packed = query.reshape(rows, key.shape[1], groups * tokens, dim)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        packed, key, value, attn_mask=mask.repeat(1, 1, groups, 1), dropout_p=dropout, scale=scaling
+    )
+    return out.reshape(rows, heads, tokens, dim).transpose(1, 2)
+
+
+def _sdpa(module, query, key, value, attention_mask, **kwargs):
     if needs_ungrouped(query, key):
         groups = query.shape[1] // key.shape[1]
         module, key, value = _Ungrouped(module), repeat_kv(key, groups), repeat_kv(value, groups)

@@ -1,15 +1,18 @@
 """``HeadReader``: the engine core under ``HeadRanker`` — plan, read, calibrate, merge.
 
 Per window of passages (see ``plan_windows``) the reader reads one prompt in a truncated
-forward, keeping its cache, then, for calibration, ICR's content-free query on the cached
-prefix (instructions and passages) it shares. A passage's score for one head is the attention
-its tokens receive, summed over the passage and averaged over the query tokens, minus the same
-with the content-free query; the profile's weights combine the heads.
+forward and, for calibration, ICR's content-free query over the prefix (instructions and
+passages) the two prompts share, never recomputed: the calibration query costs its own tokens.
+A passage's score for one head is the attention its tokens receive, summed over the passage
+and averaged over the query tokens, minus the same with the content-free query; the profile's
+weights combine the heads.
 
 Windows of several queries share forwards (``batch_groups``): right-padded rows of similar
-length in one causal pass, so padding never reaches a real token; the calibration queries then
-in one pass over that cache, each under a mask that shows it its own prefix only, at the
-positions it would have alone.
+length in one causal pass, so padding never reaches a real token. Each row's calibration query
+(its tokens after the shared prefix, a "tail") follows in the columns after the group's widest
+prompt, under a mask that shows it its own prefix and itself only, at the positions it would
+have alone: in a second pass over the first pass's cache, or folded into the same forward
+(``fold_calibration``, by device type: ``FOLD_CALIBRATION``).
 
 The reader takes a model, a tokenizer and a profile (never the ranker), so the engine's
 verbs, training (scores with gradients) and the benchmarks read through the same code.
@@ -22,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from headrank_ir.engine.attention import RowRecorder, TruncatedModel, head_selection
+from headrank_ir.engine.attention import Recorders, RowRecorder, TruncatedModel, head_selection
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.prompt import PromptLayout, PromptPieces, build_layouts, passage_pieces, prompt_positions
 from headrank_ir.engine.transfer import download, upload
@@ -55,6 +58,17 @@ Plan = Tuple[List[List[int]], List[Job]]  # a query's windows and one job per wi
 # tokens whatever the batch, so the budget only bounds memory: a window of a 100-passage query
 # (~8k tokens) runs alone, and peak RSS stays that of batch 1; a GPU gains from wide batches.
 BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+# Whether a group's calibration tails ride in its one forward (folded) or follow it in a second
+# pass over its cache, by device type. On the CPU a forward costs its tokens and the second pass
+# is a few tokens a row: folding measured within the load's noise of it, no steady gain (folded/
+# two-pass 0.86 to 0.99 at batch 1, 1.07 to 1.14 and 8% more peak RSS at batch 4; smollm2-135m,
+# runs/bench_calibration_cpu*.json), so the CPU keeps two passes. On a GPU the second pass is
+# launch-bound (a dozen small kernels a layer for a few tokens) and its masked SDPA repeats the
+# cached K/V per query head while the cache grows by concatenation, every layer; folded, that is
+# one small SDPA and one concatenation a layer, the prompts keeping the flash kernel. Chosen by
+# that analysis, not yet measured: tools/bench_calibration.py --device cuda.
+FOLD_CALIBRATION = {"cpu": False, "cuda": True}
 
 
 class PromptPlanner:
@@ -104,7 +118,14 @@ class HeadReader:
     ``profile`` must fit the model (``check_profile``); its adapter, if any, is already merged.
     """
 
-    def __init__(self, model, tokenizer, profile: HeadProfile, batch_tokens: Optional[int] = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        profile: HeadProfile,
+        batch_tokens: Optional[int] = None,
+        fold_calibration: Optional[bool] = None,
+    ):
         config = model.config.get_text_config()
         self.model = model
         self.tokenizer = tokenizer
@@ -122,6 +143,8 @@ class HeadReader:
         self._host_weights = torch.tensor([w for _, _, weights in layers for w in weights])
         self.weights = self._host_weights.to(self.device)
         self.batch_tokens = batch_tokens or BATCH_TOKENS.get(self.device.type, BATCH_TOKENS["cuda"])
+        default_fold = FOLD_CALIBRATION.get(self.device.type, FOLD_CALIBRATION["cuda"])
+        self.fold_calibration = default_fold if fold_calibration is None else fold_calibration
 
     @property
     def device(self) -> torch.device:
@@ -164,7 +187,7 @@ class HeadReader:
 
     def head_masses(self, query: str, passages: Sequence[str]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Uncalibrated ``(heads, passages)`` attention mass of one window for the query and for the
-        calibration query (``None`` when calibration is off), from the same cached prefix."""
+        calibration query (``None`` when calibration is off), over the same prefix."""
         if not passages:
             empty = torch.zeros(len(self.weights), 0, device=self.device)
             return empty, empty if self.profile.prompt.calibrate else None
@@ -173,37 +196,56 @@ class HeadReader:
         return self._read_group([job])[0]
 
     def _read_group(self, jobs: Sequence[Job]) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-        """One forward of the jobs' prompts, right-padded, then one of their calibration queries;
-        everything the passes index with is uploaded once, before them (``group_inputs``)."""
+        """The jobs' prompts, right-padded, and their calibration queries read in one forward
+        (folded) or two (``fold_calibration``); everything the passes index with is uploaded
+        once, before them (``group_inputs``)."""
         inputs = upload(group_inputs(jobs), self.device)
         counts = [len(job.real.passage_spans) for job in jobs]
-        cache = self.truncated.new_cache() if jobs[0].blank is not None else None
-        real = self._rows(inputs["ids"], [job.real.query_span for job in jobs], inputs["query"], cache)
-        masses = span_mass(real, inputs["starts"], inputs["ends"])
-        if cache is None:
+        if jobs[0].blank is None:
+            (real,) = self._rows(inputs["ids"], [self._query_spans(jobs, inputs)])
+            masses = span_mass(real, inputs["starts"], inputs["ends"])
             return [(masses[j, :, :n], None) for j, n in enumerate(counts)]
-        blank = span_mass(self._calibration_rows(jobs, inputs, cache), inputs["blank_starts"], inputs["blank_ends"])
+        real, blank = (self._folded_rows if self.fold_calibration else self._two_pass_rows)(jobs, inputs)
+        masses = span_mass(real, inputs["starts"], inputs["ends"])
+        blank = span_mass(blank, inputs["blank_starts"], inputs["blank_ends"])
         return [(masses[j, :, :n], blank[j, :, :n]) for j, n in enumerate(counts)]
 
-    def _rows(self, ids: torch.Tensor, query_spans, spans: torch.Tensor, cache, **placement) -> torch.Tensor:
-        """``(rows, heads, T)``: every selected head's query-averaged attention, per batch row."""
-        recorder = RowRecorder(self.heads, query_spans, spans, self.selections)
-        self.truncated.forward(ids, cache, recorder, **placement)
-        return torch.cat([recorder.rows[layer] for layer in self.heads], dim=1)
+    def _rows(self, ids: torch.Tensor, query_spans, cache=None, **placement) -> List[torch.Tensor]:
+        """Per ``(host spans, device spans)`` of ``query_spans``, ``(rows, heads, T)``: every
+        selected head's attention averaged over those query tokens, per batch row, all read in
+        one forward of ``ids``."""
+        recorders = [RowRecorder(self.heads, spans, on_device, self.selections) for spans, on_device in query_spans]
+        self.truncated.forward(ids, cache, recorders[0] if len(recorders) == 1 else Recorders(recorders), **placement)
+        return [torch.cat([recorder.rows[layer] for layer in self.heads], dim=1) for recorder in recorders]
 
-    def _calibration_rows(self, jobs: Sequence[Job], inputs: Dict[str, torch.Tensor], cache) -> torch.Tensor:
-        """The calibration prompts' own tokens after the cached columns: each row sees its prefix
-        and itself only (not its real query, not padding), at the positions it has alone."""
-        width, ids = inputs["ids"].shape[1], inputs["tails"]
-        prefix = inputs["prefix"][:, None]
-        own = torch.arange(ids.shape[1], device=ids.device)
-        columns = torch.arange(width + ids.shape[1], device=ids.device)
-        sees_prefix = columns[None, None, :] < prefix[:, :, None]  # (rows, 1, keys)
-        sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tokens, keys)
-        mask = (sees_prefix | sees_itself[None])[:, None]  # (rows, 1, tokens, keys)
-        spans = calibration_query_spans(jobs, width)
-        placement = dict(position_ids=prefix + own[None, :], attention_mask=mask)
-        return self._rows(ids, spans, inputs["blank_query"], cache, **placement)
+    @staticmethod
+    def _query_spans(jobs: Sequence[Job], inputs: Dict[str, torch.Tensor]):
+        return [job.real.query_span for job in jobs], inputs["query"]
+
+    @staticmethod
+    def _calibration_spans(jobs: Sequence[Job], inputs: Dict[str, torch.Tensor]):
+        return calibration_query_spans(jobs, inputs["ids"].shape[1]), inputs["blank_query"]
+
+    def _two_pass_rows(self, jobs: Sequence[Job], inputs: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """The prompts in one causal forward, keeping its cache, then the calibration tails after
+        the cached columns in a second, launch-bound pass over every layer."""
+        cache = self.truncated.new_cache()
+        (real,) = self._rows(inputs["ids"], [self._query_spans(jobs, inputs)], cache)
+        placement = calibration_placement(inputs)
+        (blank,) = self._rows(inputs["tails"], [self._calibration_spans(jobs, inputs)], cache, **placement)
+        return [real, blank]
+
+    def _folded_rows(self, jobs: Sequence[Job], inputs: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """Rows ``[prompt, padding, calibration tail, padding]`` in one forward, the tails in the
+        columns the second pass would give them, under the same ``tails × T`` mask (attention.py's
+        ``_folded_attention`` keeps the prompts causal): both query spans of every row read from
+        the same layers."""
+        ids = torch.cat([inputs["ids"], inputs["tails"]], dim=1)
+        placement = calibration_placement(inputs)
+        prompt = torch.arange(inputs["ids"].shape[1], device=ids.device).expand(len(jobs), -1)
+        placement["position_ids"] = torch.cat([prompt, placement["position_ids"]], dim=1)
+        spans = [self._query_spans(jobs, inputs), self._calibration_spans(jobs, inputs)]
+        return self._rows(ids, spans, **placement)
 
     # -- combining: heads into one score per passage ---------------------------------------------
 
@@ -226,7 +268,7 @@ class HeadReader:
 
     def invocations(self, reading: Reading, docids: Sequence[str]) -> List[Invocation]:
         """A reading as rank_llm-style invocation records, one per window."""
-        forwards = 2 if self.profile.prompt.calibrate else 1
+        forwards = 2 if self.profile.prompt.calibrate and not self.fold_calibration else 1
         return [
             Invocation(
                 [docids[i] for i in window],
@@ -279,6 +321,19 @@ def calibration_query_spans(jobs: Sequence[Job], width: int) -> List[Tuple[int, 
     return [
         (job.blank.query_span[0] + width - job.prefix, job.blank.query_span[1] + width - job.prefix) for job in jobs
     ]
+
+
+def calibration_placement(inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Position ids and 4-D mask of a group's calibration tails, which follow its ``width`` prompt
+    columns, made on the device from the uploaded prefixes: a tail token sits at ``prefix + own``
+    (where it would be alone) and sees its row's first ``prefix`` columns and its own tail up to
+    itself, not its row's query, not padding. The mask is ``(rows, 1, tails, width + tails)``."""
+    width, tails, prefix = inputs["ids"].shape[1], inputs["tails"].shape[1], inputs["prefix"]
+    own = torch.arange(tails, device=prefix.device)
+    columns = torch.arange(width + tails, device=prefix.device)
+    sees_itself = (columns[None, :] >= width) & (columns[None, :] <= width + own[:, None])  # (tails, columns)
+    sees_prefix = columns[None, None, :] < prefix[:, None, None]  # (rows, 1, columns)
+    return dict(position_ids=prefix[:, None] + own, attention_mask=(sees_prefix | sees_itself[None])[:, None])
 
 
 def span_bounds(span_lists: Sequence[Sequence[Tuple[int, int]]]) -> Dict[str, torch.Tensor]:
