@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -137,3 +139,36 @@ def test_a_ray_workers_batches_sent_at_once_are_read_one_at_a_time_with_the_resu
         del ranker.reader.read_plans
     assert results == ranked(ranker, False, batches(), rank_end=5)
     assert len(most) == len(batches()) and max(most) == 1  # never two batches on the model at once
+
+
+UNGUARDED_SCRIPT = """
+import sys
+from pathlib import Path
+
+with Path(sys.argv[1]).open("a") as log:
+    log.write("script ran\\n")
+from transformers import AutoTokenizer
+from headrank_ir.engine.models import resolve_model_folder
+from headrank_ir.engine.planning import Planner
+from headrank_ir.engine.profile import HeadProfile
+from headrank_ir.engine.reader import PromptPlanner
+from headrank_ir.records import Candidate, Query, Request
+
+tokenizer = AutoTokenizer.from_pretrained(resolve_model_folder("smollm2-135m"))
+planner = Planner(PromptPlanner(tokenizer, HeadProfile("tiny", ((0, 1, 1.0),)), 2048), "process")
+batch = [Request(Query("what is a lobster roll?", "q1"), [Candidate("d1", 1.0, {"contents": "bread"})])]
+in_turn = planner.submit(batch, 0, 10).result()
+in_process = planner.submit(batch, 0, 10).result()
+planner.close()
+print(in_turn == in_process)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    """A spawned process imports its parent's script; the planner's must not, or a script that
+    plans at top level (no ``if __name__ == "__main__":``) would run again inside it."""
+    script, log = tmp_path / "unguarded.py", tmp_path / "runs.log"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(log)], capture_output=True, text=True, timeout=600)
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr[-2000:]
+    assert log.read_text() == "script ran\n"

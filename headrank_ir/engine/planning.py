@@ -8,14 +8,17 @@ planned more slowly than in turn and its runs were no faster than with a process
 "Planning ahead"). A :class:`Planner` on the "process" route plans in a second process: the loop
 only sends the batch and takes back its plans, pickled (a 100-passage query's plans: 86 kB,
 0.5 ms to pickle and 0.7 ms to unpickle, measured here). The process is started with 'spawn'
-(torch is not fork-safe), so a script that uses it needs the usual ``if __name__ == "__main__":``
-guard.
+(torch is not fork-safe), and without the caller's ``__main__`` (``_main_left_behind``), so a
+script needs no ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import threading
+import types
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -99,7 +102,8 @@ class Planner:
         # The planner goes as the first task, which also starts the process now. As an initializer
         # argument it would be written to the new process before it runs, and the caller would
         # wait there while the process imports torch to read the planner's classes.
-        pool.submit(_install, self.planner)
+        with _main_left_behind():
+            pool.submit(_install, self.planner)
         return pool
 
     def close(self) -> None:
@@ -107,6 +111,20 @@ class Planner:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _main_left_behind():
+    """While a process is spawned, ``__main__`` is a bare module. A spawned process first imports
+    its parent's ``__main__`` script (as ``__mp_main__``): a script calling ``rerank_batches`` at
+    top level, with no ``if __name__ == "__main__":`` guard, would run again in the planner (its
+    model loaded twice) and fail there. The planner needs nothing from ``__main__``."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def close_all(planners: Dict[str, Planner]) -> None:
