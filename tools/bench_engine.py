@@ -1,8 +1,10 @@
 """Engine cost against its floor and the naive route, for one query with 20 and 100 passages.
 
-(a) floor: one plain SDPA forward of the prompt through the same truncated layers;
+(a) floor: one plain SDPA forward of the prompt through the same truncated layers, each whole;
 (b) engine: ``HeadRanker.score`` (prompt layout, prefix + query pass, N/A calibration on the
-    reused cache, partial attention rows of every head of those layers);
+    reused cache, partial attention rows of every head of those layers). Its deepest layer
+    computes only the queries and keys the rows need (``KeyOnlyLayer``), so where that layer is
+    a visible share of the depth the engine can come in under the floor;
 (c) naive: eager attention with ``output_attentions`` through the full model, real and N/A
     prompts each computed whole, rows read from the returned T×T maps.
 
@@ -248,6 +250,7 @@ def main(argv=None) -> int:
         row.update({f"{r}_s": rounded(seconds[r]) for r in ROUTES})
         row.update({f"{r}_rss_mb": rounded(routes[r]["peak_mb"], 1) for r in ROUTES})
         row.update(model=args.config or args.model, device=args.device, dtype=args.dtype, repeats=args.repeats)
+        row["load_average"] = round(os.getloadavg()[0], 2)  # 1-minute, as the row is taken: times swing with it
         row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
         rows.append(row)
         print_row(row)
@@ -263,7 +266,7 @@ def print_row(row: dict) -> None:
         f"{row['model']} {row['device']} {row['passages']} passages, {row['tokens']} tokens, {row['layers']} layers: "
         f"floor {row['floor_s']} s / {row['floor_rss_mb']} MB, engine {row['engine_s']} s / {row['engine_rss_mb']} MB, "
         f"naive {row['naive_s']} s / {row['naive_rss_mb']} MB; engine/floor {ratio('engine_s', 'floor_s')}, "
-        f"naive/engine {ratio('naive_s', 'engine_s')}",
+        f"naive/engine {ratio('naive_s', 'engine_s')}; load average {row['load_average']}",
         flush=True,
     )
 

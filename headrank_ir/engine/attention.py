@@ -4,7 +4,9 @@ The layers keep their fast SDPA attention. We register one attention implementat
 transformers that *is* SDPA and, while a ``RowRecorder`` is active, also computes the softmax
 rows of the query-span tokens for the selected heads of that layer. It sees the exact query and
 key states the layer uses (post-RoPE, post q/k-norm, with the cached keys), so the rows are the
-layer's own; only ``heads × query tokens × T`` scores are formed, never a ``T × T`` map.
+layer's own; only ``heads × query tokens × T`` scores are formed, never a ``T × T`` map. The
+deepest layer of a recorded pass, whose output nothing reads, computes only its queries and keys
+(``keyonly.KeyOnlyLayer``).
 """
 
 from __future__ import annotations
