@@ -128,3 +128,15 @@ def test_adapter_gradients_equal_the_full_layer_route(tokenizer, family):
     assert deepest and all(got[name].abs().sum() > 0 for name in deepest)
     for name in lora:
         torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5)
+
+
+def test_a_family_outside_the_list_keeps_its_full_deepest_layer():
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    sizes = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
+    config = MistralConfig(vocab_size=64, num_hidden_layers=2, **sizes)
+    truncated = TruncatedModel(AutoModelForCausalLM.from_config(config), 2)
+    assert truncated.reading is truncated.base
+    recorder = RowRecorder({1: [0]}, [(3, 5)])
+    truncated.forward(list(range(6)), None, recorder)
+    assert recorder.rows[1].shape == (1, 1, 6)
