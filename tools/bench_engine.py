@@ -1,17 +1,22 @@
 """Engine cost against its floor and the naive route, for one query with 20 and 100 passages.
 
-(a) floor: one plain SDPA forward of the prompt through the same truncated layers;
+(a) floor: one plain SDPA forward of the prompt through the same truncated layers, each whole;
 (b) engine: ``HeadRanker.score`` (prompt layout, prefix + query pass, N/A calibration on the
-    reused cache, partial attention rows of every head of those layers);
+    reused cache, partial attention rows of every head of those layers). Its deepest layer
+    computes only the queries and keys the rows need (``KeyOnlyLayer``), so where that layer is
+    a visible share of the depth the engine can come in under the floor;
 (c) naive: eager attention with ``output_attentions`` through the full model, real and N/A
     prompts each computed whole, rows read from the returned T×T maps.
 
 Each route runs in its own child process, so its peak memory is its own: on CPU the peak RSS
 (VmHWM, reset after the model is loaded), on CUDA ``max_memory_allocated``. Floor and engine
 are timed in one more process, in alternation; each time is the best of ``--repeats`` after one
-warm-up (the least disturbed by other work). Results: one JSON object per passage count.
+warm-up (the least disturbed by other work), wall-clock and process CPU time (``*_cpu_s``; with
+one thread, the compute without the waits for a core that a shared machine adds). Results: one
+JSON object per passage count, with the load average as it was taken.
 
     python tools/bench_engine.py --passages 20 100 --repeats 3
+    OMP_NUM_THREADS=1 python tools/bench_engine.py --passages 20 --repeats 3   # shared machine
     python tools/bench_engine.py --config qwen3-0.6b --device cuda --dtype bfloat16   # random weights
 """
 
@@ -179,29 +184,34 @@ def run_child(args) -> dict:
         for step in steps.values():
             step()  # warm-up
     except torch.OutOfMemoryError:  # the estimate let it try; it still does not fit
-        return {"tokens": tokens, "seconds": dict.fromkeys(steps), "peak_mb": None}
+        return {"tokens": tokens, "seconds": dict.fromkeys(steps), "cpu_seconds": dict.fromkeys(steps), "peak_mb": None}
     reset_peak(args.device)
-    seconds = interleaved_best(steps, args.repeats, args.device)
-    return {"tokens": tokens, "seconds": seconds, "peak_mb": peak_mb(args.device)}
+    seconds, cpu_seconds = interleaved_best(steps, args.repeats, args.device)
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mb": peak_mb(args.device)}
 
 
-def interleaved_best(steps: dict, repeats: int, device: str) -> dict:
-    """Best time of each step over ``repeats`` rounds that run every step once, in turn.
+def interleaved_best(steps: dict, repeats: int, device: str) -> tuple:
+    """Best wall-clock and best process CPU time of each step over ``repeats`` rounds that run
+    every step once, in turn.
 
     Interleaving exposes the steps to the same background load, so their ratio holds up on a
-    shared machine better than back-to-back series would.
+    shared machine better than back-to-back series would. On the CPU with one thread
+    (``OMP_NUM_THREADS=1``) the CPU time is the compute itself, which other processes' load
+    moves far less than the wall-clock (waiting for a core is not counted).
     """
     import torch
 
-    seconds = {name: [] for name in steps}
+    wall = {name: [] for name in steps}
+    cpu = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: min(times) for name, times in seconds.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: min(times) for name, times in wall.items()}, {name: min(times) for name, times in cpu.items()}
 
 
 # -- parent: every route in its own process ----------------------------------------------------------
@@ -243,11 +253,14 @@ def main(argv=None) -> int:
     for count in args.passages:
         # floor and engine are timed together in the "pair" child; naive is timed alone
         routes = {route: measure(args, route, count, memory_only=route != "naive") for route in ROUTES}
-        seconds = {**measure(args, "pair", count)["seconds"], "naive": routes["naive"]["seconds"]["naive"]}
+        pair = measure(args, "pair", count)
+        seconds = {**pair["seconds"], "naive": routes["naive"]["seconds"]["naive"]}
         row = {"passages": count, "tokens": routes["engine"]["tokens"], "layers": args.layers}
         row.update({f"{r}_s": rounded(seconds[r]) for r in ROUTES})
+        row.update({f"{r}_cpu_s": rounded(pair["cpu_seconds"][r]) for r in ("floor", "engine")})
         row.update({f"{r}_rss_mb": rounded(routes[r]["peak_mb"], 1) for r in ROUTES})
         row.update(model=args.config or args.model, device=args.device, dtype=args.dtype, repeats=args.repeats)
+        row["load_average"] = round(os.getloadavg()[0], 2)  # 1-minute, as the row is taken: times swing with it
         row["memory"] = "cuda max_memory_allocated" if args.device.startswith("cuda") else "peak RSS after model load"
         rows.append(row)
         print_row(row)
@@ -263,7 +276,8 @@ def print_row(row: dict) -> None:
         f"{row['model']} {row['device']} {row['passages']} passages, {row['tokens']} tokens, {row['layers']} layers: "
         f"floor {row['floor_s']} s / {row['floor_rss_mb']} MB, engine {row['engine_s']} s / {row['engine_rss_mb']} MB, "
         f"naive {row['naive_s']} s / {row['naive_rss_mb']} MB; engine/floor {ratio('engine_s', 'floor_s')}, "
-        f"naive/engine {ratio('naive_s', 'engine_s')}",
+        f"naive/engine {ratio('naive_s', 'engine_s')}; CPU time engine/floor {ratio('engine_cpu_s', 'floor_cpu_s')}; "
+        f"load average {row['load_average']}",
         flush=True,
     )
 

@@ -4,7 +4,9 @@ The layers keep their fast SDPA attention. We register one attention implementat
 transformers that *is* SDPA and, while a ``RowRecorder`` is active, also computes the softmax
 rows of the query-span tokens for the selected heads of that layer. It sees the exact query and
 key states the layer uses (post-RoPE, post q/k-norm, with the cached keys), so the rows are the
-layer's own; only ``heads × query tokens × T`` scores are formed, never a ``T × T`` map.
+layer's own; only ``heads × query tokens × T`` scores are formed, never a ``T × T`` map. The
+deepest layer of a recorded pass, whose output nothing reads, computes only its queries and keys
+(``keyonly.KeyOnlyLayer``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from headrank_ir.engine.keyonly import KEY_ONLY_FAMILIES, KeyOnlyLayer, cached_value_width
 
 IMPLEMENTATION = "headrank_sdpa"
 _active = threading.local()
@@ -135,10 +139,15 @@ def query_rows(module, query, key, selection: HeadSelection, spans: torch.Tensor
     return torch.einsum("rhnt,rn->rht", probabilities, real) / lengths[:, None, None]
 
 
-def _attention(module, query, key, value, attention_mask, **kwargs):
+def record_active(module, query: torch.Tensor, key: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+    """Hands a layer's query and key states to the active recorder, if any (``recording``)."""
     recorder = getattr(_active, "recorder", None)
     if recorder is not None:
-        recorder.record(module, query, key, attention_mask)
+        recorder.record(module, query, key, mask)
+
+
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    record_active(module, query, key, attention_mask)
     if attention_mask is not None and attention_mask.shape[-2] < query.shape[2]:
         return _folded_attention(module, query, key, value, attention_mask, **kwargs)
     return _sdpa(module, query, key, value, attention_mask, **kwargs)
@@ -212,7 +221,10 @@ class TruncatedModel:
     """The first ``depth`` decoder layers of a causal LM: no later layer, no LM head.
 
     Shares the parameters of ``model`` (no copy); the model's attention implementation is
-    switched to ours, which behaves as plain SDPA outside ``recording``.
+    switched to ours, which behaves as plain SDPA outside ``recording``. ``base`` runs those
+    layers whole (the real hidden states); ``reading``, which recorded passes use, ends in a
+    ``KeyOnlyLayer`` instead of the deepest layer, whose output no recorder reads (for families
+    outside ``KEY_ONLY_FAMILIES`` it is ``base``).
     """
 
     def __init__(self, model, depth: int):
@@ -225,10 +237,14 @@ class TruncatedModel:
         config.num_hidden_layers = depth
         if getattr(config, "layer_types", None):
             config.layer_types = config.layer_types[:depth]
-        self.base = copy.copy(base)  # shallow: same modules, own config and layer list
-        self.base._modules = dict(base._modules)  # else setting .layers would cut the model itself
+        self.base = with_layers(base, base.layers[:depth])
         self.base.config = config
-        self.base.layers = base.layers[:depth]
+        self.reading = self.base
+        if config.model_type in KEY_ONLY_FAMILIES:
+            self.reading = with_layers(
+                self.base, [*base.layers[: depth - 1], KeyOnlyLayer(base.layers[depth - 1], record_active)]
+            )
+            self.reading.norm = torch.nn.Identity()  # its input is the deepest layer's, which nothing reads
         self.depth = depth
         self.config = config
 
@@ -252,20 +268,42 @@ class TruncatedModel:
         recorder: Optional[RowRecorder] = None,
         position_ids: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
-    ):
+    ) -> Optional[torch.Tensor]:
         """Run ``input_ids`` (one sequence, or a ``(rows, tokens)`` tensor) on top of ``cache``
         (extended in place; None: none kept after the pass). Without ``attention_mask`` the pass is causal,
-        so right padding never reaches a real token."""
+        so right padding never reaches a real token.
+
+        Without a recorder: the last hidden state of the full layers. With one: None, the rows
+        are in ``recorder.rows``; the deepest layer computes only its queries and keys, unless
+        ``cache`` already holds that layer's values (a full pass filled it), which it keeps whole.
+        """
         ids = torch.as_tensor(input_ids, device=self.device)
         ids = ids[None] if ids.dim() == 1 else ids
         # A throwaway cache where none is kept: without one, transformers looks for packed
         # sequences in the position ids on the host, a device sync in every forward.
         cache = self.new_cache() if cache is None else cache
+        width = cached_value_width(cache, self.depth - 1)
+        if recorder is None and width == 0:
+            raise ValueError(
+                "this cache holds only keys at the deepest layer (a recorded pass filled it); "
+                "only recorded passes can extend it"
+            )
+        decoder = self.base if recorder is None or width else self.reading
         with recording(recorder):
-            return self.base(
+            output = decoder(
                 input_ids=ids,
                 cache=cache,
                 use_cache=True,
                 position_ids=position_ids,
                 attention_mask=attention_mask,
-            ).last_hidden_state
+            )
+        return output.last_hidden_state if recorder is None else None
+
+
+def with_layers(decoder, layers):
+    """A shallow copy of ``decoder`` (same modules, same parameters) running ``layers`` instead
+    of its own; ``decoder`` keeps its layer list."""
+    twin = copy.copy(decoder)
+    twin._modules = dict(decoder._modules)  # else setting .layers would cut the model itself
+    twin.layers = torch.nn.ModuleList(layers)
+    return twin
