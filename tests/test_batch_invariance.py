@@ -2,7 +2,9 @@
 1, 4 or 32 give every candidate the same score within ``BOUND`` (absolute; scores are attention
 masses, within [-1, 1]) and the same order, except between candidates whose scores are closer
 than the bound. Padded rows of other widths take other kernel paths, so bit-identity is not
-promised; the bounds are 4-6× the largest difference measured on these models."""
+promised. Largest differences measured: float32 2.8e-7; bfloat16 1.6e-6 on a CPU that emulates
+it (AVX2) and 3.1e-4 (tiny Qwen3) on one with native bf16 (AVX512-BF16), whose kernels depend
+more on the padded width. The bounds are 3-4× those."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.ranker import HeadRanker
 from headrank_ir.records import Candidate, Query, Request
 
-BOUND = {torch.float32: 1e-6, torch.bfloat16: 1e-5}
+BOUND = {torch.float32: 1e-6, torch.bfloat16: 1e-3}
 WORDS = "lobster roll maine bread butter mayo celery seafood sandwich new england".split()
 
 
