@@ -21,7 +21,7 @@ SHAPES = {
         hidden_size=128, intermediate_size=256, num_attention_heads=8, num_key_value_heads=4, head_dim=16
     ),
 }
-BOUND = {"float32": 1e-6, "bfloat16": 1e-5}  # tests/test_batch_invariance.py's
+BOUND = {"float32": 1e-6, "bfloat16": 1e-3}  # tests/test_batch_invariance.py's
 
 
 @dataclasses.dataclass(frozen=True)
