@@ -237,7 +237,8 @@ def test_a_finished_output_changed_later_is_not_trusted(tmp_path, reference, tam
     path = tmp_path / "run.txt"
     write_all(path, RESULTS)
     path.write_bytes(tamper(reference))
-    with pytest.raises(InputError, match=rf"changed after the run finished \({problem(len(reference))}.*--no-resume"):
+    refusal = rf"changed after the run finished \({problem(len(reference))}.*with --no-resume to rewrite it$"
+    with pytest.raises(InputError, match=refusal):
         RunWriter(path, HEADER)
     assert write_all(path, RESULTS, resume=False).path.read_bytes() == reference
 

@@ -80,17 +80,27 @@ def test_each_measure_is_tested_against_the_baseline_and_adjusted_together():
         assert t.p_randomisation_adjusted == pytest.approx(min(1.0, 2 * p_rand), rel=1e-9)
 
 
-def test_the_resample_count_reaches_the_randomisation_test():
+def test_compare_runs_adjusts_by_holm_unless_told():
+    tested = compare_runs({"mine": RUN}, BASELINE)
+    low, high = sorted(t.comparison.p_ttest for t in tested)
+    holm = [min(1.0, 2 * low), max(min(1.0, 2 * low), high)]  # the smaller times 2, then the running maximum
+    assert sorted(t.p_ttest_adjusted for t in tested) == pytest.approx(holm, rel=1e-12)
+    assert holm != [min(1.0, 2 * low), min(1.0, 2 * high)]  # not Bonferroni's
+
+
+@pytest.mark.parametrize("resamples", [99, None], ids=["given", "default-10000"])
+def test_the_resample_count_reaches_the_randomisation_test(resamples):
     rng = np.random.default_rng(3)
     base = {f"q{i}": float(v) for i, v in enumerate(rng.uniform(size=20))}
     run = {q: v + float(rng.normal(0.05, 0.1)) for q, v in base.items()}
-    (tested,) = compare_runs({"r": {"m": run}}, {"m": base}, resamples=99, correction="none")
+    given = {} if resamples is None else {"resamples": resamples}
+    (tested,) = compare_runs({"r": {"m": run}}, {"m": base}, correction="none", **given)
     x, y = np.array([run[q] for q in sorted(base)]), np.array([base[q] for q in sorted(base)])
     expected = stats.permutation_test(
         (x, y),
         lambda u, v, axis: np.mean(u - v, axis=axis),
         permutation_type="samples",
-        n_resamples=99,
+        n_resamples=resamples or 10000,
         alternative="two-sided",
         random_state=0,
         vectorized=True,
