@@ -54,11 +54,18 @@ def test_jsonl_is_rank_llm_result_shape_best_first(tmp_path):
     }
     path = tmp_path / "r.jsonl"
     path.write_text("".join(format_jsonl(r) for r in RESULTS), encoding="utf-8")
-    assert [[c.docid for c in r.candidates] for r in read_results_jsonl(path)] == [
-        ["b", "a", "c"],
-        ["d"],
-        ["f", "e"],
-    ]
+    read = read_results_jsonl(path)
+    assert [[c.docid for c in r.candidates] for r in read] == [["b", "a", "c"], ["d"], ["f", "e"]]
+    assert [(r.query.text, r.query.qid) for r in read] == [("query 1", "1"), ("query 2", "2"), ("query 3", "3")]
+    assert read[0].candidates[0].doc == {"contents": "text of b"}
+
+
+def test_a_rank_llm_line_without_documents_reads_them_as_empty(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"query": {"text": "q", "qid": 4}, "candidates": [{"docid": 9, "score": "1.5"}]}\n')
+    (read,) = read_results_jsonl(path)
+    assert (read.query.qid, read.candidates[0].docid, read.candidates[0].score) == ("4", "9", 1.5)
+    assert read.candidates[0].doc == {}
 
 
 def test_bad_jsonl_result_names_the_line(tmp_path):
