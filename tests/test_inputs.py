@@ -139,6 +139,7 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
             ":6: query id '1' appears twice",
         ),
         ("t.trec", "nothing here\n", ": no <num>/<title> topics found in this TREC topics file"),
+        ("t.tsv", "1\tok\n \tx\n", ":2: empty query id"),
         (
             "t.tsv",
             '{"qid": "1", "query": "x"}\n',
@@ -161,6 +162,7 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
         "trec no title",
         "trec twice",
         "trec none",
+        "tsv no id",
         "tsv given jsonl",
         "json lone surrogate",
     ],

@@ -39,6 +39,9 @@ def test_trec_lines_are_pyserini_format_with_ties_by_docid():
 def test_trec_rejects_whitespace_and_non_finite_scores():
     with pytest.raises(ValueError, match="docid 'a b'"):
         format_trec(result("1", ("a b", 1.0)), "tag")
+    with pytest.raises(ValueError) as refused:
+        format_trec(result("1 2", ("a", 1.0)), "tag")
+    assert str(refused.value) == "query id '1 2' cannot be written to a TREC run: it is empty or has whitespace"
     with pytest.raises(ValueError, match="non-finite score"):
         format_trec(result("1", ("a", float("nan"))), "tag")
 
@@ -107,6 +110,12 @@ def test_output_appears_only_when_complete(tmp_path):
     first = format_trec(RESULTS[0], "headrank").encode()
     assert journal[1] == {"qid": "1", "end": len(first), "sha256": hashlib.sha256(first).hexdigest()}
     assert journal[-1]["complete"] is True
+
+
+@pytest.mark.parametrize("output_format", ["trec", "jsonl"])
+def test_the_writer_writes_the_format_it_is_given(tmp_path, output_format):
+    expected = "".join(format_trec(r, "headrank") if output_format == "trec" else format_jsonl(r) for r in RESULTS)
+    assert write_all(tmp_path / "run", RESULTS, output_format=output_format).path.read_text() == expected
 
 
 @pytest.mark.parametrize("output_format", ["trec", "jsonl"])
