@@ -42,6 +42,8 @@ def test_windows_start_fresh_after_a_split():
     # costs (length + 8): 12, 12, 12, 12 against a budget of 30: two per window, the count restarting
     assert plan_windows([4, 4, 4, 4], overhead=10, context_tokens=40) == [[0, 1], [2, 3]]
     assert plan_windows([], overhead=10, context_tokens=40) == [[]]
+    # costs 12, 20, 10: after the split, 20 + 10 fill the 30 exactly, so the new window counts from 0
+    assert plan_windows([4, 12, 2], overhead=10, context_tokens=40) == [[0], [1, 2]]
 
 
 def test_three_windows_each_sit_below_the_lowest_score_so_far():
