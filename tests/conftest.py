@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2
 
 from headrank_ir.engine.models import resolve_model_folder
 
-SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 # The bench's built-in datasets are found through $HEADRANK_DATA (the package never guesses a checkout layout).
-__import__("os").environ.setdefault("HEADRANK_DATA", str(SHARED_DATA))
+# The tests honour it too, so a worktree or a scratch copy (tools/mutation.sh) finds the data; a
+# checkout next to ../shared needs nothing set.
+SHARED_DATA = Path(os.environ.get("HEADRANK_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+os.environ.setdefault("HEADRANK_DATA", str(SHARED_DATA))
 
 FAMILIES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}
 

@@ -158,3 +158,33 @@ def test_fusion_round_trips_and_old_profiles_are_unfused(tmp_path):
     assert HeadProfile.load(profile.save(tmp_path / "p.json")) == profile
     (tmp_path / "old.json").write_text(json.dumps({"model": "m", "heads": [[0, 0, 1.0]]}))
     assert HeadProfile.load(tmp_path / "old.json").fusion == FusionSettings()
+
+
+@pytest.mark.parametrize("reranker, first, docids", [([1.0], [1.0, 2.0], ["a"]), ([1.0], [1.0], ["a", "b"])])
+def test_lists_of_different_lengths_are_refused(reranker, first, docids):
+    message = f"{len(reranker)} reranker and {len(first)} first-stage scores for {len(docids)} docids"
+    with pytest.raises(ValueError, match=message):
+        fuse(FusionSettings("rrf", 0.5), reranker, first, docids)
+
+
+@pytest.mark.parametrize("method", ["none", "rrf", "interpolate"])
+def test_no_candidates_fuse_to_no_scores(method):
+    assert fuse(FusionSettings(method, 0.5), [], [], []) == []
+
+
+def test_rrf_breaks_reranker_ties_by_docid_and_uses_k():
+    # equal reranker scores: "a" ranks 1st, "b" 2nd whatever the input order; k = 2 by hand
+    fused = fuse(FusionSettings("rrf", 0.25, rrf_k=2), [5.0, 5.0, 7.0], [None, None, None], ["b", "a", "c"])
+    expected = [0.25 / (2 + 3) + 0.75 / (2 + 1), 0.25 / (2 + 2) + 0.75 / (2 + 2), 0.25 / (2 + 1) + 0.75 / (2 + 3)]
+    assert fused == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [True, float("inf"), float("nan"), "3.0"])
+def test_interpolation_refuses_a_first_stage_score_that_is_not_a_finite_number(bad):
+    with pytest.raises(ValueError, match=f"got {bad!r} for docid 'a'"):
+        fuse(FusionSettings("interpolate", 0.5), [1.0, 2.0], [bad, 1.0], ["a", "b"])
+
+
+def test_interpolation_takes_integer_first_stage_scores():
+    # z-scores of [1, 3] and of [2, 0] are [-1, 1] and [1, -1]: weight 0.75 gives -0.5 and 0.5
+    assert fuse(FusionSettings("interpolate", 0.75), [1.0, 3.0], [2, 0], ["a", "b"]) == [-0.5, 0.5]

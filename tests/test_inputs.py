@@ -115,6 +115,70 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "name, content, rest",
+    [
+        (
+            "t.tsv",
+            "1\tok\n2\tbad\ufeffmark\n",
+            ":2: a byte-order mark (U+FEFF) at column 6, inside the line: "
+            "were two files joined without a newline between them? Remove it",
+        ),
+        ("t.jsonl", '{"qid": "1", "query": "x"}\n{"qid": "1", "query": "y"}\n', ":2: query id '1' appears twice"),
+        (
+            "t.json",
+            '{"1": "a"}\n{"2": "b"}\n',
+            ":2: not valid JSON: Extra data; it looks like JSON Lines (one object per line): name it .jsonl",
+        ),
+        ("t.json", '{"1": }', ":1: not valid JSON: Expecting value"),
+        ("t.json", '["a"]', ": expected a JSON object mapping query ids to topics"),
+        ("t.trec", "<top>\n<num> Number: 7\n<desc> no title\n</top>\n", ":2: topic '7' has no <title>"),
+        (
+            "t.trec",
+            "<top>\n<num> 1\n<title> a\n</top>\n<top>\n<num> 1\n<title> b\n</top>\n",
+            ":6: query id '1' appears twice",
+        ),
+        ("t.trec", "nothing here\n", ": no <num>/<title> topics found in this TREC topics file"),
+        ("t.tsv", "1\tok\n \tx\n", ":2: empty query id"),
+        (
+            "t.tsv",
+            '{"qid": "1", "query": "x"}\n',
+            ":1: expected 'qid<TAB>query text', got 1 tab-separated fields; "
+            "the line is JSON: the file looks like JSON Lines, not 'qid<TAB>query text' text",
+        ),
+        (
+            "t.json",
+            '{"\\ud800": "x"}',
+            ": query id holds a lone surrogate '\\ud800' at character 1; "
+            "\\ud800-\\udfff escapes are only valid in pairs",
+        ),
+    ],
+    ids=[
+        "tsv mark",
+        "jsonl twice",
+        "json lines",
+        "json broken",
+        "json list",
+        "trec no title",
+        "trec twice",
+        "trec none",
+        "tsv no id",
+        "tsv given jsonl",
+        "json lone surrogate",
+    ],
+)
+def test_topic_refusals_word_for_word(tmp_path, name, content, rest):
+    path = write(tmp_path / name, content)
+    with pytest.raises(InputError) as error:
+        read_topics(str(path))
+    assert str(error.value) == f"{path}{rest}"
+
+
+def test_a_trec_title_over_several_lines_is_one_line_of_words(tmp_path):
+    path = write(tmp_path / "t.trec", "<top>\n<num> 9\n<title> two\n   words  here\n</top>\n")
+    assert read_topics(str(path)).queries == {"9": "two words here"}
+
+
 def test_non_utf8_topics_name_the_line(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_bytes(b"1\tfine\n2\tcaf\xe9\n")
@@ -206,6 +270,10 @@ def test_corpus_accepts_both_field_names_and_keeps_only_wanted(tmp_path):
             "c.jsonl:2: not valid JSON",
         ),
         ('{"contents": "A"}\n', "c.jsonl:1: no docid field"),
+        (
+            '{"id": "a", "contents": "A"}\n{"id": "b", "title": ["T"], "text": "B"}\n',
+            "c.jsonl:2: title field 'title' must be a string, got list",
+        ),
     ],
 )
 def test_bad_corpus_names_file_and_line(tmp_path, content, message):

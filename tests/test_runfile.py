@@ -39,6 +39,9 @@ def test_trec_lines_are_pyserini_format_with_ties_by_docid():
 def test_trec_rejects_whitespace_and_non_finite_scores():
     with pytest.raises(ValueError, match="docid 'a b'"):
         format_trec(result("1", ("a b", 1.0)), "tag")
+    with pytest.raises(ValueError) as refused:
+        format_trec(result("1 2", ("a", 1.0)), "tag")
+    assert str(refused.value) == "query id '1 2' cannot be written to a TREC run: it is empty or has whitespace"
     with pytest.raises(ValueError, match="non-finite score"):
         format_trec(result("1", ("a", float("nan"))), "tag")
 
@@ -54,11 +57,18 @@ def test_jsonl_is_rank_llm_result_shape_best_first(tmp_path):
     }
     path = tmp_path / "r.jsonl"
     path.write_text("".join(format_jsonl(r) for r in RESULTS), encoding="utf-8")
-    assert [[c.docid for c in r.candidates] for r in read_results_jsonl(path)] == [
-        ["b", "a", "c"],
-        ["d"],
-        ["f", "e"],
-    ]
+    read = read_results_jsonl(path)
+    assert [[c.docid for c in r.candidates] for r in read] == [["b", "a", "c"], ["d"], ["f", "e"]]
+    assert [(r.query.text, r.query.qid) for r in read] == [("query 1", "1"), ("query 2", "2"), ("query 3", "3")]
+    assert read[0].candidates[0].doc == {"contents": "text of b"}
+
+
+def test_a_rank_llm_line_without_documents_reads_them_as_empty(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"query": {"text": "q", "qid": 4}, "candidates": [{"docid": 9, "score": "1.5"}]}\n')
+    (read,) = read_results_jsonl(path)
+    assert (read.query.qid, read.candidates[0].docid, read.candidates[0].score) == ("4", "9", 1.5)
+    assert read.candidates[0].doc == {}
 
 
 def test_bad_jsonl_result_names_the_line(tmp_path):
@@ -100,6 +110,12 @@ def test_output_appears_only_when_complete(tmp_path):
     first = format_trec(RESULTS[0], "headrank").encode()
     assert journal[1] == {"qid": "1", "end": len(first), "sha256": hashlib.sha256(first).hexdigest()}
     assert journal[-1]["complete"] is True
+
+
+@pytest.mark.parametrize("output_format", ["trec", "jsonl"])
+def test_the_writer_writes_the_format_it_is_given(tmp_path, output_format):
+    expected = "".join(format_trec(r, "headrank") if output_format == "trec" else format_jsonl(r) for r in RESULTS)
+    assert write_all(tmp_path / "run", RESULTS, output_format=output_format).path.read_text() == expected
 
 
 @pytest.mark.parametrize("output_format", ["trec", "jsonl"])
@@ -237,7 +253,8 @@ def test_a_finished_output_changed_later_is_not_trusted(tmp_path, reference, tam
     path = tmp_path / "run.txt"
     write_all(path, RESULTS)
     path.write_bytes(tamper(reference))
-    with pytest.raises(InputError, match=rf"changed after the run finished \({problem(len(reference))}.*--no-resume"):
+    refusal = rf"changed after the run finished \({problem(len(reference))}.*with --no-resume to rewrite it$"
+    with pytest.raises(InputError, match=refusal):
         RunWriter(path, HEADER)
     assert write_all(path, RESULTS, resume=False).path.read_bytes() == reference
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -67,6 +68,12 @@ def test_one_shared_query_has_a_difference_but_no_test():
     assert math.isnan(result.p_randomisation) and math.isnan(result.p_ttest)
 
 
+def test_two_shared_queries_are_enough_for_both_tests():
+    result = compare({"q1": 0.5, "q2": 0.75}, {"q1": 0.25, "q2": 0.25})
+    assert result.p_randomisation == pytest.approx(2 / 4)  # of the 4 sign patterns, +/+ and -/- reach 0.375
+    assert result.p_ttest == pytest.approx(stats.ttest_rel([0.5, 0.75], [0.25, 0.25]).pvalue, rel=1e-12)
+
+
 def test_every_difference_equal_gives_t_p_one_and_the_exact_sign_flip_p():
     b = {"q1": 0.0, "q2": 0.5, "q3": 0.25}
     result = compare({q: v + 0.25 for q, v in b.items()}, b)
@@ -84,8 +91,25 @@ def test_differences_within_tie_count_as_ties():
 
 
 def test_no_shared_query_is_refused():
-    with pytest.raises(ValueError, match="the two sets of per-query scores share no query id"):
+    with pytest.raises(ValueError, match="^the two sets of per-query scores share no query id$"):
         compare({"q1": 1.0}, {"q2": 1.0})
+
+
+@pytest.mark.parametrize(
+    "hits, misses",
+    [
+        ([True, True, False, True], [False, True, False, False]),  # e.g. success@10 per query
+        ([Fraction(1), Fraction(1), Fraction(0), Fraction(1)], [0.0, 1.0, 0.0, 0.0]),  # exact measures
+        ([1.0, 1.0, 0.0, 1.0], [Fraction(0), Fraction(1), Fraction(0), Fraction(0)]),
+    ],
+    ids=["booleans", "fractions-a", "fractions-b"],
+)
+def test_values_of_any_real_type_compare_as_floats(hits, misses):
+    qids = ["q1", "q2", "q3", "q4"]
+    result = compare(dict(zip(qids, hits)), dict(zip(qids, misses)))
+    assert (result.mean_difference, result.wins, result.ties) == (0.5, 2, 2)
+    assert result.p_ttest == pytest.approx(stats.ttest_rel([1, 1, 0, 1], [0, 1, 0, 0]).pvalue, rel=1e-12)
+    assert result.p_randomisation == pytest.approx(exact_sign_flip_p([1, 0, 0, 1]))
 
 
 def test_randomisation_defaults_are_10000_resamples_seed_0():

@@ -7,6 +7,9 @@
 #   tools/mutation.sh 'headrank_ir.engine.fusion.*'    # mutants of some modules only (mutmut globs)
 #   MUTATION_TESTS="tests/test_fusion.py tests/test_tie_rules.py" tools/mutation.sh 'headrank_ir.engine.fusion.*'
 #                                                      # ... against fewer tests (faster; the score is then theirs)
+#   KEEP_SCRATCH=1 tools/mutation.sh ...               # keep the scratch copy (printed) to read survivors there:
+#                                                      #   cd SCRATCH && python -m mutmut show NAME
+#   MUTATION_NOTE="..." tools/mutation.sh ...          # a line on the method, kept in the record
 #
 # Writes runs/mutation.json (counts, score, command, seconds, what was not killed) and runs/mutation.md.
 # Score = (killed + timeout) / (killed + timeout + survived + no tests), as Stryker counts it: a
@@ -21,7 +24,11 @@ PYTHON=${PYTHON:-python}
 export HEADRANK_DATA=${HEADRANK_DATA:-$(cd .. && pwd)/shared/data}
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- headrank_ir tests setup.cfg || echo "+uncommitted")
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/headrank-mutation.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+if [ -n "${KEEP_SCRATCH:-}" ]; then
+  echo "scratch copy (kept): $scratch" >&2
+else
+  trap 'rm -rf "$scratch"' EXIT
+fi
 git ls-files -co --exclude-standard -z | tar -cf - --null -T - | tar -xf - -C "$scratch"
 cd "$scratch"
 if [ -n "${MUTATION_TESTS:-}" ]; then
@@ -38,12 +45,12 @@ started=$(date +%s)
 nice -n 19 "$PYTHON" -m mutmut run --max-children 1 "$@" || echo "mutmut run exited with $?" >&2
 seconds=$(( $(date +%s) - started ))
 "$PYTHON" -m mutmut results --all true > mutants/results.txt
-"$PYTHON" - "$seconds" "$*" "${MUTATION_TESTS:-}" "$repo" "$commit" <<'PY'
+"$PYTHON" - "$seconds" "$*" "${MUTATION_TESTS:-}" "$repo" "$commit" "${MUTATION_NOTE:-}" <<'PY'
 import configparser, json, sys
 from collections import Counter
 from pathlib import Path
 
-seconds, patterns, tests_override, repo, commit = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), sys.argv[5]
+seconds, patterns, tests_override, repo, commit, note = int(sys.argv[1]), *sys.argv[2:4], Path(sys.argv[4]), *sys.argv[5:7]
 status = {}
 for line in Path("mutants/results.txt").read_text().splitlines():
     name, _, state = line.strip().rpartition(": ")
@@ -70,6 +77,7 @@ record = {
     "not_run": counts["not checked"],
     "seconds": seconds,
     "not_killed": sorted(k for k, v in run.items() if v != "killed"),
+    "note": note,
 }
 (repo / "runs").mkdir(exist_ok=True)
 (repo / "runs/mutation.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -84,6 +92,7 @@ lines = [
     f"{record['score_killed_only']:.1%}; {record['not_run']} in scope not run"
     if judged
     else "- score: no mutant was run",
+    *([f"- note: {note}"] if note else []),
     "",
     "Not killed (`python -m mutmut show NAME` after a run of the same mutants shows the change):",
     "",
