@@ -41,6 +41,12 @@ def compare(
         raise ValueError("the two sets of per-query scores share no query id")
     x = np.array([a[q] for q in qids], dtype=float)
     y = np.array([b[q] for q in qids], dtype=float)
+    for name, values in (("first", x), ("second", y)):
+        if not np.isfinite(values).all():
+            qid = qids[int(np.argmin(np.isfinite(values)))]
+            raise ValueError(
+                f"the {name} set of per-query scores is not finite at query {qid}: {values[qids.index(qid)]}"
+            )
     difference = x - y
     counts = {"wins": int((difference > TIE).sum()), "losses": int((difference < -TIE).sum())}
     counts["ties"] = len(qids) - counts["wins"] - counts["losses"]
@@ -58,8 +64,7 @@ def compare(
         vectorized=True,
     )
     t = stats.ttest_rel(x, y)
-    p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0  # nan when every difference is equal
-    return Comparison(len(qids), float(difference.mean()), float(randomised.pvalue), p_t, **counts)
+    return Comparison(len(qids), float(difference.mean()), float(randomised.pvalue), float(t.pvalue), **counts)
 
 
 # statsmodels' multipletests methods offered by ``evaluate --correction``: Holm (family-wise
