@@ -1,5 +1,5 @@
 """What ``gpu_acceptance.py`` measures and how it judges: the model shapes, the plans (GPU and
-tiny CPU smoke), the targets and their PASS/MISS verdicts, and the synthetic workload (random
+tiny CPU smoke), the targets, their PASS/MISS verdicts and printed summary, and the synthetic workload (random
 Qwen3 models, requests of README words, timing). Imported by the acceptance command and its tests.
 """
 
@@ -225,3 +225,32 @@ def throughput_cells(plan: Plan) -> list[tuple]:
     cells.append((plan.small, "float32", many, plan.batch_sizes[-1], 2, 1))  # memory, and the math kernel's time
     cells.append((plan.large, "bfloat16", few, plan.batch_sizes[-1], plan.batches, min(2, plan.repeats)))
     return cells
+
+
+def print_summary(record: dict) -> None:
+    print(f"\n=== summary ({record['seconds']} s, {record['env'].get('gpu', record['device'])})")
+    for row in record["exact"] if isinstance(record.get("exact"), list) else []:
+        print(
+            f"{row['verdict']:4}  exact {row['dtype']}: engine {row['engine_error']:.1e} of the largest score "
+            f"(eager in {row['dtype']} {row['eager_error']:.1e}), bound {row['bound']:.1e}"
+        )
+    for row in record["invariance"] if isinstance(record.get("invariance"), list) else []:
+        print(
+            f"{row['verdict']:4}  batch {row['batch_size']} vs {row['against']}, {row['dtype']}: max |diff| "
+            f"{row['max_abs_diff']:.1e} (bound {row['bound']:.0e}), {row['queries_reordered']} queries reordered"
+        )
+    for row in record["throughput"] if isinstance(record.get("throughput"), list) else []:
+        if "queries_per_s" in row:
+            print(
+                f"      {row['shape']} {row['dtype']} {row['passages']:>3} passages batch {row['batch_size']:>2}: "
+                f"{row['queries_per_s']:8.2f} q/s, floor {row['floor_queries_per_s']:8.2f}, engine/floor "
+                f"{row['engine_over_floor']:.3f}, peak {row['peak_mb']:.0f} MB, syncs/group {row['syncs_per_group']}, "
+                f"hidden {row['hidden_share']}"
+            )
+        else:
+            print(
+                f"      {row['shape']} {row['dtype']} {row['passages']} passages batch {row['batch_size']}: "
+                f"{row.get('skipped') or row.get('error')}"
+            )
+    for v in record["verdicts"]:
+        print(f"{v['verdict']:4}  {v['target']}: {v['value']} (target {v['op']} {v['bound']})")
