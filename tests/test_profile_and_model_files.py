@@ -141,3 +141,7 @@ def test_a_model_holding_an_adapter_is_refused_for_a_profile_without_one(tmp_pat
         f"the model already holds the merged LoRA adapter {path.resolve()} (from an earlier HeadRanker), "
         "but this profile has no adapter; load a fresh model for it"
     )
+
+
+def test_a_profile_without_a_method_is_labelled_profile():
+    assert HeadProfile("m", ((0, 1, 0.5), (2, 3, 0.5))).label() == "profile-2h-d3"
