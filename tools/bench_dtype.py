@@ -228,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write({**record, "sets": [*done, row]}, args.output)
         record["sets"].append(row)
         record["missing"].remove(name)
+        write(record, args.output)  # the last set's rows were written while it was still missing
         logging.info("%s done: %s; wrote %s", name, _clock(row["seconds"]), args.output)
     return 0
 
