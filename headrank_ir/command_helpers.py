@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable
 
-from headrank_ir.engine.models import DTYPES
+from headrank_ir.engine.models import DEVICE_ENV, DTYPE_ENV, DTYPES
 from headrank_ir.errors import USER_ERRORS, error_line
 from headrank_ir.records import Request
 
@@ -53,18 +54,23 @@ def positive_int(value: str) -> int:
 
 
 def add_placement_args(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``, as ``engine.models.resolve_placement`` reads them."""
+    """``--device`` and ``--dtype``, as ``engine.models.resolve_placement`` reads them.
+
+    Their defaults are ``$HEADRANK_DEVICE``/``$HEADRANK_DTYPE`` where set, as for ``load_model``.
+    """
     group = parser.add_argument_group("device")
     group.add_argument(
         "--device",
-        default="auto",
-        help="auto (the GPU where torch sees CUDA, else the CPU; the default), cpu, cuda or cuda:N",
+        default=os.environ.get(DEVICE_ENV) or "auto",
+        help="auto (the GPU where torch sees CUDA, else the CPU), cpu, cuda or cuda:N "
+        "(default: $HEADRANK_DEVICE, else auto)",
     )
     group.add_argument(
         "--dtype",
-        default="auto",
+        default=os.environ.get(DTYPE_ENV) or "auto",
         choices=DTYPES,
-        help="model weights' precision; auto: bfloat16 on a GPU, float32 on the CPU (the default)",
+        help="model weights' precision; auto: bfloat16 on a GPU, and on a CPU with native bfloat16 "
+        "(AVX512-BF16 or AMX), else float32 (default: $HEADRANK_DTYPE, else auto)",
     )
 
 

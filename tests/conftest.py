@@ -27,6 +27,11 @@ torch.set_num_threads(1)
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
+# float32 unless a test says otherwise: `--dtype auto` is bfloat16 on a CPU with native bfloat16
+# (this machine's and CI's), and the suite's references and stated bounds are float32 ones. Like the
+# threads, this reaches the processes tests start; tests/test_device.py checks what auto picks.
+os.environ.setdefault("HEADRANK_DTYPE", "float32")
+
 
 @pytest.fixture(scope="session")
 def tokenizer():

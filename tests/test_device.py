@@ -32,7 +32,35 @@ def test_bad_device_or_dtype_is_one_line(device, dtype, message):
 
 
 @pytest.mark.skipif(GPU, reason="checks the machine without a GPU")
-def test_auto_is_cpu_float32_without_a_gpu_and_cuda_is_refused(monkeypatch):
+@pytest.mark.parametrize("native", [True, False], ids=["native-bfloat16", "emulated-bfloat16"])
+def test_auto_on_the_cpu_is_bfloat16_only_where_it_is_native(monkeypatch, native):
+    monkeypatch.delenv(models.DTYPE_ENV, raising=False)  # the suite pins float32
+    monkeypatch.setattr(models, "native_cpu_bfloat16", lambda: native)
+    expected = torch.bfloat16 if native else torch.float32
+    assert models.resolve_placement() == (torch.device("cpu"), expected)
+    assert models.resolve_placement("cpu", "auto") == (torch.device("cpu"), expected)
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ("fpu sse avx2 avx512f avx512_bf16 avx512_vnni", True),  # AMD Zen 4, Intel Cooper Lake
+        ("fpu sse avx2 avx512f amx_bf16 amx_tile", True),  # Intel Sapphire Rapids
+        ("fpu sse avx2 avx512f avx512_vnni", False),  # AVX-512 without its bf16 instructions
+        ("fpu sse avx2 avx512_bf16x", False),  # a flag is a whole word
+        ("", False),
+    ],
+)
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU with bf16 in its name\nflags\t\t: {flags}\n\n")
+    assert models.native_cpu_bfloat16(cpuinfo) is native
+    assert models.native_cpu_bfloat16(tmp_path / "missing") is False  # no /proc (macOS, Windows): float32
+
+
+@pytest.mark.skipif(GPU, reason="checks the machine without a GPU")
+def test_float32_by_env_and_cuda_refused_without_a_gpu(monkeypatch):
+    monkeypatch.setenv(models.DTYPE_ENV, "float32")
     assert models.resolve_placement() == (torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match="install its CUDA build"):
         models.resolve_placement("cuda")
