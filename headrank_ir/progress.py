@@ -102,9 +102,13 @@ _quiet = False
 
 
 def set_quiet(quiet: bool = True) -> None:
-    """Silence every progress bar and line of this process (``--quiet``), or bring them back."""
+    """Silence every progress bar and line of this process (``--quiet``), or bring them back:
+    ours, and transformers' ("Loading weights")."""
     global _quiet
     _quiet = quiet
+    from transformers.utils import logging as transformers_logging
+
+    (transformers_logging.disable_progress_bar if quiet else transformers_logging.enable_progress_bar)()
 
 
 class QuietAction(argparse.Action):

@@ -64,9 +64,10 @@ def test_rerank_quiet_silences_the_progress_and_nothing_else(tmp_path, tiny_mode
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log, not a terminal
     assert rerank.main(rerank_argv(tmp_path, "--model", tiny_model_dir)) == 0
     loud = sys.stderr.getvalue()
-    assert "reranking: 2/2 query" in loud and "elapsed" in loud
+    assert "reranking: 2/2 query" in loud and "elapsed" in loud and "Loading weights" in loud
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert rerank.main(rerank_argv(tmp_path, "--model", tiny_model_dir, "--quiet")) == 0
     assert "reranking" not in sys.stderr.getvalue()
+    assert "Loading weights" not in sys.stderr.getvalue()  # transformers' bar is silenced too
     assert "reranked 2 queries" in capsys.readouterr().out  # the closing line stays
     assert rerank.build_parser().parse_args(rerank_argv(tmp_path, "--quiet")).quiet is True
