@@ -16,7 +16,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def run_cell(cell: Cell, isolated: bool = False) -> dict | None:
 def _context(cell: Cell) -> Context:
     key = cell.key
     train = train_set(key.dataset)
-    icr = read_json(CellKey(key.model, train, "icr", key.depth, key.max_queries).result(cell.bench_dir))
+    icr = read_json(replace(key, dataset=train, method="icr").result(cell.bench_dir))
     return Context(
         key.model,
         key.dataset,

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         datasets = [get_dataset(d).name for d in args.datasets or ([] if own else BUILT_IN)]
         datasets += [name for name in own if name not in datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
-        resolve_placement(args.device, args.dtype)  # a missing GPU fails here, not in every cell
+        # a missing GPU fails here, not in every cell; the precision is part of every cell's key
+        args.precision = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")
         # the one output guard, before any cell: never a file, an input or someone else's folder
         guard_folder(args.out, "--output", [args.data, args.profiles, args.cache], ours=BENCH_OUTPUTS)
         for name in ("results.csv", "results.md", "quality_cost.png", "homogenisation.png"):
@@ -198,7 +199,7 @@ def _run_cells(args, datasets, limits, bench_dir: Path, data: Path | None, cache
     for method in [m for m in METHODS if m in args.methods]:  # registry order: ICR before the QRHead it feeds
         for dataset in datasets:
             cell = Cell(
-                CellKey(args.model, dataset, method, args.depth, limits[dataset]),
+                CellKey(args.model, dataset, method, args.depth, limits[dataset], args.precision),
                 collections[dataset],
                 bench_dir,
                 args.profiles,
@@ -219,7 +220,7 @@ def write_report(args, bench_dir: Path, data: Path | None, limits: dict[str, int
     """Table and plots from every finished cell of this model, depth and query counts."""
     from headrank_ir.pipeline.readers import read_qrels_file, read_trec_run
 
-    keys = [CellKey(args.model, d, m, args.depth, limits[d]) for d in DATASETS for m in METHODS]
+    keys = [CellKey(args.model, d, m, args.depth, limits[d], args.precision) for d in DATASETS for m in METHODS]
     records = report.order_records(
         [r for k in keys if (r := read_json(k.result(bench_dir)))],
         list(METHODS),
@@ -255,7 +256,8 @@ def write_report(args, bench_dir: Path, data: Path | None, limits: dict[str, int
 def _selectivity(record: dict, bench_dir: Path, first_stage: dict, qrels) -> dict | None:
     if get_method(record["method"]).own_first_stage:
         return None  # no BM25 context to be selective in
-    key = CellKey(record["model"], record["dataset"], record["method"], record["depth"], record["max_queries"])
+    fields = ("model", "dataset", "method", "depth", "max_queries")
+    key = CellKey(*(record[field] for field in fields), record.get("dtype", "float32"))  # older cells: float32
     return run_selectivity(key.run(bench_dir), first_stage, qrels, DATASETS[key.dataset], key.depth)
 
 

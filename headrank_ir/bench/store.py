@@ -19,10 +19,12 @@ class CellKey:
     method: str
     depth: int
     max_queries: int | None  # None: every query
+    dtype: str = "float32"  # the models' precision: bfloat16 moves scores (a float32 folder keeps its old name)
 
     def folder(self, bench_dir: Path) -> Path:
         queries = "all" if self.max_queries is None else f"q{self.max_queries}"
-        return bench_dir / model_label(self.model) / f"{self.dataset}.{queries}.d{self.depth}"
+        precision = "" if self.dtype == "float32" else f".{self.dtype}"
+        return bench_dir / model_label(self.model) / f"{self.dataset}.{queries}.d{self.depth}{precision}"
 
     def result(self, bench_dir: Path) -> Path:
         return self.folder(bench_dir) / f"{self.method}.json"

@@ -28,11 +28,23 @@ def output(stem: str, result: dict, markdown: str) -> None:
 
 
 def report_name(args: argparse.Namespace, kind: str) -> str:
-    """``<kind>.<model>``, with ``.tok<N>`` when passages are not cut at the default 64 tokens: one
-    report per passage length, the committed 64-token reports keeping their names."""
+    """``<kind>.<model>``, with ``.tok<N>`` when passages are not cut at the default 64 tokens and
+    the models' precision when it is not float32: one report per passage length and precision,
+    the committed 64-token float32 reports keeping their names."""
     length = [] if args.passage_tokens == PASSAGE_TOKENS else [f"tok{args.passage_tokens}"]
-    return ".".join([f"{kind}.{args.model}", *length])
+    return ".".join([f"{kind}.{args.model}", *length, *precision()])
 
 
 def feature_folder(args: argparse.Namespace, dataset: str) -> Path:
-    return CACHE / f"{args.model}.{dataset}.top{args.depth}.tok{args.passage_tokens}.d{args.max_depth}"
+    name = f"{args.model}.{dataset}.top{args.depth}.tok{args.passage_tokens}.d{args.max_depth}"
+    return CACHE / ".".join([name, *precision()])
+
+
+def precision() -> list[str]:
+    """``[]`` for float32, else ``[dtype]``: the precision the research commands' models load in
+    (``load_model``'s default: ``$HEADRANK_DTYPE``, else ``auto``, bfloat16 on a CPU with native
+    bfloat16), which moves every score, so that cached features and reports of two precisions never mix."""
+    from headrank_ir.engine.models import resolve_placement
+
+    dtype = str(resolve_placement()[1]).removeprefix("torch.")
+    return [] if dtype == "float32" else [dtype]
