@@ -5,6 +5,7 @@ and alignment folders are keyed by it, float32's keeping the names they were com
 from __future__ import annotations
 
 import pytest
+import torch
 from test_research_commands import research_args
 
 # Names other engineers may move: imported here only.
@@ -43,3 +44,20 @@ def test_research_features_reports_and_alignments_name_their_precision(monkeypat
     assert store.report_name(args, "loco") == f"loco.smollm2-135m{suffix}"
     assert store.feature_folder(args, "dl19").name == f"smollm2-135m.dl19.top20.tok64.d24{suffix}"
     assert align_folds.align_folder(args, "dl19").name == f"smollm2-135m{suffix}.q40.without-dl19.top20"
+
+
+def test_an_alignment_checkpoint_resumes_only_in_its_own_precision(tokenizer, tmp_path, monkeypatch):
+    import test_training_alignment
+    from conftest import tiny_model
+
+    from headrank_ir.train.alignment import AlignConfig
+
+    config = AlignConfig(epochs=1, lr=5e-3, lora_rank=4, checkpoint_every=1, seed=7)
+    checkpoint = tmp_path / "checkpoint.pt"
+    test_training_alignment.run_alignment(tokenizer, checkpoint, config)  # float32: written as before
+    assert "dtype" not in torch.load(checkpoint, weights_only=True)["fingerprint"]
+    test_training_alignment.run_alignment(tokenizer, checkpoint, config)  # and resumed
+    # the same training (settings, heads, query ids) on the same model in bfloat16
+    monkeypatch.setattr(test_training_alignment, "tiny_model", lambda *args: tiny_model(*args).to(torch.bfloat16))
+    with pytest.raises(ValueError, match="other settings, precision, heads or queries"):
+        test_training_alignment.run_alignment(tokenizer, checkpoint, config)

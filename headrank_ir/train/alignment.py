@@ -183,10 +183,13 @@ class Trainer:
         )
         self.schedule = query_schedule(len(self.queries), config.epochs, config.seed)
         self.history: list[dict[str, float]] = []
+        precision = str(model.dtype).removeprefix("torch.")
         self.fingerprint = {
             "config": config.to_json(),
             "heads": [list(h) for h in self.order],
             "queries": [q.qid for q in self.queries],
+            # a precision other than float32 is named (float32 checkpoints keep resuming as written)
+            **({"dtype": precision} if precision != "float32" else {}),
         }
 
     def run(self, checkpoint: Path | None, progress: bool = True) -> None:
@@ -246,7 +249,7 @@ class Trainer:
         state = torch.load(path, weights_only=True)
         if state["fingerprint"] != self.fingerprint:
             raise ValueError(
-                f"checkpoint {path} was written by a training with other settings, heads or queries; "
+                f"checkpoint {path} was written by a training with other settings, precision, heads or queries; "
                 "rerun with the same flags, or delete it to start over"
             )
         load_lora_state(self.reader.model, state["lora"])
