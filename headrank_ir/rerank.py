@@ -135,10 +135,10 @@ def _ranker_settings(args: argparse.Namespace, profile: HeadProfile | None) -> R
 
 
 def run(args: argparse.Namespace) -> int:
-    from headrank_ir.engine.models import resolve_placement
+    from headrank_ir.engine.models import precision_name
 
     started = time.perf_counter()
-    dtype = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")  # no GPU: fail at once
+    dtype = precision_name(args.device, args.dtype)  # no GPU: fail at once
     if args.ray is not None:
         check_ray_address(args.ray)  # an address where nothing answers: one line now, not a hang later
     profile = resolve_profile(args.model, args.profile)

@@ -33,7 +33,7 @@ from headrank_ir.bench.datasets import (
 from headrank_ir.bench.methods import METHODS, get_method
 from headrank_ir.bench.store import CellKey, model_label, read_json
 from headrank_ir.command_helpers import add_placement_args, positive_int
-from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, resolve_placement
+from headrank_ir.engine.models import DEFAULT_MODEL, DEVICE_ENV, DTYPE_ENV, cache_dir, precision_name
 from headrank_ir.engine.profile import parse_head_label
 from headrank_ir.outputs import guard_file, guard_folder
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets += [name for name in own if name not in datasets]
         limits = parse_max_queries(args.max_queries, list(DATASETS))
         # a missing GPU fails here, not in every cell; the precision is part of every cell's key
-        args.precision = str(resolve_placement(args.device, args.dtype)[1]).removeprefix("torch.")
+        args.precision = precision_name(args.device, args.dtype)
         # the one output guard, before any cell: never a file, an input or someone else's folder
         guard_folder(args.out, "--output", [args.data, args.profiles, args.cache], ours=BENCH_OUTPUTS)
         for name in ("results.csv", "results.md", "quality_cost.png", "homogenisation.png"):

@@ -129,6 +129,12 @@ def resolve_placement(device=None, dtype=None):
     return place, _dtype(dtype or os.environ.get(DTYPE_ENV) or "auto", place)
 
 
+def precision_name(device=None, dtype=None) -> str:
+    """The dtype ``resolve_placement`` gives, by name (``"float32"``, ``"bfloat16"``...): what run
+    headers, bench cells, research caches and checkpoints are keyed by."""
+    return str(resolve_placement(device, dtype)[1]).removeprefix("torch.")
+
+
 def _device(name: str):
     import torch
 

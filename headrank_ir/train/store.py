@@ -44,7 +44,7 @@ def precision() -> list[str]:
     """``[]`` for float32, else ``[dtype]``: the precision the research commands' models load in
     (``load_model``'s default: ``$HEADRANK_DTYPE``, else ``auto``, bfloat16 on a CPU with native
     bfloat16), which moves every score, so that cached features and reports of two precisions never mix."""
-    from headrank_ir.engine.models import resolve_placement
+    from headrank_ir.engine.models import precision_name
 
-    dtype = str(resolve_placement()[1]).removeprefix("torch.")
+    dtype = precision_name()
     return [] if dtype == "float32" else [dtype]
