@@ -85,14 +85,11 @@ def test_rank_keeps_metadata_of_the_right_length_and_refuses_another_length(rank
         ranker.rank(QUERY, texts, metadata=[{}, {}, {}])
 
 
-def test_rank_of_no_documents_gives_no_results_and_runs_no_forward(ranker):
+def test_rank_of_no_documents_gives_no_results_and_runs_no_forward(ranker, monkeypatch):
     calls = []
     forward = ranker.reader.truncated.forward
-    ranker.reader.truncated.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
-    try:
-        assert list(ranker.rank(QUERY, [])) == []
-    finally:
-        del ranker.reader.truncated.forward
+    monkeypatch.setattr(ranker.reader.truncated, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    assert list(ranker.rank(QUERY, [])) == []
     assert calls == []
 
 
@@ -169,9 +166,9 @@ def test_invocations_history_holds_each_window_as_read(ranker, model, tokenizer)
         (invocation,) = plain.rerank(request(), rank_end=2, populate_invocations_history=True).invocations_history
     assert (invocation.docids, invocation.positions, invocation.forward_passes) == (["z0", "d2"], [0, 1], 1)
     # calibration folded into the query's forward: one forward
-    folded = HeadRanker(model, tokenizer, profile())
-    folded.reader.fold_calibration = True
-    (invocation,) = folded.rerank(request(), rank_end=2, populate_invocations_history=True).invocations_history
+    with HeadRanker(model, tokenizer, profile()) as folded:
+        folded.reader.fold_calibration = True
+        (invocation,) = folded.rerank(request(), rank_end=2, populate_invocations_history=True).invocations_history
     assert invocation.forward_passes == 1
 
 
