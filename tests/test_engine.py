@@ -67,10 +67,12 @@ def test_truncated_forward_matches_full_model_at_depth(tokenizer, family):
     with torch.no_grad():
         model(torch.tensor([ids]))
         truncated = TruncatedModel(model, depth=2)
-        truncated.forward(ids, truncated.new_cache())
+        hidden = truncated.forward(ids, truncated.new_cache())
+        normed = model.model.norm(captured[0])
     hook.remove()
     full, short = captured
     torch.testing.assert_close(short, full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(hidden, normed, atol=1e-6, rtol=1e-5)  # what it returns: layer 2's output, normed
     assert len(truncated.base.layers) == 2 and len(model.model.layers) == 4  # the model itself is intact
 
 

@@ -3,6 +3,8 @@ random Llama/Qwen2/Qwen3 models (float32): the same rows, scores and gradients."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -104,7 +106,11 @@ def test_a_cache_filled_by_the_key_only_layer_refuses_a_full_pass(tokenizer):
     ids = build_layout(tokenizer, QUERY, PASSAGES, PromptSettings()).input_ids
     cache = truncated.new_cache()
     truncated.forward(ids[:-3], cache, RowRecorder({1: [0]}, [(len(ids) - 3, len(ids))]))
-    with pytest.raises(ValueError, match="only keys"):
+    message = (
+        "this cache holds only keys at the deepest layer (a recorded pass filled it); "
+        "only recorded passes can extend it"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         truncated.forward(ids[-3:], cache)
 
 

@@ -1,0 +1,116 @@
+"""The attention implementation and the row recorder against attention written out by hand
+(float64 loops over rows and heads), on layer shapes the tiny models of the other tests do not
+have: one kv head for all query heads (MQA), as many as the query heads (MHA), and two; a scale
+other than ``1/sqrt(d)``; causal, calibration-tail and whole 4-D masks; a mask shared by every row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_config
+from transformers import AutoModelForCausalLM
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from headrank_ir.engine import attention
+from headrank_ir.engine.attention import IMPLEMENTATION, RowRecorder
+
+ROWS, HEADS, TOKENS, DIM = 2, 4, 7, 16
+SCALE = 0.4  # not 1/sqrt(16): a kernel left to its default scale is seen
+TAILS = 3  # calibration tails under their own mask after TOKENS - TAILS causal prompt tokens
+
+
+def layer(kv_heads: int):
+    """Layer 0's attention module of a tiny Llama with ``kv_heads`` kv heads for its 4 query heads."""
+    config = tiny_config("llama", 32, layers=1)
+    config.num_key_value_heads = kv_heads
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).model.layers[0].self_attn
+
+
+def states(kv_heads: int, rows: int = ROWS):
+    generator = torch.Generator().manual_seed(kv_heads)
+    q = torch.randn(rows, HEADS, TOKENS, DIM, generator=generator)
+    k, v = (torch.randn(rows, kv_heads, TOKENS, DIM, generator=generator) for _ in range(2))
+    return q, k, v
+
+
+def causal() -> torch.Tensor:
+    return torch.ones(TOKENS, TOKENS).tril().bool()
+
+
+def allowed_by(kind: str) -> torch.Tensor:
+    """``(rows, T, T)``: which key each query token may attend to, by row."""
+    allowed = causal().expand(ROWS, -1, -1).clone()
+    if kind == "tails":  # each tail sees the prompt tokens but one (row 0: token 1, row 1: token 2) and itself
+        for row in range(ROWS):
+            for tail in range(TOKENS - TAILS, TOKENS):
+                allowed[row, tail] = False
+                allowed[row, tail, : TOKENS - TAILS] = True
+                allowed[row, tail, 1 + row] = False
+                allowed[row, tail, tail] = True
+    if kind == "whole":  # row 1 hides token 3 from every later token (padding in the middle)
+        allowed[1, 4:, 3] = False
+    return allowed
+
+
+def mask_of(kind: str):
+    """What the layer is handed: None (causal), the tails' rows only, or the whole 4-D mask."""
+    if kind == "causal":
+        return None
+    mask = allowed_by(kind)[:, None]
+    return mask[:, :, TOKENS - TAILS :] if kind == "tails" else mask
+
+
+def by_hand(q, k, v, allowed) -> torch.Tensor:
+    """``(rows, tokens, heads, d)``: softmax(q·k × SCALE) · v, query head h reading kv head h // groups."""
+    groups = q.shape[1] // k.shape[1]
+    out = torch.zeros(q.shape[0], q.shape[2], q.shape[1], q.shape[3], dtype=torch.float64)
+    for row in range(q.shape[0]):
+        for head in range(q.shape[1]):
+            key, value = k[row, head // groups].double(), v[row, head // groups].double()
+            scores = (q[row, head].double() @ key.T * SCALE).masked_fill(~allowed[row], float("-inf"))
+            out[row, :, head] = torch.softmax(scores, dim=-1) @ value
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("kind", ["causal", "tails", "whole"])
+def test_the_registered_attention_is_attention_by_hand(kv_heads, kind):
+    module = layer(kv_heads)
+    q, k, v = states(kv_heads)
+    with torch.no_grad():
+        out, _ = ALL_ATTENTION_FUNCTIONS[IMPLEMENTATION](module, q, k, v, mask_of(kind), dropout=0.0, scaling=SCALE)
+    torch.testing.assert_close(out.double(), by_hand(q, k, v, allowed_by(kind)), atol=1e-5, rtol=1e-5)
+
+
+def rows_by_hand(q, k, heads, spans, allowed) -> torch.Tensor:
+    """``(rows, len(heads), T)``: each head's softmax rows averaged over the row's query tokens."""
+    groups = q.shape[1] // k.shape[1]
+    out = torch.zeros(q.shape[0], len(heads), TOKENS, dtype=torch.float64)
+    for row, (start, end) in enumerate(spans):
+        for place, head in enumerate(heads):
+            scores = q[row, head, start:end].double() @ k[row, head // groups].double().T * SCALE
+            scores = scores.masked_fill(~allowed[row, start:end], float("-inf"))
+            out[row, place] = torch.softmax(scores, dim=-1).mean(dim=0)
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("one_row_at_a_time", [False, True])
+def test_recorded_rows_are_softmax_rows_by_hand_under_a_mask_shared_by_every_row(
+    kv_heads, one_row_at_a_time, monkeypatch
+):
+    module = layer(kv_heads)
+    module.scaling = SCALE
+    if one_row_at_a_time:
+        monkeypatch.setattr(attention, "FLOAT_KEYS_BYTES", 1)
+    rows = 3
+    q, k, _ = states(kv_heads, rows)
+    shared = causal().clone()
+    shared[4:, 2] = False  # one mask for every row (batch dimension 1), not causal alone
+    spans, heads = [(4, 7), (5, 7), (6, 7)], [3, 0, 2]
+    recorder = RowRecorder({0: heads}, spans)
+    recorder.record(module, q, k, shared[None, None])
+    expected = rows_by_hand(q, k, heads, spans, shared.expand(rows, -1, -1))
+    torch.testing.assert_close(recorder.rows[0].double(), expected, atol=1e-6, rtol=1e-5)

@@ -1,0 +1,62 @@
+"""``PromptPieces`` beyond the equality of joined and whole prompts: what its probe covers, that
+it shows the texts it is handed as they are on both of its paths, and the span locator's errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+
+import pytest
+
+from headrank_ir.engine.profile import PromptSettings
+from headrank_ir.engine.prompt import PromptPieces, _span_locator, encode_pieces
+
+QUERY = "who opened the tower?"
+
+
+def whole(message: str) -> str:
+    """A pattern for exactly ``message`` (``match`` alone searches)."""
+    return f"^{re.escape(message)}$"
+
+
+LONG = ["word " * 40 + "end.", "The tower opened in 1889, " * 6 + "in Paris."]
+
+
+def test_the_probe_covers_a_one_passage_prompt(tokenizer, monkeypatch):
+    """A one-passage window joins the first label straight to the instruction's piece, a seam no
+    longer window has: where that join goes wrong the pieces must fall back to whole prompts."""
+    join = PromptPieces.join
+
+    def wrong_for_one_passage(self, texts, *rest):
+        layout = join(self, texts, *rest)
+        return layout if len(texts) > 1 else dataclasses.replace(layout, input_ids=layout.input_ids + [0])
+
+    monkeypatch.setattr(PromptPieces, "join", wrong_for_one_passage)
+    assert not PromptPieces(tokenizer, PromptSettings()).exact
+
+
+def test_both_paths_show_the_texts_they_are_handed_whole(tokenizer):
+    """``layouts`` takes texts already cut (``passage_pieces``): neither the joined path nor the
+    whole-prompt fallback cuts them again, even where they are longer than the budget."""
+    settings = PromptSettings(max_passage_tokens=8)
+    joined = PromptPieces(tokenizer, settings)
+    assert joined.exact
+    fallback = copy.copy(joined)
+    fallback.exact = False
+    pieces = encode_pieces(tokenizer, LONG)
+    assert min(piece.length for piece in pieces) > settings.max_passage_tokens
+    windows = [[0, 1], [1]]
+    got = [p.layouts(QUERY, LONG, pieces, windows) for p in (joined, fallback)]
+    assert got[0] == got[1]
+    assert [layout.passage_texts for window in got[1] for layout in window] == [LONG, LONG, [LONG[1]], [LONG[1]]]
+
+
+def test_the_span_locator_refuses_offsets_out_of_order_and_spans_without_tokens():
+    out_of_order = "the tokenizer's character offsets are not monotone; use a fast tokenizer"
+    with pytest.raises(ValueError, match=whole(out_of_order)):
+        _span_locator([(0, 3), (2, 2)])
+    locate = _span_locator([(0, 2), (4, 6)])
+    assert locate(0, 6) == (0, 2) and locate(3, 5) == (1, 2)
+    with pytest.raises(ValueError, match=whole("characters 2:4 map to no token; the tokenizer gives no offsets there")):
+        locate(2, 4)
