@@ -1,18 +1,26 @@
 """The attention implementation and the row recorder against attention written out by hand
 (float64 loops over rows and heads), on layer shapes the tiny models of the other tests do not
 have: one kv head for all query heads (MQA), as many as the query heads (MHA), and two; a scale
-other than ``1/sqrt(d)``; causal, calibration-tail and whole 4-D masks; a mask shared by every row."""
+other than ``1/sqrt(d)``; causal, calibration-tail and whole 4-D masks; a mask shared by every row.
+Then the truncated model where the other tests do not take it: a depth out of range, a family
+without the key-only layer, a checkpoint whose config turns the cache off."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from conftest import tiny_config
-from transformers import AutoModelForCausalLM
+from conftest import tiny_config, tiny_model
+from test_engine import PASSAGES, QUERY, SELECTED
+from transformers import AutoModelForCausalLM, MistralConfig
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from headrank_ir.engine import attention
-from headrank_ir.engine.attention import IMPLEMENTATION, RowRecorder
+from headrank_ir.engine.attention import IMPLEMENTATION, RowRecorder, TruncatedModel
+from headrank_ir.engine.profile import HeadProfile, PromptSettings
+from headrank_ir.engine.prompt import build_layout
+from headrank_ir.engine.ranker import HeadRanker
 
 ROWS, HEADS, TOKENS, DIM = 2, 4, 7, 16
 SCALE = 0.4  # not 1/sqrt(16): a kernel left to its default scale is seen
@@ -114,3 +122,52 @@ def test_recorded_rows_are_softmax_rows_by_hand_under_a_mask_shared_by_every_row
     recorder.record(module, q, k, shared[None, None])
     expected = rows_by_hand(q, k, heads, spans, shared.expand(rows, -1, -1))
     torch.testing.assert_close(recorder.rows[0].double(), expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [0, 4])
+def test_a_depth_outside_the_models_layers_is_refused(depth):
+    model = AutoModelForCausalLM.from_config(tiny_config("llama", 32, layers=3))
+    with pytest.raises(ValueError, match=f"^truncation depth {depth} is outside the model's 1..3 layers$"):
+        TruncatedModel(model, depth)
+
+
+def test_a_family_without_the_key_only_layer_reads_through_its_full_layers(tokenizer):
+    """Mistral (not in ``KEY_ONLY_FAMILIES``): recorded passes run the whole deepest layer, and
+    their rows are still the eager attention maps."""
+    shape = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+    llama = tiny_config("llama", len(tokenizer))
+    config = MistralConfig(
+        vocab_size=len(tokenizer), num_hidden_layers=3, **{name: getattr(llama, name) for name in shape}
+    )
+    assert config.model_type == "mistral"
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    eager = AutoModelForCausalLM.from_config(config).eval()
+    model = AutoModelForCausalLM.from_config(copy.deepcopy(config)).eval()  # its own config: truncation switches it
+    model.load_state_dict(eager.state_dict())
+    truncated = TruncatedModel(model, depth=3)
+    assert truncated.reading is truncated.base
+    layout = build_layout(tokenizer, QUERY, PASSAGES[:3], PromptSettings())
+    heads = {0: [1], 2: [3, 0]}
+    recorder = RowRecorder(heads, [layout.query_span])
+    with torch.no_grad():
+        truncated.forward(layout.input_ids, None, recorder)
+        maps = eager(torch.tensor([layout.input_ids]), output_attentions=True).attentions
+    start, end = layout.query_span
+    for layer, layer_heads in heads.items():
+        torch.testing.assert_close(
+            recorder.rows[layer][0], maps[layer][0, layer_heads, start:end].mean(dim=1), atol=1e-6, rtol=1e-5
+        )
+
+
+def test_a_checkpoint_saved_without_its_cache_still_reuses_the_prompts_keys(tokenizer):
+    """``use_cache: false`` in a checkpoint's config (common after training with gradient
+    checkpointing): the two-pass calibration still reads the tails after the cached prompt."""
+    model = tiny_model("qwen3", len(tokenizer))
+    with torch.no_grad():
+        expected = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED)).reader.head_scores(QUERY, PASSAGES)
+        model.config.use_cache = False
+        ranker = HeadRanker(model, tokenizer, HeadProfile("tiny", SELECTED))
+        ranker.reader.fold_calibration = False
+        got = ranker.reader.head_scores(QUERY, PASSAGES)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
