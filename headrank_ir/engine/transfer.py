@@ -18,7 +18,8 @@ def upload(parts: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, to
     """The host tensors ``parts`` (int64) on ``device``, in one non-blocking copy of one buffer."""
     flat = torch.cat([part.reshape(-1) for part in parts.values()])
     if device.type == "cuda":
-        flat = flat.pin_memory().to(device, non_blocking=True)
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=device.type == "cuda")  # the CPU's: the same tensor
     out, start = {}, 0
     for name, part in parts.items():
         out[name] = flat[start : start + part.numel()].view(part.shape)
