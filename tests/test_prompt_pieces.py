@@ -1,5 +1,6 @@
 """``PromptPieces`` beyond the equality of joined and whole prompts: what its probe covers, that
-it shows the texts it is handed as they are on both of its paths, and the span locator's errors."""
+it shows the texts it is handed as they are on both of its paths, the span locator's errors; and
+the prompt's text word for word, on both paths."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import re
 import pytest
 
 from headrank_ir.engine.profile import PromptSettings
-from headrank_ir.engine.prompt import PromptPieces, _span_locator, encode_pieces
+from headrank_ir.engine.prompt import PromptPieces, _span_locator, build_layout, encode_pieces, passage_pieces
 
 QUERY = "who opened the tower?"
 
@@ -60,3 +61,30 @@ def test_the_span_locator_refuses_offsets_out_of_order_and_spans_without_tokens(
     assert locate(0, 6) == (0, 2) and locate(3, 5) == (1, 2)
     with pytest.raises(ValueError, match=whole("characters 2:4 map to no token; the tokenizer gives no offsets there")):
         locate(2, 4)
+
+
+INSTRUCTION = "Please find information that is relevant to the following query in the passages above."
+
+
+@pytest.mark.parametrize(
+    "order, shown",
+    [("forward", ["The tower opened.", "Paris, 1889."]), ("reverse", ["Paris, 1889.", "The tower opened."])],
+)
+@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat"])
+def test_the_prompt_word_for_word(tokenizer, order, shown, chat):
+    """ICR's layout, written out: passages labelled from [1] in the order shown, then the
+    instruction and the query; in the chat template, all of it as the one user message."""
+    settings = PromptSettings(passage_order=order, use_chat_template=chat)
+    pieces = PromptPieces(tokenizer, settings)
+    texts, parts = passage_pieces(tokenizer, ["The  tower opened.", " Paris, 1889."], settings.max_passage_tokens)
+    content = f"Here are some passages:\n\n[1] {shown[0]}\n[2] {shown[1]}\n\n{INSTRUCTION}\n\nQuery: who opened it?"
+    if chat:
+        expected = f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
+    else:
+        expected = f"{content}\n"
+    for layout in (
+        build_layout(tokenizer, " who  opened it?", texts, settings, truncated=True),
+        pieces.layouts("who opened it?", texts, parts, [[0, 1]])[0][0],
+    ):
+        text = tokenizer.decode(layout.input_ids)
+        assert text.endswith(expected) and (chat or text == expected)
