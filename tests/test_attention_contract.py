@@ -8,6 +8,8 @@ without the key-only layer, a checkpoint whose config turns the cache off."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -84,7 +86,10 @@ def by_hand(q, k, v, allowed) -> torch.Tensor:
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
 @pytest.mark.parametrize("kind", ["causal", "tails", "whole"])
-def test_the_registered_attention_is_attention_by_hand(kv_heads, kind):
+@pytest.mark.parametrize("ungrouped", [False, True], ids=["grouped", "kv-repeated"])
+def test_the_registered_attention_is_attention_by_hand(kv_heads, kind, ungrouped, monkeypatch):
+    """``ungrouped``: K/V repeated to every query head first, the route float32 takes on CUDA."""
+    monkeypatch.setattr(attention, "needs_ungrouped", lambda query, key: ungrouped)
     module = layer(kv_heads)
     q, k, v = states(kv_heads)
     with torch.no_grad():
@@ -104,23 +109,43 @@ def rows_by_hand(q, k, heads, spans, allowed) -> torch.Tensor:
     return out
 
 
+def recorder_mask(kind: str, rows: int, chunk_start: int):
+    """``(allowed (rows, T, T), what the layer is handed)`` for a pass over tokens ``chunk_start..T``."""
+    allowed = causal().expand(rows, -1, -1).clone()
+    if kind == "none":
+        return allowed, None
+    if kind == "shared":  # one mask for every row (batch dimension 1), not causal alone
+        allowed[:, 4:, 2] = False
+        return allowed, allowed[:1, None, chunk_start:]
+    if kind == "additive":  # row r hides token r from the tokens after it; 0 where allowed
+        for row in range(rows):
+            allowed[row, row + 1 :, row] = False
+        handed = torch.zeros(rows, 1, TOKENS, TOKENS).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
+        return allowed, handed[:, :, chunk_start:]
+    # "tails": the last TAILS tokens under their own rows (row r: not token r), those before causal
+    for row in range(rows):
+        allowed[row, TOKENS - TAILS :, row] = False
+    return allowed, allowed[:, None, TOKENS - TAILS :]
+
+
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("kind", ["none", "shared", "additive", "tails"])
+@pytest.mark.parametrize("chunk_start", [0, 3], ids=["whole", "after-cache"])
 @pytest.mark.parametrize("one_row_at_a_time", [False, True])
-def test_recorded_rows_are_softmax_rows_by_hand_under_a_mask_shared_by_every_row(
-    kv_heads, one_row_at_a_time, monkeypatch
-):
+def test_recorded_rows_are_softmax_rows_by_hand(kv_heads, kind, chunk_start, one_row_at_a_time, monkeypatch):
+    """Query spans of different lengths, some straddling the tails' first token; a pass over the
+    whole prompt or over its last tokens after a cache; keys read in one piece or row by row."""
     module = layer(kv_heads)
     module.scaling = SCALE
     if one_row_at_a_time:
         monkeypatch.setattr(attention, "FLOAT_KEYS_BYTES", 1)
     rows = 3
     q, k, _ = states(kv_heads, rows)
-    shared = causal().clone()
-    shared[4:, 2] = False  # one mask for every row (batch dimension 1), not causal alone
-    spans, heads = [(4, 7), (5, 7), (6, 7)], [3, 0, 2]
+    allowed, handed = recorder_mask(kind, rows, chunk_start)
+    spans, heads = [(3, 6), (4, 7), (6, 7)], [3, 0, 2]
     recorder = RowRecorder({0: heads}, spans)
-    recorder.record(module, q, k, shared[None, None])
-    expected = rows_by_hand(q, k, heads, spans, shared.expand(rows, -1, -1))
+    recorder.record(module, q[:, :, chunk_start:], k, handed)
+    expected = rows_by_hand(q, k, heads, spans, allowed)
     torch.testing.assert_close(recorder.rows[0].double(), expected, atol=1e-6, rtol=1e-5)
 
 
@@ -171,3 +196,38 @@ def test_a_checkpoint_saved_without_its_cache_still_reuses_the_prompts_keys(toke
         ranker.reader.fold_calibration = False
         got = ranker.reader.head_scores(QUERY, PASSAGES)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def states_like(cuda: bool, dtype: torch.dtype, kv_heads: int):
+    """What ``needs_ungrouped`` reads of a query and a key: their device kind, dtype and heads."""
+    query = SimpleNamespace(is_cuda=cuda, dtype=dtype, shape=(1, HEADS, TOKENS, DIM))
+    return query, SimpleNamespace(is_cuda=cuda, dtype=dtype, shape=(1, kv_heads, TOKENS, DIM))
+
+
+@pytest.mark.parametrize(
+    "cuda, dtype, kv_heads, expected",
+    [
+        (True, torch.float32, 2, True),  # no flash kernel, and the efficient one takes no grouped K/V
+        (True, torch.float32, 1, True),
+        (True, torch.float32, HEADS, False),  # nothing to repeat
+        (True, torch.bfloat16, 2, False),  # flash serves grouped K/V
+        (True, torch.float16, 2, False),
+        (False, torch.float32, 2, False),  # the CPU's kernels take grouped K/V
+    ],
+)
+def test_kv_is_repeated_only_for_float32_grouped_attention_on_cuda(cuda, dtype, kv_heads, expected):
+    assert attention.needs_ungrouped(*states_like(cuda, dtype, kv_heads)) is expected
+
+
+def test_a_recording_inside_another_hands_the_layers_back_to_the_outer_one():
+    outer, inner = RowRecorder({0: [0]}, []), RowRecorder({1: [1]}, [])
+    seen = []
+    module = SimpleNamespace(layer_idx=0)
+    with attention.recording(outer):
+        with attention.recording(inner):
+            with patch.object(RowRecorder, "record", lambda self, *_: seen.append(self)):
+                attention.record_active(module, None, None, None)
+        with patch.object(RowRecorder, "record", lambda self, *_: seen.append(self)):
+            attention.record_active(module, None, None, None)
+    attention.record_active(module, None, None, None)  # none active: nothing is called
+    assert seen == [inner, outer]

@@ -11,7 +11,14 @@ import re
 import pytest
 
 from headrank_ir.engine.profile import PromptSettings
-from headrank_ir.engine.prompt import PromptPieces, _span_locator, build_layout, encode_pieces, passage_pieces
+from headrank_ir.engine.prompt import (
+    PromptPieces,
+    _span_locator,
+    build_layout,
+    encode_pieces,
+    passage_pieces,
+    truncate_passages,
+)
 
 QUERY = "who opened the tower?"
 
@@ -88,3 +95,18 @@ def test_the_prompt_word_for_word(tokenizer, order, shown, chat):
     ):
         text = tokenizer.decode(layout.input_ids)
         assert text.endswith(expected) and (chat or text == expected)
+
+
+@pytest.mark.parametrize("budget", [1, 5, 12])
+def test_a_passage_is_cut_after_its_budget_of_tokens(tokenizer, budget):
+    """The cut passage is the text of its first ``budget`` tokens in the prompt (after the space
+    that precedes it), and shows in exactly that many; a passage within the budget is kept whole."""
+    long = "Lobster   rolls are a New England dish: lobster meat on a grilled hot-dog bun, served cold."
+    short = "A short one."
+    texts, pieces = passage_pieces(tokenizer, [long, short], budget)
+    first = tokenizer(" " + " ".join(long.split()), add_special_tokens=False)["input_ids"][:budget]
+    assert texts[0] == tokenizer.decode(first).strip()
+    assert pieces[0].length == budget
+    if budget >= len(tokenizer(" " + short, add_special_tokens=False)["input_ids"]):
+        assert texts[1] == short
+    assert truncate_passages(tokenizer, [long, short], budget) == (texts, [p.length for p in pieces])
