@@ -15,6 +15,7 @@ from headrank_ir.engine.prompt import (
     PromptPieces,
     _span_locator,
     build_layout,
+    build_layouts,
     encode_pieces,
     passage_pieces,
     truncate_passages,
@@ -110,3 +111,13 @@ def test_a_passage_is_cut_after_its_budget_of_tokens(tokenizer, budget):
     if budget >= len(tokenizer(" " + short, add_special_tokens=False)["input_ids"]):
         assert texts[1] == short
     assert truncate_passages(tokenizer, [long, short], budget) == (texts, [p.length for p in pieces])
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_one_prompt_per_window_without_calibration_two_with_it(tokenizer, calibrate):
+    settings = PromptSettings(calibrate=calibrate, calibration_query="nothing here")
+    texts, parts = passage_pieces(tokenizer, LONG + ["A short one."], settings.max_passage_tokens)
+    windows = [[2, 0], [1]]
+    queries = [QUERY, "nothing here"] if calibrate else [QUERY]
+    got = PromptPieces(tokenizer, settings).layouts(QUERY, texts, parts, windows)
+    assert got == [build_layouts(tokenizer, queries, [texts[i] for i in w], settings, truncated=True) for w in windows]
