@@ -231,3 +231,10 @@ def test_a_recording_inside_another_hands_the_layers_back_to_the_outer_one():
             attention.record_active(module, None, None, None)
     attention.record_active(module, None, None, None)  # none active: nothing is called
     assert seen == [inner, outer]
+
+
+def test_the_truncated_config_describes_the_truncated_layers():
+    model = AutoModelForCausalLM.from_config(tiny_config("qwen3", 32, layers=4))
+    truncated = TruncatedModel(model, 2)
+    assert (truncated.config.num_hidden_layers, len(truncated.config.layer_types)) == (2, 2)
+    assert (model.config.num_hidden_layers, len(model.config.layer_types)) == (4, 4)  # the model's own is intact

@@ -121,3 +121,9 @@ def test_one_prompt_per_window_without_calibration_two_with_it(tokenizer, calibr
     queries = [QUERY, "nothing here"] if calibrate else [QUERY]
     got = PromptPieces(tokenizer, settings).layouts(QUERY, texts, parts, windows)
     assert got == [build_layouts(tokenizer, queries, [texts[i] for i in w], settings, truncated=True) for w in windows]
+
+
+def test_build_layout_shows_texts_said_to_be_cut_already_as_they_are(tokenizer):
+    settings = PromptSettings(max_passage_tokens=8)
+    assert build_layout(tokenizer, QUERY, LONG, settings, truncated=True).passage_texts == LONG
+    assert build_layout(tokenizer, QUERY, LONG, settings).passage_texts != LONG  # else nothing was tested
