@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,12 @@ os.environ.setdefault("HEADRANK_DTYPE", "float32")
 def tokenizer():
     """SmolLM2's real tokenizer (with its chat template), from the offline weights package."""
     return AutoTokenizer.from_pretrained(resolve_model_folder("smollm2-135m"))
+
+
+def whole_message(message: str) -> str:
+    """A ``pytest.raises(match=...)`` pattern for exactly ``message``: ``match`` alone searches, so a
+    message with anything added around it would pass."""
+    return f"^{re.escape(message)}$"
 
 
 def tiny_config(family: str, vocab_size: int, layers: int = 3):

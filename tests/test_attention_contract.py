@@ -1,7 +1,8 @@
 """The attention implementation and the row recorder against attention written out by hand
 (float64 loops over rows and heads), on layer shapes the tiny models of the other tests do not
 have: one kv head for all query heads (MQA), as many as the query heads (MHA), and two; a scale
-other than ``1/sqrt(d)``; causal, calibration-tail and whole 4-D masks; a mask shared by every row.
+other than ``1/sqrt(d)``; no mask (causal), a bool mask shared by every row, an additive one per
+row, calibration tails under their own rows.
 Then the truncated model where the other tests do not take it: a depth out of range, a family
 without the key-only layer, a checkpoint whose config turns the cache off."""
 
@@ -13,7 +14,7 @@ from unittest.mock import patch
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_model
+from conftest import tiny_config, tiny_model, whole_message
 from test_engine import PASSAGES, QUERY, SELECTED
 from transformers import AutoModelForCausalLM, MistralConfig
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -45,76 +46,13 @@ def states(kv_heads: int, rows: int = ROWS):
     return q, k, v
 
 
-def causal() -> torch.Tensor:
-    return torch.ones(TOKENS, TOKENS).tril().bool()
-
-
-def allowed_by(kind: str) -> torch.Tensor:
-    """``(rows, T, T)``: which key each query token may attend to, by row."""
-    allowed = causal().expand(ROWS, -1, -1).clone()
-    if kind == "tails":  # each tail sees the prompt tokens but one (row 0: token 1, row 1: token 2) and itself
-        for row in range(ROWS):
-            for tail in range(TOKENS - TAILS, TOKENS):
-                allowed[row, tail] = False
-                allowed[row, tail, : TOKENS - TAILS] = True
-                allowed[row, tail, 1 + row] = False
-                allowed[row, tail, tail] = True
-    if kind == "whole":  # row 1 hides token 3 from every later token (padding in the middle)
-        allowed[1, 4:, 3] = False
-    return allowed
-
-
-def mask_of(kind: str):
-    """What the layer is handed: None (causal), the tails' rows only, or the whole 4-D mask."""
-    if kind == "causal":
-        return None
-    mask = allowed_by(kind)[:, None]
-    return mask[:, :, TOKENS - TAILS :] if kind == "tails" else mask
-
-
-def by_hand(q, k, v, allowed) -> torch.Tensor:
-    """``(rows, tokens, heads, d)``: softmax(q·k × SCALE) · v, query head h reading kv head h // groups."""
-    groups = q.shape[1] // k.shape[1]
-    out = torch.zeros(q.shape[0], q.shape[2], q.shape[1], q.shape[3], dtype=torch.float64)
-    for row in range(q.shape[0]):
-        for head in range(q.shape[1]):
-            key, value = k[row, head // groups].double(), v[row, head // groups].double()
-            scores = (q[row, head].double() @ key.T * SCALE).masked_fill(~allowed[row], float("-inf"))
-            out[row, :, head] = torch.softmax(scores, dim=-1) @ value
-    return out
-
-
-@pytest.mark.parametrize("kv_heads", [1, 2, 4])
-@pytest.mark.parametrize("kind", ["causal", "tails", "whole"])
-@pytest.mark.parametrize("ungrouped", [False, True], ids=["grouped", "kv-repeated"])
-def test_the_registered_attention_is_attention_by_hand(kv_heads, kind, ungrouped, monkeypatch):
-    """``ungrouped``: K/V repeated to every query head first, the route float32 takes on CUDA."""
-    monkeypatch.setattr(attention, "needs_ungrouped", lambda query, key: ungrouped)
-    module = layer(kv_heads)
-    q, k, v = states(kv_heads)
-    with torch.no_grad():
-        out, _ = ALL_ATTENTION_FUNCTIONS[IMPLEMENTATION](module, q, k, v, mask_of(kind), dropout=0.0, scaling=SCALE)
-    torch.testing.assert_close(out.double(), by_hand(q, k, v, allowed_by(kind)), atol=1e-5, rtol=1e-5)
-
-
-def rows_by_hand(q, k, heads, spans, allowed) -> torch.Tensor:
-    """``(rows, len(heads), T)``: each head's softmax rows averaged over the row's query tokens."""
-    groups = q.shape[1] // k.shape[1]
-    out = torch.zeros(q.shape[0], len(heads), TOKENS, dtype=torch.float64)
-    for row, (start, end) in enumerate(spans):
-        for place, head in enumerate(heads):
-            scores = q[row, head, start:end].double() @ k[row, head // groups].double().T * SCALE
-            scores = scores.masked_fill(~allowed[row, start:end], float("-inf"))
-            out[row, place] = torch.softmax(scores, dim=-1).mean(dim=0)
-    return out
-
-
-def recorder_mask(kind: str, rows: int, chunk_start: int):
-    """``(allowed (rows, T, T), what the layer is handed)`` for a pass over tokens ``chunk_start..T``."""
-    allowed = causal().expand(rows, -1, -1).clone()
-    if kind == "none":
+def mask_case(kind: str, rows: int, chunk_start: int = 0):
+    """``(allowed, handed)`` for a pass over tokens ``chunk_start..T``: ``allowed`` ``(rows, T, T)``
+    says which key each query token may attend to; ``handed`` is the mask the layer gets."""
+    allowed = torch.ones(TOKENS, TOKENS).tril().bool().expand(rows, -1, -1).clone()
+    if kind == "none":  # causal, no mask handed
         return allowed, None
-    if kind == "shared":  # one mask for every row (batch dimension 1), not causal alone
+    if kind == "shared":  # one bool mask for every row (batch dimension 1), not causal alone
         allowed[:, 4:, 2] = False
         return allowed, allowed[:1, None, chunk_start:]
     if kind == "additive":  # row r hides token r from the tokens after it; 0 where allowed
@@ -122,14 +60,63 @@ def recorder_mask(kind: str, rows: int, chunk_start: int):
             allowed[row, row + 1 :, row] = False
         handed = torch.zeros(rows, 1, TOKENS, TOKENS).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
         return allowed, handed[:, :, chunk_start:]
-    # "tails": the last TAILS tokens under their own rows (row r: not token r), those before causal
+    # "tails": the last TAILS tokens under their own rows, the tokens before them causal; each tail
+    # sees the prompt but one token (row r: token 1 + r) and itself, as calibration tails do
     for row in range(rows):
-        allowed[row, TOKENS - TAILS :, row] = False
+        for tail in range(TOKENS - TAILS, TOKENS):
+            allowed[row, tail] = False
+            allowed[row, tail, : TOKENS - TAILS] = True
+            allowed[row, tail, 1 + row] = False
+            allowed[row, tail, tail] = True
     return allowed, allowed[:, None, TOKENS - TAILS :]
 
 
+KINDS = ["none", "shared", "additive", "tails"]
+
+
+def probabilities_by_hand(q, k, row: int, head: int, allowed, tokens=slice(None)) -> torch.Tensor:
+    """``(tokens, T)``: softmax(q·k × SCALE) of query head ``head`` of batch row ``row``, in float64,
+    query head h reading kv head h // groups."""
+    key = k[row, head // (q.shape[1] // k.shape[1])].double()
+    scores = q[row, head, tokens].double() @ key.T * SCALE
+    return torch.softmax(scores.masked_fill(~allowed[row, tokens], float("-inf")), dim=-1)
+
+
+def by_hand(q, k, v, allowed) -> torch.Tensor:
+    """``(rows, tokens, heads, d)``: attention's output, as SDPA lays it out for transformers."""
+    groups = q.shape[1] // k.shape[1]
+    out = torch.zeros(q.shape[0], q.shape[2], q.shape[1], q.shape[3], dtype=torch.float64)
+    for row in range(q.shape[0]):
+        for head in range(q.shape[1]):
+            out[row, :, head] = probabilities_by_hand(q, k, row, head, allowed) @ v[row, head // groups].double()
+    return out
+
+
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
-@pytest.mark.parametrize("kind", ["none", "shared", "additive", "tails"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ungrouped", [False, True], ids=["grouped", "kv-repeated"])
+def test_the_registered_attention_is_attention_by_hand(kv_heads, kind, ungrouped, monkeypatch):
+    """``ungrouped``: K/V repeated to every query head first, the route float32 takes on CUDA."""
+    monkeypatch.setattr(attention, "needs_ungrouped", lambda query, key: ungrouped)
+    module = layer(kv_heads)
+    q, k, v = states(kv_heads)
+    allowed, handed = mask_case(kind, ROWS)
+    with torch.no_grad():
+        out, _ = ALL_ATTENTION_FUNCTIONS[IMPLEMENTATION](module, q, k, v, handed, dropout=0.0, scaling=SCALE)
+    torch.testing.assert_close(out.double(), by_hand(q, k, v, allowed), atol=1e-5, rtol=1e-5)
+
+
+def rows_by_hand(q, k, heads, spans, allowed) -> torch.Tensor:
+    """``(rows, len(heads), T)``: each head's softmax rows averaged over the row's query tokens."""
+    out = torch.zeros(q.shape[0], len(heads), TOKENS, dtype=torch.float64)
+    for row, (start, end) in enumerate(spans):
+        for place, head in enumerate(heads):
+            out[row, place] = probabilities_by_hand(q, k, row, head, allowed, slice(start, end)).mean(dim=0)
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chunk_start", [0, 3], ids=["whole", "after-cache"])
 @pytest.mark.parametrize("one_row_at_a_time", [False, True])
 def test_recorded_rows_are_softmax_rows_by_hand(kv_heads, kind, chunk_start, one_row_at_a_time, monkeypatch):
@@ -141,7 +128,7 @@ def test_recorded_rows_are_softmax_rows_by_hand(kv_heads, kind, chunk_start, one
         monkeypatch.setattr(attention, "FLOAT_KEYS_BYTES", 1)
     rows = 3
     q, k, _ = states(kv_heads, rows)
-    allowed, handed = recorder_mask(kind, rows, chunk_start)
+    allowed, handed = mask_case(kind, rows, chunk_start)
     spans, heads = [(3, 6), (4, 7), (6, 7)], [3, 0, 2]
     recorder = RowRecorder({0: heads}, spans)
     recorder.record(module, q[:, :, chunk_start:], k, handed)
@@ -152,7 +139,7 @@ def test_recorded_rows_are_softmax_rows_by_hand(kv_heads, kind, chunk_start, one
 @pytest.mark.parametrize("depth", [0, 4])
 def test_a_depth_outside_the_models_layers_is_refused(depth):
     model = AutoModelForCausalLM.from_config(tiny_config("llama", 32, layers=3))
-    with pytest.raises(ValueError, match=f"^truncation depth {depth} is outside the model's 1..3 layers$"):
+    with pytest.raises(ValueError, match=whole_message(f"truncation depth {depth} is outside the model's 1..3 layers")):
         TruncatedModel(model, depth)
 
 
@@ -223,13 +210,12 @@ def test_a_recording_inside_another_hands_the_layers_back_to_the_outer_one():
     outer, inner = RowRecorder({0: [0]}, []), RowRecorder({1: [1]}, [])
     seen = []
     module = SimpleNamespace(layer_idx=0)
-    with attention.recording(outer):
-        with attention.recording(inner):
-            with patch.object(RowRecorder, "record", lambda self, *_: seen.append(self)):
+    with patch.object(RowRecorder, "record", lambda self, *_: seen.append(self)):
+        with attention.recording(outer):
+            with attention.recording(inner):
                 attention.record_active(module, None, None, None)
-        with patch.object(RowRecorder, "record", lambda self, *_: seen.append(self)):
             attention.record_active(module, None, None, None)
-    attention.record_active(module, None, None, None)  # none active: nothing is called
+        attention.record_active(module, None, None, None)  # none active: nothing is called
     assert seen == [inner, outer]
 
 

@@ -3,11 +3,9 @@ random Llama/Qwen2/Qwen3 models (float32): the same rows, scores and gradients."
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import tiny_model, whole_message
 from test_batching import LISTS, QUERIES
 from test_engine import PASSAGES, QUERY
 
@@ -110,7 +108,7 @@ def test_a_cache_filled_by_the_key_only_layer_refuses_a_full_pass(tokenizer):
         "this cache holds only keys at the deepest layer (a recorded pass filled it); "
         "only recorded passes can extend it"
     )
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(ValueError, match=whole_message(message)):
         truncated.forward(ids[-3:], cache)
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 
 import pytest
+from conftest import whole_message
 
 from headrank_ir.engine.profile import PromptSettings
 from headrank_ir.engine.prompt import (
@@ -22,11 +22,6 @@ from headrank_ir.engine.prompt import (
 )
 
 QUERY = "who opened the tower?"
-
-
-def whole(message: str) -> str:
-    """A pattern for exactly ``message`` (``match`` alone searches)."""
-    return f"^{re.escape(message)}$"
 
 
 LONG = ["word " * 40 + "end.", "The tower opened in 1889, " * 6 + "in Paris."]
@@ -63,14 +58,17 @@ def test_both_paths_show_the_texts_they_are_handed_whole(tokenizer):
 
 def test_the_span_locator_refuses_offsets_out_of_order_and_spans_without_tokens():
     out_of_order = "the tokenizer's character offsets are not monotone; use a fast tokenizer"
-    with pytest.raises(ValueError, match=whole(out_of_order)):
+    with pytest.raises(ValueError, match=whole_message(out_of_order)):
         _span_locator([(0, 3), (2, 2)])
     locate = _span_locator([(0, 2), (4, 6)])
     assert locate(0, 6) == (0, 2) and locate(3, 5) == (1, 2)
-    with pytest.raises(ValueError, match=whole("characters 2:4 map to no token; the tokenizer gives no offsets there")):
+    with pytest.raises(
+        ValueError, match=whole_message("characters 2:4 map to no token; the tokenizer gives no offsets there")
+    ):
         locate(2, 4)
 
 
+# written out again, not imported: the test pins the words themselves
 INSTRUCTION = "Please find information that is relevant to the following query in the passages above."
 
 

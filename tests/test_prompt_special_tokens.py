@@ -40,24 +40,15 @@ def test_the_plain_prompt_starts_with_the_tokenizers_start_token_once(start_toke
     assert ids[0] == start and ids.count(start) == 1
 
 
-def test_joined_prompts_equal_the_whole_prompts_with_a_start_token(start_token_tokenizer):
+@pytest.mark.parametrize("settings, starts", [(PLAIN, 1), (PromptSettings(), 0)], ids=["plain", "chat"])
+def test_joined_prompts_equal_the_whole_prompts_with_a_start_token(start_token_tokenizer, settings, starts):
+    """Plain: the start token is found and joined, not a reason to fall back. Chat: the template
+    writes its own special tokens, so the start token is added to neither the joined nor the whole
+    prompts, and the pieces still join exactly."""
     tokenizer, start = start_token_tokenizer
-    pieces = PromptPieces(tokenizer, PLAIN)
-    assert pieces.exact  # the start token is found and joined, not a reason to fall back
-    texts, parts = passage_pieces(tokenizer, PASSAGES, PLAIN.max_passage_tokens)
-    joined = pieces.layouts(QUERY, texts, parts, [[0, 1]])[0]  # the query's prompt and the calibration one
-    whole = build_layouts(tokenizer, [QUERY, PLAIN.calibration_query], texts, PLAIN, truncated=True)
-    assert joined == whole and [layout.input_ids.count(start) for layout in joined] == [1, 1]
-
-
-def test_a_chat_template_with_a_start_token_joins_exactly(start_token_tokenizer):
-    """The template writes its own special tokens: the tokenizer's start token is not added to
-    the joined prompts, as it is not to the whole ones, so the pieces still join exactly."""
-    tokenizer, start = start_token_tokenizer
-    settings = PromptSettings()
     pieces = PromptPieces(tokenizer, settings)
     assert pieces.exact
     texts, parts = passage_pieces(tokenizer, PASSAGES, settings.max_passage_tokens)
-    joined = pieces.layouts(QUERY, texts, parts, [[0, 1]])[0]
+    joined = pieces.layouts(QUERY, texts, parts, [[0, 1]])[0]  # the query's prompt and the calibration one
     whole = build_layouts(tokenizer, [QUERY, settings.calibration_query], texts, settings, truncated=True)
-    assert joined == whole and start not in joined[0].input_ids
+    assert joined == whole and [layout.input_ids.count(start) for layout in joined] == [starts, starts]

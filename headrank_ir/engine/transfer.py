@@ -15,7 +15,8 @@ import torch
 
 
 def upload(parts: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
-    """The host tensors ``parts`` (int64) on ``device``, in one non-blocking copy of one buffer."""
+    """The host tensors ``parts`` (int64) on ``device``, in one copy of one buffer (on CUDA from pinned
+    memory, without blocking)."""
     flat = torch.cat([part.reshape(-1) for part in parts.values()])
     if device.type == "cuda":
         flat = flat.pin_memory()
