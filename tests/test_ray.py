@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -14,8 +15,9 @@ from pipeline_support import DL19, kill_rerank_midway
 
 from headrank_ir.command_helpers import requests_from_args
 from headrank_ir.engine.ranker import HeadRanker
-from headrank_ir.pipeline.distributed import PoolShape, RayPool, pool_shape
+from headrank_ir.pipeline.distributed import PoolShape, RayPool, pool_shape, start_ray, stop_ray
 from headrank_ir.pipeline.runfile import format_trec
+from headrank_ir.pipeline.signal_handlers import FATAL_SIGNALS, signal_handler
 from headrank_ir.records import Candidate, Query, Request
 from headrank_ir.rerank import build_parser, main
 
@@ -24,13 +26,30 @@ HITS = 8
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def handlers_before_ray() -> dict[str, int]:
+    return handlers()
+
+
+@pytest.fixture(scope="module")
+def cluster(handlers_before_ray):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    # Started and stopped as RayPool does: the JVM an earlier test module started in this process
+    # (Pyserini's) keeps its SIGSEGV handler, without which pytest dies at random later.
+    start_ray(ray, num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     # The workers unpickle the killing ranker below by value: they cannot import this test module.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    stop_ray(ray)
+    assert handlers() == handlers_before_ray, "ray.shutdown left the process's fatal-signal handlers changed"
+
+
+def handlers() -> dict[str, int]:
+    """The C handler of each fatal signal: Ray's driver replaces them all in ``ray.init``."""
+    return {signal.Signals(n).name: signal_handler(n) for n in FATAL_SIGNALS}
+
+
+def test_the_driver_keeps_its_fatal_signal_handlers_while_ray_runs(handlers_before_ray, cluster):
+    assert handlers() == handlers_before_ray
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +179,50 @@ def test_ray_flags_fail_in_one_line(flags, message, args, tmp_path, capsys, monk
     assert main([*args, *flags, "--output", str(tmp_path / "run.txt")]) == 1
     stderr = capsys.readouterr().err
     assert stderr == f"error: {message}\n"
+
+
+# A JVM (Pyserini's) and a Ray driver in one process, then Java code that raises SIGSEGV on purpose:
+# nulls sorted by JIT-compiled code meet its implicit null checks. Without the JVM's own handler
+# the process dies: with Ray's crash reporter while Ray runs, silently once Ray has shut down.
+JAVA_NULLS_AROUND_RAY = """
+import sys, ray
+from headrank_ir.pipeline.distributed import start_ray, stop_ray
+from headrank_ir.pipeline.jvm import ensure_java
+ensure_java()
+from pyserini.search.lucene import LuceneSearcher  # starts the JVM, as the first stage does
+from jnius import JavaException, autoclass
+start_ray(ray, num_cpus=1, include_dashboard=False)
+if sys.argv[1] == "stopped":
+    stop_ray(ray)
+Collections, ArrayList = autoclass("java.util.Collections"), autoclass("java.util.ArrayList")
+Integer = autoclass("java.lang.Integer")
+numbers, with_nulls = ArrayList(), ArrayList()
+for n in (3, 1, 2, 5, 4) * 8:
+    numbers.add(Integer(n))
+for n in (3, None, 1) * 4:
+    with_nulls.add(n if n is None else Integer(n))
+caught = 0
+for i in range(60_000):
+    Collections.sort(numbers)  # hot enough to be compiled
+    if i % 10 == 0:
+        try:
+            Collections.sort(with_nulls)
+        except JavaException:
+            caught += 1
+print(caught)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ray_state", ["running", "stopped"])
+def test_java_null_checks_survive_a_ray_driver_in_the_same_process(ray_state, tmp_path):
+    pytest.importorskip("ray")
+    done = subprocess.run(
+        [sys.executable, "-c", JAVA_NULLS_AROUND_RAY, ray_state],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # where a crashing JVM leaves its hs_err log
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "6000"  # every null became a Java exception

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrank_ir.errors import InputError, MissingExtra
+from headrank_ir.pipeline.signal_handlers import kept_signal_handlers
 
 if TYPE_CHECKING:
     from headrank_ir.engine.ranker import HeadRanker
@@ -58,6 +59,19 @@ def with_query_ids(batch: Sequence[Request], rank: Callable[[], T]) -> T:
         return rank()
     except ValueError as error:
         raise ValueError(f"query {', '.join(r.query.qid for r in batch)}: {error}") from error
+
+
+def start_ray(ray: Any, **options: Any) -> None:
+    """``ray.init(**options)``, with this process's fatal-signal handlers left as they were: a JVM
+    here (Pyserini's first stage) dies at random without its own (see ``signal_handlers``)."""
+    with kept_signal_handlers():
+        ray.init(**options)
+
+
+def stop_ray(ray: Any) -> None:
+    """``ray.shutdown()``, which would reset the fatal-signal handlers to the default."""
+    with kept_signal_handlers():
+        ray.shutdown()
 
 
 def import_ray() -> Any:
@@ -188,7 +202,7 @@ class RayPool:
         if not ray.is_initialized():
             check_ray_address(self._address)  # Ray retries an unreachable address for ever
             quiet_ray_logs()
-            ray.init(address=self._address, logging_level=logging.WARNING)
+            start_ray(ray, address=self._address, logging_level=logging.WARNING)
             self._started_ray = True
         try:
             self._start_workers()
@@ -258,5 +272,5 @@ class RayPool:
             self._ray.kill(actor)  # frees the GPUs of a shared cluster now, not when the driver exits
         self._actors = []
         if self._started_ray:
-            self._ray.shutdown()
+            stop_ray(self._ray)
             self._started_ray = False
