@@ -249,9 +249,12 @@ class TruncatedModel:
         self.config = config
 
     def new_cache(self):
+        """A cache whose every layer keeps every key. Not ``DynamicCache(config=...)``: that keeps
+        a sliding-window layer's last ``window - 1`` keys only, and a second pass (the calibration
+        tails) reads the whole prompt before it, which may be ``window`` tokens long."""
         from transformers import DynamicCache
 
-        return DynamicCache(config=self.config)
+        return DynamicCache()
 
     @property
     def device(self) -> torch.device:
@@ -298,6 +301,16 @@ class TruncatedModel:
                 attention_mask=attention_mask,
             )
         return output.last_hidden_state if recorder is None else None
+
+
+def attention_window(config, depth: int) -> Optional[int]:
+    """The sliding window of the model's first ``depth`` layers when any of them has one (None:
+    every one attends to the whole context), read as transformers reads a config: ``layer_types``
+    where given (Qwen2's ``use_sliding_window``, Gemma), else ``sliding_window`` is every layer's
+    (Mistral)."""
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None) or ["sliding_attention"] * depth
+    return window if window is not None and "sliding_attention" in types[:depth] else None
 
 
 def with_layers(decoder, layers):

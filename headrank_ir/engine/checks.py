@@ -236,10 +236,12 @@ def preflight(
     folder = resolve_model_folder(model)  # before the heavy import below: a wrong name fails at once
     from transformers import AutoConfig, AutoTokenizer
 
+    from headrank_ir.engine.reader import context_tokens
+
     config = AutoConfig.from_pretrained(folder).get_text_config()
     if profile is not None:
         check_profile_fits(profile, [model], config, True)
     check_requests(requests, profile.prompt if profile else PromptSettings())
     planned = profile or HeadProfile.icr(model, config.num_hidden_layers, config.num_attention_heads)
-    context = planned.prompt.max_context_tokens or config.max_position_embeddings
+    context = context_tokens(planned, config)
     check_prompts_fit(AutoTokenizer.from_pretrained(folder), planned, context, requests, depth)

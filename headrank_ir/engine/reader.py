@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from headrank_ir.engine.attention import Recorders, RowRecorder, TruncatedModel, head_selection
+from headrank_ir.engine.attention import Recorders, RowRecorder, TruncatedModel, attention_window, head_selection
 from headrank_ir.engine.profile import HeadProfile
 from headrank_ir.engine.prompt import PromptLayout, PromptPieces, build_layouts, passage_pieces, prompt_positions
 from headrank_ir.engine.transfer import download, upload
@@ -69,6 +69,16 @@ BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 # one small SDPA and one concatenation a layer, the prompts keeping the flash kernel. Chosen by
 # that analysis, not yet measured: tools/bench_calibration.py --device cuda.
 FOLD_CALIBRATION = {"cpu": False, "cuda": True}
+
+
+def context_tokens(profile: HeadProfile, config) -> int:
+    """The tokens one prompt may hold: the profile's ``max_context_tokens``, else the model's
+    positions, and never more than the sliding window of the layers read (``attention_window``):
+    within it the window masks nothing, so every query token sees the whole prompt, as the head
+    scores assume (the calibration tails' own masks know no window)."""
+    limit = profile.prompt.max_context_tokens or config.max_position_embeddings
+    window = attention_window(config, profile.depth)
+    return limit if window is None else min(limit, window)
 
 
 class PromptPlanner:
@@ -131,8 +141,7 @@ class HeadReader:
         self.tokenizer = tokenizer
         self.profile = profile
         self.truncated = TruncatedModel(model, profile.depth)
-        context_tokens = profile.prompt.max_context_tokens or config.max_position_embeddings
-        self.planner = PromptPlanner(tokenizer, profile, context_tokens)
+        self.planner = PromptPlanner(tokenizer, profile, context_tokens(profile, self.truncated.config))
         layers = profile.heads_by_layer()
         self.heads = {layer: heads for layer, heads, _ in layers}
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
