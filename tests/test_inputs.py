@@ -133,6 +133,7 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
         ("t.json", '{"1": }', ":1: not valid JSON: Expecting value"),
         ("t.json", '["a"]', ": expected a JSON object mapping query ids to topics"),
         ("t.trec", "<top>\n<num> Number: 7\n<desc> no title\n</top>\n", ":2: topic '7' has no <title>"),
+        ("t.trec", "\n<top>\n<num> Number: 7\n<desc> no title\n</top>\n", ":3: topic '7' has no <title>"),
         (
             "t.trec",
             "<top>\n<num> 1\n<title> a\n</top>\n<top>\n<num> 1\n<title> b\n</top>\n",
@@ -160,6 +161,7 @@ def test_bad_topics_name_file_and_line(tmp_path, name, content, message):
         "json broken",
         "json list",
         "trec no title",
+        "trec no title after a blank first line",
         "trec twice",
         "trec none",
         "tsv no id",
@@ -516,7 +518,7 @@ def test_grades_read_as_trec_eval_reads_them(tmp_path, grade, value):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("1 0 a 3\n1 0 a 0\n", r"q\.txt:2: query '1' judges docid 'a' 0, but 3 on line 1"),
+        ("1 0 a 3\n1 0 a 0\n", r"q\.txt:2: query '1' judges docid 'a' 0, but 3 on line 1; keep one judgement$"),
         ("1 0 a 1.5\n", r"q\.txt:1: relevance grade '1.5' is not an integer"),
         ("1 0 a 99999999999\n", r"q\.txt:1: relevance grade '99999999999' is out of range"),
         ("1 0 a 1001\n", r"out of range \(-1000 to 1000\)"),

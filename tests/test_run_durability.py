@@ -79,6 +79,22 @@ def test_close_keeps_what_was_written(tmp_path):
     assert RunWriter(tmp_path / "run.txt", HEADER).done == {"1"}
 
 
+def test_close_when_the_disk_refuses_the_sync_says_so_and_still_releases_the_output(tmp_path, monkeypatch, caplog):
+    """A full disk at Ctrl-C: the unsynced queries are lost (redone on resume), named in a warning."""
+    writer = RunWriter(tmp_path / "run.txt", HEADER)
+    writer.write(RESULTS[0])
+
+    def full_disk(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runfile.os, "fsync", full_disk)
+    with caplog.at_level("WARNING", logger=runfile.__name__):
+        writer.close()
+    assert caplog.messages == [f"could not sync {writer.partial} before closing it: [Errno 28] No space left on device"]
+    monkeypatch.undo()
+    assert RunWriter(tmp_path / "run.txt", HEADER).done == set()  # closed and unlocked; query 1 redone
+
+
 def without_checksums(journal_path) -> None:
     """The journal as an older version wrote it: no sha256 on any line."""
     lines = [json.loads(line) for line in journal_path.read_text().splitlines()]

@@ -8,12 +8,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from conftest import whole_message
 
 from headrank_ir import __version__
 from headrank_ir.errors import InputError
 
 # Name other engineers may move: imported here only.
-from headrank_ir.pipeline.runfile import file_digest, inputs_digest, run_header, write_trec_run
+from headrank_ir.outputs import locked
+from headrank_ir.pipeline.runfile import file_digest, inputs_digest, run_header, weights_digest, write_trec_run
 from headrank_ir.records import Candidate, Query, Request
 
 REQUESTS = [
@@ -78,6 +80,36 @@ def test_a_whole_run_is_written_as_trec_lines(tmp_path):
 def test_a_whole_run_is_never_written_over_one_of_its_inputs(tmp_path):
     topics = tmp_path / "topics.tsv"
     topics.write_text("q1\tfirst query\n")
-    with pytest.raises(InputError):
+    message = f"--output {topics} is an input of this command ({topics}); writing it would destroy it"
+    with pytest.raises(InputError, match=whole_message(message)):
         write_trec_run(topics, REQUESTS, "bm25", inputs=[topics])
     assert topics.read_text() == "q1\tfirst query\n"
+
+
+def test_a_whole_run_another_writer_holds_is_refused_by_its_option(tmp_path):
+    path = tmp_path / "run.txt"
+    message = (
+        f"--output {path} is being written by another process (lock {tmp_path / '.run.txt.lock'}); "
+        "wait for it or choose another --output"
+    )
+    with locked(path), pytest.raises(InputError, match=whole_message(message)):
+        write_trec_run(path, REQUESTS, "bm25")
+    assert not path.exists()
+
+
+def test_the_weights_of_a_hugging_face_id_are_found_in_the_hub_cache(tmp_path, monkeypatch):
+    """An id not converted locally is digested from its cached snapshot (``config.json``'s folder)."""
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "config.json").write_text("{}")
+    weights = snapshot / "model.safetensors"
+    weights.write_bytes(b"weights")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)  # no folder named org/tiny here
+
+    expected = hashlib.sha256(f"model.safetensors:{file_digest(weights)}\n".encode()).hexdigest()
+    assert weights_digest("org/tiny", None) == expected

@@ -63,6 +63,13 @@ def test_jsonl_is_rank_llm_result_shape_best_first(tmp_path):
     assert read[0].candidates[0].doc == {"contents": "text of b"}
 
 
+def test_jsonl_keeps_text_outside_ascii_as_it_is(tmp_path):
+    """UTF-8 text as written (readable, as the TREC and corpus files are), not ``\\u`` escapes."""
+    result = Result(Query("café ünïcödé", "1"), [Candidate("d", 1.0, {"contents": "naïve — “quoted”"})])
+    line = format_jsonl(result)
+    assert "café ünïcödé" in line and "naïve — “quoted”" in line and "\\u" not in line
+
+
 def test_a_rank_llm_line_without_documents_reads_them_as_empty(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"query": {"text": "q", "qid": 4}, "candidates": [{"docid": 9, "score": "1.5"}]}\n')
