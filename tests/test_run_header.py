@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from conftest import whole_message
 
@@ -99,8 +100,6 @@ def test_a_whole_run_another_writer_holds_is_refused_by_its_option(tmp_path):
 
 def test_the_weights_of_a_hugging_face_id_are_found_in_the_hub_cache(tmp_path, monkeypatch):
     """An id not converted locally is digested from its cached snapshot (``config.json``'s folder)."""
-    import huggingface_hub.constants
-
     snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
     (snapshot.parents[1] / "refs").mkdir()

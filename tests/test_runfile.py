@@ -63,7 +63,7 @@ def test_jsonl_is_rank_llm_result_shape_best_first(tmp_path):
     assert read[0].candidates[0].doc == {"contents": "text of b"}
 
 
-def test_jsonl_keeps_text_outside_ascii_as_it_is(tmp_path):
+def test_jsonl_keeps_text_outside_ascii_as_it_is():
     """UTF-8 text as written (readable, as the TREC and corpus files are), not ``\\u`` escapes."""
     result = Result(Query("café ünïcödé", "1"), [Candidate("d", 1.0, {"contents": "naïve — “quoted”"})])
     line = format_jsonl(result)

@@ -25,9 +25,9 @@ PASSAGES = [
 HEADS = ((0, 1, 1.0), (1, 3, 0.5), (2, 0, 0.25), (2, 2, 2.0))
 
 
-def qwen2(vocab_size: int, window=None, full_layers: int = 0):
-    """A tiny Qwen2; with ``window``, its layers from ``full_layers`` on slide (same weights)."""
-    sliding = {"use_sliding_window": True, "sliding_window": window, "max_window_layers": full_layers}
+def qwen2(vocab_size: int, window=None):
+    """A tiny Qwen2; with ``window``, every layer slides (the same weights either way)."""
+    sliding = {"use_sliding_window": True, "sliding_window": window, "max_window_layers": 0}
     config = Qwen2Config(
         **{**tiny_config("qwen2", vocab_size).to_dict(), "layer_types": None, **(sliding if window else {})}
     )
@@ -37,6 +37,17 @@ def qwen2(vocab_size: int, window=None, full_layers: int = 0):
 
 def profile(**prompt) -> HeadProfile:
     return HeadProfile("tiny", HEADS, prompt=PromptSettings(**prompt))
+
+
+def qwen2_config(**window):
+    return Qwen2Config(num_hidden_layers=3, max_position_embeddings=4096, **window)
+
+
+def mistral_config(window):
+    return MistralConfig(num_hidden_layers=3, max_position_embeddings=32768, sliding_window=window)
+
+
+SLIDING = {"use_sliding_window": True, "sliding_window": 512, "max_window_layers": 0}  # layers from 0 on slide
 
 
 @pytest.mark.parametrize("fold", [False, True], ids=["two-pass", "folded"])
@@ -60,17 +71,6 @@ def test_the_cache_keeps_every_key_of_a_prompt_as_long_as_the_window(tokenizer):
     cache = truncated.new_cache()
     truncated.forward(list(range(100, 100 + window)), cache)
     assert [layer.keys.shape[2] for layer in cache.layers] == [window] * 3
-
-
-def qwen2_config(**window):
-    return Qwen2Config(num_hidden_layers=3, max_position_embeddings=4096, **window)
-
-
-def mistral_config(window):
-    return MistralConfig(num_hidden_layers=3, max_position_embeddings=32768, sliding_window=window)
-
-
-SLIDING = {"use_sliding_window": True, "sliding_window": 512, "max_window_layers": 0}  # layers from 0 on slide
 
 
 @pytest.mark.parametrize(

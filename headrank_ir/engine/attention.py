@@ -306,8 +306,7 @@ class TruncatedModel:
 def attention_window(config, depth: int) -> Optional[int]:
     """The sliding window of the model's first ``depth`` layers when any of them has one (None:
     every one attends to the whole context), read as transformers reads a config: ``layer_types``
-    where given (Qwen2's ``use_sliding_window``, Gemma), else ``sliding_window`` is every layer's
-    (Mistral)."""
+    where given (Qwen2's ``use_sliding_window``), else ``sliding_window`` is every layer's (Mistral)."""
     window = getattr(config, "sliding_window", None)
     types = getattr(config, "layer_types", None) or ["sliding_attention"] * depth
     return window if window is not None and "sliding_attention" in types[:depth] else None
